@@ -1,0 +1,483 @@
+// Package frame encodes, decodes and authenticates the frames that two
+// Pairguard nodes exchange on the failover line (LAN 2) and, at a lower
+// rate, on LAN 1.
+//
+// A frame travels as the payload of an Ethernet frame of EtherType 0x88B5
+// (IEEE 802 local experimental). It is authenticated with HMAC-SHA256,
+// truncated to 16 bytes, under the pair key; replay protection is by
+// (boot id, sequence number), see [Replay].
+//
+// The package is pure: it makes no system calls and reads no clock.
+//
+// Receive path, in order:
+//
+//	err := frame.Decode(payload, key, &f) // length, magic, HMAC, version, pair
+//	if err == nil {
+//		err = replay.Check(f.NodeID, f.BootID, f.Seq)
+//	}
+//	counters.Record(err)
+//	// errors.Is(err, frame.ErrVersion): alarm "incompatible peer", no takeover.
+//
+// Send path: fill a Frame, increment Seq (one counter per boot, shared by
+// both paths, set FlagLAN1 on the LAN 1 copy), then
+// buf, err = f.AppendBinary(buf[:0], key), which allocates nothing once buf
+// has capacity [Len].
+package frame
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+)
+
+// EtherType is the Ethernet type of failover-line frames (IEEE 802 local
+// experimental EtherType 1).
+const EtherType uint16 = 0x88B5
+
+// ProtocolVersion is the protocol version this package writes and the only
+// one it decodes beyond the version-independent prefix.
+const ProtocolVersion uint8 = 1
+
+// Sizes of the protocol version 1 frame.
+const (
+	// Len is the length in bytes of a version 1 frame, authenticator
+	// included. It is larger than the 46-byte Ethernet minimum payload, but
+	// decoders accept trailing padding anyway.
+	Len = 100
+	// AuthLen is the length of the truncated HMAC-SHA256 authenticator,
+	// always the last bytes of the frame (of any version).
+	AuthLen = 16
+	// SoftwareLen is the maximum length of the software version string.
+	SoftwareLen = 16
+	// prefixLen is the version-independent prefix: magic, version, type,
+	// length.
+	prefixLen = 6
+	// minLen is the smallest frame of any version: prefix and authenticator.
+	minLen = prefixLen + AuthLen
+)
+
+// magic opens every frame: "PG".
+var magic = [2]byte{'P', 'G'}
+
+// Sentinel errors. Decode wraps them with details; compare with errors.Is.
+var (
+	// ErrShort: the payload is shorter than the frame it announces. It
+	// wraps io.ErrUnexpectedEOF.
+	ErrShort = fmt.Errorf("frame: short frame: %w", io.ErrUnexpectedEOF)
+	// ErrMagic: the payload is not a Pairguard frame.
+	ErrMagic = errors.New("frame: bad magic, not a pairguard frame")
+	// ErrAuth: the authenticator does not match: a forged or corrupted
+	// frame, or a peer configured with another pair key.
+	ErrAuth = errors.New("frame: authentication failed")
+	// ErrVersion: an authenticated frame of another protocol version. The
+	// error is a *VersionError carrying the version.
+	ErrVersion = errors.New("frame: incompatible protocol version")
+	// ErrPair: an authenticated frame with another pair id.
+	ErrPair = errors.New("frame: foreign pair id")
+	// ErrMalformed: an authenticated version 1 frame whose content is
+	// invalid (wrong length, unknown type, software string too long).
+	ErrMalformed = errors.New("frame: malformed frame")
+	// ErrInvalid: AppendBinary was given a frame it cannot encode.
+	ErrInvalid = errors.New("frame: invalid frame")
+	// ErrReplay: Replay.Check saw a repeated sequence number or a frame
+	// from an older boot of the peer.
+	ErrReplay = errors.New("frame: replayed frame")
+)
+
+// VersionError is returned by Decode for an authenticated frame of another
+// protocol version. errors.Is(err, ErrVersion) reports true for it.
+type VersionError struct {
+	// Version is the protocol version the peer speaks.
+	Version uint8
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("frame: incompatible protocol version %d (want %d)", e.Version, ProtocolVersion)
+}
+
+// Is makes errors.Is(err, ErrVersion) true.
+func (e *VersionError) Is(target error) bool { return target == ErrVersion }
+
+// Type is the kind of a frame. The zero value is invalid.
+type Type uint8
+
+// Frame types.
+const (
+	typeInvalid Type = iota
+	// TypeHeartbeat is the periodic announcement of a node's state.
+	TypeHeartbeat
+	// TypeRelease tells the peer that the sender has released the service
+	// address and the peer may claim it at once (swap, orderly shutdown).
+	TypeRelease
+	// TypePairHello is sent at start-up to find the peer quickly.
+	TypePairHello
+)
+
+var typeNames = [...]string{"invalid", "heartbeat", "release", "pair-hello"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Valid reports whether t is one of the defined types.
+func (t Type) Valid() bool { return t > typeInvalid && t <= TypePairHello }
+
+// Flags is a set of frame flags.
+type Flags uint16
+
+// Frame flags.
+const (
+	// FlagPreferred: the sender is the preferred main.
+	FlagPreferred Flags = 1 << 0
+	// FlagHandover: the sender is handing the service over (swap).
+	FlagHandover Flags = 1 << 1
+	// FlagLAN1: the frame was sent on the LAN 1 path, not the failover line.
+	FlagLAN1 Flags = 1 << 2
+	// FlagForced: the sender's role was forced by an operator.
+	FlagForced Flags = 1 << 3
+)
+
+var flagNames = [...]string{"preferred", "handover", "lan1", "forced"}
+
+// Has reports whether all flags of g are set in f.
+func (f Flags) Has(g Flags) bool { return f&g == g }
+
+func (f Flags) String() string {
+	if f == 0 {
+		return "none"
+	}
+	var b []byte
+	for i, n := range flagNames {
+		if f&(1<<i) != 0 {
+			if len(b) > 0 {
+				b = append(b, '|')
+			}
+			b = append(b, n...)
+		}
+	}
+	if rest := f &^ (1<<len(flagNames) - 1); rest != 0 {
+		if len(b) > 0 {
+			b = append(b, '|')
+		}
+		b = fmt.Appendf(b, "0x%x", uint16(rest))
+	}
+	return string(b)
+}
+
+// Frame is a failover-line frame.
+//
+// Mode, Role, DataState and MirrorState carry the numeric values of the
+// enums of package github.com/pairguard/pairguard/firmware/engine
+// (engine.Mode, engine.Role, engine.DataState, engine.MirrorState); this
+// package does not interpret them, so it does not import the engine.
+//
+// Wire layout of protocol version 1, all integers big-endian. The first six
+// bytes and the trailing authenticator keep their meaning in every protocol
+// version, so that a frame of another version can be authenticated and
+// reported as incompatible.
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|     magic 'P' 'G' (2)         |  version (1)  |   type (1)    |  0
+//	+-------------------------------+---------------+---------------+
+//	|   length (2), auth included   |           flags (2)           |  4
+//	+-------------------------------+-------------------------------+
+//	|                          pair id (4)                          |  8
+//	+---------------------------------------------------------------+
+//	|                          node id (8)                          | 12
+//	|                                                               |
+//	+---------------+---------------+---------------+---------------+
+//	|   mode (1)    |   role (1)    | data state(1) |mirror state(1)| 20
+//	+---------------+---------------+---------------+---------------+
+//	|mirror pct (1) |software len(1)|      reserved, zero (2)       | 24
+//	+---------------+---------------+-------------------------------+
+//	|                           epoch (8)                           | 28
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                          boot id (8)                          | 36
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                         sequence (8)                          | 44
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                      data generation (8)                      | 52
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|               history, previous generation (8)                | 60
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|          software version, zero padded (16)                   | 68
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|   authenticator (16): HMAC-SHA256(pair key, bytes 0..83)[:16] | 84
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	                                                                  100
+//
+// The length field lets a decoder ignore Ethernet padding after the frame;
+// the authenticator is always the last 16 bytes of length.
+type Frame struct {
+	// Version is the protocol version. AppendBinary writes ProtocolVersion
+	// when it is zero; Decode sets it.
+	Version uint8
+	// Type is the kind of frame.
+	Type Type
+	// Flags qualify the frame.
+	Flags Flags
+	// PairID identifies the pair; see PairID.
+	PairID uint32
+	// NodeID identifies the sender.
+	NodeID uint64
+	// Mode is the sender's configured mode (engine.Mode).
+	Mode uint8
+	// Role is the sender's role (engine.Role).
+	Role uint8
+	// DataState is the state of the sender's datastore (engine.DataState).
+	DataState uint8
+	// MirrorState is the state of the sender's mirror (engine.MirrorState).
+	MirrorState uint8
+	// MirrorPercent is the resync progress, 0 to 100.
+	MirrorPercent uint8
+	// Epoch is the sender's epoch.
+	Epoch uint64
+	// BootID is a counter the sender persists and increments at every
+	// start: it only grows.
+	BootID uint64
+	// Seq is the sender's sequence number, per boot, shared by both paths.
+	Seq uint64
+	// Generation is the sender's current data generation.
+	Generation uint64
+	// History is the sender's previous data generation.
+	History uint64
+	// Software is the sender's software version, at most SoftwareLen bytes.
+	Software string
+}
+
+// Byte offsets of version 1 fields.
+const (
+	offVersion  = 2
+	offType     = 3
+	offLength   = 4
+	offFlags    = 6
+	offPair     = 8
+	offNode     = 12
+	offMode     = 20
+	offRole     = 21
+	offData     = 22
+	offMirror   = 23
+	offPercent  = 24
+	offSoftLen  = 25
+	offEpoch    = 28
+	offBoot     = 36
+	offSeq      = 44
+	offGen      = 52
+	offHistory  = 60
+	offSoftware = 68
+	offAuth     = 84
+)
+
+// Key is a pair key prepared for authenticating frames. It is safe for
+// concurrent use; authentication is serialised by a mutex.
+type Key struct {
+	mu   sync.Mutex
+	mac  hash.Hash
+	sum  [sha256.Size]byte
+	pair uint32
+}
+
+// NewKey prepares secret, the pair key of the configuration, for
+// authentication. The caller rejects empty or weak secrets when validating
+// the configuration.
+func NewKey(secret []byte) *Key {
+	return &Key{mac: hmac.New(sha256.New, secret), pair: PairID(secret)}
+}
+
+// PairID returns the pair id derived from the pair key: the first four
+// bytes, big-endian, of SHA-256("pairguard pair id\x00" || secret).
+func PairID(secret []byte) uint32 {
+	h := sha256.New()
+	h.Write([]byte("pairguard pair id\x00"))
+	h.Write(secret)
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint32(h.Sum(sum[:0]))
+}
+
+// PairID returns the pair id derived from the key's secret.
+func (k *Key) PairID() uint32 { return k.pair }
+
+// seal writes the authenticator of b[:len(b)-AuthLen] into the last AuthLen
+// bytes of b.
+func (k *Key) seal(b []byte) {
+	n := len(b) - AuthLen
+	k.mu.Lock()
+	k.mac.Reset()
+	k.mac.Write(b[:n])
+	copy(b[n:], k.mac.Sum(k.sum[:0]))
+	k.mu.Unlock()
+}
+
+// verify reports whether the last AuthLen bytes of b authenticate the rest,
+// in constant time.
+func (k *Key) verify(b []byte) bool {
+	n := len(b) - AuthLen
+	k.mu.Lock()
+	k.mac.Reset()
+	k.mac.Write(b[:n])
+	ok := hmac.Equal(k.mac.Sum(k.sum[:0])[:AuthLen], b[n:])
+	k.mu.Unlock()
+	return ok
+}
+
+// AppendBinary appends the encoded frame to dst, authenticated under key,
+// and returns the extended slice. It allocates nothing when dst has Len
+// bytes of spare capacity. A nil key leaves the authenticator zero, for
+// tests and captures only; a peer rejects such a frame.
+func (f *Frame) AppendBinary(dst []byte, key *Key) ([]byte, error) {
+	if !f.Type.Valid() {
+		return dst, fmt.Errorf("%w: type %d", ErrInvalid, uint8(f.Type))
+	}
+	if len(f.Software) > SoftwareLen {
+		return dst, fmt.Errorf("%w: software version %q longer than %d bytes", ErrInvalid, f.Software, SoftwareLen)
+	}
+	v := f.Version
+	if v == 0 {
+		v = ProtocolVersion
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, Len)...) // does not allocate when cap suffices
+	b := dst[start:]
+	clear(b)
+	b[0], b[1] = magic[0], magic[1]
+	b[offVersion] = v
+	b[offType] = byte(f.Type)
+	binary.BigEndian.PutUint16(b[offLength:], Len)
+	binary.BigEndian.PutUint16(b[offFlags:], uint16(f.Flags))
+	binary.BigEndian.PutUint32(b[offPair:], f.PairID)
+	binary.BigEndian.PutUint64(b[offNode:], f.NodeID)
+	b[offMode] = f.Mode
+	b[offRole] = f.Role
+	b[offData] = f.DataState
+	b[offMirror] = f.MirrorState
+	b[offPercent] = f.MirrorPercent
+	b[offSoftLen] = byte(len(f.Software))
+	binary.BigEndian.PutUint64(b[offEpoch:], f.Epoch)
+	binary.BigEndian.PutUint64(b[offBoot:], f.BootID)
+	binary.BigEndian.PutUint64(b[offSeq:], f.Seq)
+	binary.BigEndian.PutUint64(b[offGen:], f.Generation)
+	binary.BigEndian.PutUint64(b[offHistory:], f.History)
+	copy(b[offSoftware:offSoftware+SoftwareLen], f.Software)
+	if key != nil {
+		key.seal(b)
+	}
+	return dst, nil
+}
+
+// MarshalBinary implements encoding.BinaryMarshaler. It cannot
+// authenticate: the authenticator is left zero. Use AppendBinary with a
+// Key for frames that go on the wire.
+func (f *Frame) MarshalBinary() ([]byte, error) {
+	return f.AppendBinary(make([]byte, 0, Len), nil)
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler. It parses b
+// WITHOUT checking the authenticator or the pair id: use it for captures
+// and tests only, and Decode for frames from the wire. It accepts trailing
+// padding and returns the errors of Decode other than ErrAuth and ErrPair.
+func (f *Frame) UnmarshalBinary(b []byte) error {
+	n, err := prefix(b)
+	if err != nil {
+		return err
+	}
+	return f.parse(b[:n])
+}
+
+// Decode parses an Ethernet payload b into f after checking, in order: the
+// length (ErrShort), the magic (ErrMagic), the authenticator under key
+// (ErrAuth), the protocol version (*VersionError, ErrVersion), the content
+// (ErrMalformed) and the pair id against key.PairID() (ErrPair). Trailing
+// bytes after the announced length (Ethernet padding) are ignored. f is
+// written only on success or ErrPair, so a foreign pair id can be logged.
+// Decode allocates only when the software version string changes.
+func Decode(b []byte, key *Key, f *Frame) error {
+	n, err := prefix(b)
+	if err != nil {
+		return err
+	}
+	b = b[:n]
+	if !key.verify(b) {
+		return ErrAuth
+	}
+	if err := f.parse(b); err != nil {
+		return err
+	}
+	if f.PairID != key.pair {
+		return fmt.Errorf("%w: %08x, want %08x", ErrPair, f.PairID, key.pair)
+	}
+	return nil
+}
+
+// prefix checks the version-independent prefix of b and returns the frame
+// length it announces.
+func prefix(b []byte) (int, error) {
+	if len(b) < prefixLen {
+		return 0, fmt.Errorf("%w: %d bytes", ErrShort, len(b))
+	}
+	if b[0] != magic[0] || b[1] != magic[1] {
+		return 0, ErrMagic
+	}
+	n := int(binary.BigEndian.Uint16(b[offLength:]))
+	if n < minLen {
+		return 0, fmt.Errorf("%w: length field %d below %d", ErrShort, n, minLen)
+	}
+	if n > len(b) {
+		return 0, fmt.Errorf("%w: length field %d, %d bytes", ErrShort, n, len(b))
+	}
+	return n, nil
+}
+
+// parse decodes the fields of b, exactly one frame with its authenticator,
+// into f. f is left unchanged on error.
+func (f *Frame) parse(b []byte) error {
+	if v := b[offVersion]; v != ProtocolVersion {
+		return &VersionError{Version: v}
+	}
+	if len(b) != Len {
+		return fmt.Errorf("%w: length %d, want %d", ErrMalformed, len(b), Len)
+	}
+	t := Type(b[offType])
+	if !t.Valid() {
+		return fmt.Errorf("%w: type %d", ErrMalformed, uint8(t))
+	}
+	sl := int(b[offSoftLen])
+	if sl > SoftwareLen {
+		return fmt.Errorf("%w: software length %d", ErrMalformed, sl)
+	}
+	f.Version = b[offVersion]
+	f.Type = t
+	f.Flags = Flags(binary.BigEndian.Uint16(b[offFlags:]))
+	f.PairID = binary.BigEndian.Uint32(b[offPair:])
+	f.NodeID = binary.BigEndian.Uint64(b[offNode:])
+	f.Mode = b[offMode]
+	f.Role = b[offRole]
+	f.DataState = b[offData]
+	f.MirrorState = b[offMirror]
+	f.MirrorPercent = b[offPercent]
+	f.Epoch = binary.BigEndian.Uint64(b[offEpoch:])
+	f.BootID = binary.BigEndian.Uint64(b[offBoot:])
+	f.Seq = binary.BigEndian.Uint64(b[offSeq:])
+	f.Generation = binary.BigEndian.Uint64(b[offGen:])
+	f.History = binary.BigEndian.Uint64(b[offHistory:])
+	if sw := b[offSoftware : offSoftware+sl]; f.Software != string(sw) { // no allocation for the comparison
+		f.Software = string(sw)
+	}
+	return nil
+}

@@ -1,0 +1,838 @@
+// Package engine is Pairguard's role engine: a deterministic state machine
+// that decides which node of a pair is primary.
+//
+// The engine has no goroutines, sockets or clocks. The daemon feeds it events
+// (Step) and ticks (Tick), both carrying the current monotonic time, and
+// carries out the actions they return, in order. The order matters:
+//
+//   - becoming primary: PersistEpoch (write and fsync the epoch), then
+//     ClaimAddress (add the address, announce it with gratuitous ARP), then
+//     Send (tell the peer at once), then SetMirrorRole, RunHook to-primary,
+//     Log and RoleChanged;
+//   - leaving primary: ReleaseAddress first, before anything tells the peer
+//     or an operator that the node is no longer primary, then SetMirrorRole,
+//     RunHook to-secondary, Log and RoleChanged;
+//   - planned handover: RunHook to-secondary (waited for, HookDone), then
+//     FlushMirror (waited for, FlushDone), then ReleaseAddress, then Send of
+//     RELEASE frames on both paths.
+//
+// An action that needs an answer (StartProbe, RunHook with Wait, FlushMirror)
+// is answered later with an event (ProbeDone, HookDone, FlushDone).
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Config is what the engine needs to know from the configuration.
+type Config struct {
+	Mode       Mode
+	NodeID     uint64
+	Preferred  bool // this node is the preferred primary (automatic recovery returns to it)
+	Recovery   Recovery
+	OnLineLoss LineLoss
+	Witness    bool // a witness is configured: without it a node is never primary
+	Software   string
+	Durations
+}
+
+// Validate checks the config and the relations between its timers.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Mode == modeInvalid || c.Mode > ModeSpare {
+		errs = append(errs, fmt.Errorf("mode: invalid value %d", c.Mode))
+	}
+	if c.Recovery == recoveryInvalid || c.Recovery > RecoveryManual {
+		errs = append(errs, fmt.Errorf("recovery: invalid value %d", c.Recovery))
+	}
+	if c.OnLineLoss == lineLossInvalid || c.OnLineLoss > LineLossTakeover {
+		errs = append(errs, fmt.Errorf("on-line-loss: invalid value %d", c.OnLineLoss))
+	}
+	if c.Mode == ModeIndependent {
+		return errors.Join(errs...)
+	}
+	d := c.Durations
+	switch {
+	case d.Interval <= 0:
+		errs = append(errs, errors.New("heartbeat.interval: must be positive"))
+	case d.FailoverTime < 2*d.Interval:
+		errs = append(errs, fmt.Errorf("heartbeat.failover-time: %v must be at least twice heartbeat.interval (%v)", d.FailoverTime, d.Interval))
+	}
+	if d.LAN1Interval <= 0 || 2*d.LAN1Interval > d.FailoverTime {
+		errs = append(errs, fmt.Errorf("heartbeat.lan1-interval: %v must be positive and at most half of heartbeat.failover-time (%v)", d.LAN1Interval, d.FailoverTime))
+	}
+	if d.ConnectionWait < d.FailoverTime {
+		errs = append(errs, fmt.Errorf("heartbeat.connection-wait-time: %v must be at least heartbeat.failover-time (%v)", d.ConnectionWait, d.FailoverTime))
+	}
+	if d.ProbeTimeout < 0 || d.ProbeTimeout >= d.FailoverTime {
+		errs = append(errs, fmt.Errorf("lan1.probe-time: %v must be below heartbeat.failover-time (%v)", d.ProbeTimeout, d.FailoverTime))
+	}
+	if c.NodeID == 0 {
+		errs = append(errs, errors.New("node id must not be zero"))
+	}
+	return errors.Join(errs...)
+}
+
+// Engine is the role engine of one node. It is not safe for concurrent use.
+type Engine struct {
+	cfg Config
+	now time.Duration
+
+	role      Role
+	roleSince time.Duration
+	epoch     uint64
+
+	peer       PeerInfo
+	peerHeard  bool
+	heardLAN2  time.Duration // last valid frame on LAN 2
+	heardLAN1  time.Duration // last valid frame on LAN 1
+	everLAN2   bool
+	everLAN1   bool
+	peerUpAt   time.Duration // when the peer last came up
+	peerState  PeerState
+	notPrimary time.Duration // since when a live peer has not been primary while we are secondary
+	incompat   time.Duration // last incompatible frame
+	everIncomp bool
+
+	data       DataState
+	generation uint64
+	history    uint64
+	mirror     MirrorState
+	percent    uint8
+
+	faults    map[string]bool
+	alarms    map[Alarm]bool // value: acknowledged
+	witnessOK bool
+	lan1Up    bool
+	lan2Up    bool
+	healthy   bool
+
+	probing      bool
+	probeStarted time.Duration
+	probeResult  *probeResult
+
+	handover       bool // a planned handover is under way
+	handoverReason string
+	failback       bool // we took over by failure; hand back when the preferred main returns
+	failoverLit    bool
+	redundant      bool // redundancy active was last logged
+
+	nextLAN2 time.Duration
+	nextLAN1 time.Duration
+
+	out []Action
+}
+
+type probeResult struct {
+	started time.Duration
+	inUse   bool
+}
+
+// New returns an engine in role starting (standalone in independent mode).
+// epoch is the persisted epoch.
+func New(cfg Config, epoch uint64, now time.Duration) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:       cfg,
+		now:       now,
+		epoch:     epoch,
+		peerState: PeerUnknown,
+		data:      DataUpToDate,
+		mirror:    MirrorOff,
+		faults:    map[string]bool{},
+		alarms:    map[Alarm]bool{},
+		witnessOK: !cfg.Witness,
+		lan1Up:    true,
+		lan2Up:    true,
+		healthy:   true,
+	}
+	e.role = RoleStarting
+	e.roleSince = now
+	return e, nil
+}
+
+// Start returns the first actions: in independent mode the node is
+// standalone and claims the address at once.
+func (e *Engine) Start(now time.Duration) []Action {
+	e.now = now
+	if e.cfg.Mode == ModeIndependent {
+		e.out = append(e.out, ClaimAddress{})
+		e.setRole(RoleStandalone, "independent mode")
+		return e.flush()
+	}
+	e.out = append(e.out, Log{Kind: "start", Message: fmt.Sprintf("starting as %s, epoch %d, waiting up to %v for the peer", e.cfg.Mode, e.epoch, e.cfg.ConnectionWait)})
+	e.sendHeartbeat(true, true)
+	return e.flush()
+}
+
+// Reconfigure applies the parts of a new config that can change while running.
+func (e *Engine) Reconfigure(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Mode != e.cfg.Mode || cfg.NodeID != e.cfg.NodeID {
+		return errors.New("engine: mode and node id cannot change without a restart")
+	}
+	if cfg.Witness != e.cfg.Witness {
+		e.witnessOK = !cfg.Witness
+	}
+	e.cfg = cfg
+	return nil
+}
+
+func (e *Engine) flush() []Action {
+	out := e.out
+	e.out = nil
+	return out
+}
+
+// Status returns a snapshot of the engine's state.
+func (e *Engine) Status() Status {
+	s := Status{
+		Mode:        e.cfg.Mode,
+		Role:        e.role,
+		Since:       e.roleSince,
+		Epoch:       e.epoch,
+		NodeID:      e.cfg.NodeID,
+		Preferred:   e.cfg.Preferred,
+		Eligible:    e.eligible(),
+		Handover:    e.handover,
+		Data:        e.data,
+		Generation:  e.generation,
+		History:     e.history,
+		Mirror:      e.mirror,
+		Percent:     e.percent,
+		FailoverLit: e.failoverLit,
+		LAN1Up:      e.lan1Up,
+		LAN2Up:      e.lan2Up,
+		Witness:     e.witnessOK,
+		Software:    e.cfg.Software,
+	}
+	for a, acked := range e.alarms {
+		s.Alarms = append(s.Alarms, a)
+		if !acked {
+			s.Unacked = true
+		}
+	}
+	slices.Sort(s.Alarms)
+	for f := range e.faults {
+		s.Faults = append(s.Faults, f)
+	}
+	slices.Sort(s.Faults)
+	s.Peer = PeerStatus{State: e.peerState}
+	if e.peerHeard {
+		p := e.peer
+		s.Peer.Seq, s.Peer.NodeID, s.Peer.Role, s.Peer.Epoch = p.Seq, p.NodeID, p.Role, p.Epoch
+		s.Peer.Data, s.Peer.Mirror, s.Peer.Software = p.Data, p.Mirror, p.Software
+		s.Peer.LAN1 = e.recent(e.everLAN1, e.heardLAN1)
+		s.Peer.LAN2 = e.recent(e.everLAN2, e.heardLAN2)
+	}
+	if e.everLAN2 && e.cfg.Interval > 0 {
+		s.Peer.Missed = int((e.now - e.heardLAN2) / e.cfg.Interval)
+	} else if e.peerState != PeerUnknown && e.cfg.Interval > 0 {
+		s.Peer.Missed = int((e.now - e.roleSince) / e.cfg.Interval)
+	}
+	return s
+}
+
+// Role returns the current role.
+func (e *Engine) Role() Role { return e.role }
+
+// recent reports whether a frame heard at t is within failover-time.
+func (e *Engine) recent(ever bool, t time.Duration) bool {
+	return ever && e.now-t < e.cfg.FailoverTime
+}
+
+func (e *Engine) peerAlive() bool {
+	return e.recent(e.everLAN2, e.heardLAN2) || e.recent(e.everLAN1, e.heardLAN1)
+}
+
+func (e *Engine) incompatibleRecent() bool {
+	return e.everIncomp && e.now-e.incompat < e.cfg.FailoverTime
+}
+
+// eligible reports whether this node may become primary without force.
+func (e *Engine) eligible() bool {
+	return e.data == DataUpToDate && e.witnessOK && len(e.faults) == 0 && e.cfg.Mode != ModeIndependent
+}
+
+// Step feeds one event to the engine and returns the actions it causes.
+func (e *Engine) Step(now time.Duration, ev Event) []Action {
+	e.now = now
+	if e.role == RoleStandalone {
+		return nil
+	}
+	switch ev := ev.(type) {
+	case FrameReceived:
+		e.stepFrame(ev)
+	case PeerIncompatible:
+		e.incompat, e.everIncomp = now, true
+		e.raise(AlarmIncompatiblePeer, fmt.Sprintf("peer speaks protocol %d on %s", ev.Version, ev.Path))
+	case LinkChanged:
+		if ev.Path == PathLAN1 {
+			e.lan1Up = ev.Up
+		} else {
+			e.lan2Up = ev.Up
+		}
+		e.out = append(e.out, Log{Kind: "link", Message: fmt.Sprintf("%s link %s", ev.Path, upDown(ev.Up))})
+	case ProbeDone:
+		e.probing = false
+		e.probeResult = &probeResult{started: e.probeStarted, inUse: ev.InUse}
+	case WitnessChanged:
+		e.witnessOK = ev.Reachable || !e.cfg.Witness
+		if e.witnessOK {
+			e.clear(AlarmWitnessLost)
+		} else {
+			e.raise(AlarmWitnessLost, "the witness does not answer ARP")
+			if e.role == RolePrimary {
+				e.demote(RoleSecondary, "witness unreachable")
+			}
+		}
+	case DataChanged:
+		e.data, e.generation, e.history = ev.State, ev.Generation, ev.History
+		if e.data == DataUpToDate {
+			e.clear(AlarmNoUpToDateData)
+		}
+	case MirrorChanged:
+		e.mirror, e.percent = ev.State, ev.Percent
+		if ev.State == MirrorSplitBrain {
+			e.raise(AlarmSplitBrain, "generation identifiers diverged")
+		} else {
+			e.clear(AlarmSplitBrain)
+		}
+	case FaultChanged:
+		e.stepFault(ev)
+	case CheckChanged:
+		e.healthy = ev.Healthy
+		if ev.Healthy {
+			e.clear(AlarmCheckFailed)
+		} else {
+			e.raise(AlarmCheckFailed, "health check "+ev.Name+" failed")
+		}
+	case CommandIssued:
+		e.stepCommand(ev.Cmd)
+	case HookDone:
+		if ev.Err != nil {
+			e.raise(AlarmHookFailed, fmt.Sprintf("hook %s: %v", ev.Name, ev.Err))
+		}
+		if e.handover && ev.Name == "to-secondary" {
+			e.out = append(e.out, FlushMirror{})
+		}
+	case FlushDone:
+		if e.handover {
+			e.finishHandover(ev.Err)
+		}
+	default:
+		panic(fmt.Sprintf("engine: unknown event %T in role %s", ev, e.role))
+	}
+	e.evaluate()
+	return e.flush()
+}
+
+// Tick advances time: heartbeats fall due, the peer goes silent, waits end.
+func (e *Engine) Tick(now time.Duration) []Action {
+	e.now = now
+	if e.role == RoleStandalone {
+		return nil
+	}
+	e.evaluate()
+	return e.flush()
+}
+
+func (e *Engine) stepFrame(ev FrameReceived) {
+	p := ev.Peer
+	if p.NodeID == e.cfg.NodeID {
+		e.raise(AlarmDuplicateNodeID, "the peer uses this node's id")
+		return
+	}
+	e.peer, e.peerHeard = p, true
+	if ev.Path == PathLAN2 {
+		e.heardLAN2, e.everLAN2 = e.now, true
+		e.clear(AlarmFailoverLineDown)
+	} else {
+		e.heardLAN1, e.everLAN1 = e.now, true
+	}
+	if p.Software != e.cfg.Software {
+		e.raise(AlarmVersionMismatch, fmt.Sprintf("peer runs %s, this node %s", p.Software, e.cfg.Software))
+	} else {
+		e.clear(AlarmVersionMismatch)
+	}
+	e.clear(AlarmAddressInUse)
+	if p.Role == RolePrimary || p.Kind == FrameRelease {
+		e.notPrimary = e.now
+	}
+	switch e.role {
+	case RolePrimary:
+		if p.Role != RolePrimary {
+			return
+		}
+		if p.Epoch > e.epoch || (p.Epoch == e.epoch && e.better(p) < 0) {
+			e.demote(RoleSecondary, fmt.Sprintf("peer is primary with epoch %d", p.Epoch))
+			e.adoptEpoch(p.Epoch)
+		} else {
+			// Tell the stale primary at once that it must step down.
+			e.sendHeartbeat(true, true)
+		}
+	case RoleStarting, RoleSecondary:
+		if p.Role == RolePrimary {
+			e.adoptEpoch(p.Epoch)
+			if e.role == RoleStarting {
+				e.setRole(RoleSecondary, "peer is primary")
+			}
+			return
+		}
+		if p.Kind == FrameRelease && e.eligible() {
+			e.becomePrimary("planned handover from the peer", false)
+		}
+	}
+}
+
+func (e *Engine) stepFault(ev FaultChanged) {
+	if ev.Active == e.faults[ev.Reason] {
+		return
+	}
+	if ev.Active {
+		e.faults[ev.Reason] = true
+		e.out = append(e.out, Log{Kind: "fault", Message: ev.Reason})
+		if e.role != RoleFault {
+			if e.role == RolePrimary {
+				e.demote(RoleFault, ev.Reason)
+			} else {
+				e.setRole(RoleFault, ev.Reason)
+			}
+			e.out = append(e.out, RunHook{Name: "fault", Reason: ev.Reason})
+		}
+		return
+	}
+	delete(e.faults, ev.Reason)
+	e.out = append(e.out, Log{Kind: "fault-cleared", Message: ev.Reason})
+	if len(e.faults) == 0 && e.role == RoleFault {
+		e.setRole(RoleSecondary, "fault cleared: "+ev.Reason)
+	}
+}
+
+func (e *Engine) stepCommand(c Command) {
+	switch c {
+	case CmdAcknowledge:
+		for a := range e.alarms {
+			e.alarms[a] = true
+		}
+		e.failoverLit = false
+		e.out = append(e.out, Log{Kind: "acknowledge", Message: "alarms acknowledged"})
+	case CmdForceTakeover:
+		if e.role == RolePrimary {
+			return
+		}
+		e.becomePrimary("forced by the operator", false)
+	case CmdSwap:
+		if e.role != RolePrimary {
+			e.out = append(e.out, Log{Kind: "swap-refused", Message: "swap: this node is not primary"})
+			return
+		}
+		if why := e.peerCannotTake(); why != "" {
+			e.out = append(e.out, Log{Kind: "swap-refused", Message: "swap: " + why})
+			return
+		}
+		e.startHandover("swap requested by the operator")
+	default:
+		panic(fmt.Sprintf("engine: unknown command %d in role %s", c, e.role))
+	}
+}
+
+// evaluate applies the time-driven rules.
+func (e *Engine) evaluate() {
+	e.updatePeerState()
+	e.updateRedundancy()
+	switch e.role {
+	case RoleStarting:
+		e.evalStarting()
+	case RoleSecondary:
+		e.evalSecondary()
+	case RolePrimary:
+		e.evalPrimary()
+	case RoleFault:
+	default:
+		panic(fmt.Sprintf("engine: evaluate in impossible role %s", e.role))
+	}
+	e.heartbeats()
+}
+
+func (e *Engine) updatePeerState() {
+	alive := e.peerAlive() || e.incompatibleRecent()
+	switch {
+	case alive && e.peerState != PeerUp:
+		e.peerState = PeerUp
+		e.peerUpAt = e.now
+		e.out = append(e.out, Log{Kind: "peer-up", Message: fmt.Sprintf("peer %016x is up (%s, epoch %d)", e.peer.NodeID, e.peer.Role, e.peer.Epoch)})
+	case !alive && e.peerState == PeerUp:
+		e.peerState = PeerDown
+		e.out = append(e.out, Log{Kind: "peer-down", Message: fmt.Sprintf("peer silent for %v", e.cfg.FailoverTime)})
+	case !alive && e.peerState == PeerUnknown && e.now-e.roleSince >= e.cfg.ConnectionWait:
+		e.peerState = PeerDown
+	}
+	// Only the failover line is silent: the second path still carries the peer.
+	if e.peerState == PeerUp && e.everLAN2Silent() && e.recent(e.everLAN1, e.heardLAN1) {
+		e.raise(AlarmFailoverLineDown, "peer heard on LAN 1 only")
+	}
+}
+
+// everLAN2Silent reports whether LAN 2 has carried nothing for failover-time.
+func (e *Engine) everLAN2Silent() bool {
+	if e.everLAN2 {
+		return e.now-e.heardLAN2 >= e.cfg.FailoverTime
+	}
+	return e.now-e.roleSince >= e.cfg.FailoverTime
+}
+
+func (e *Engine) updateRedundancy() {
+	active := e.peerState == PeerUp && (e.role == RolePrimary || e.role == RoleSecondary) &&
+		(e.peer.Role == RolePrimary || e.peer.Role == RoleSecondary) && e.peer.Role != e.role
+	if active == e.redundant {
+		return
+	}
+	e.redundant = active
+	if active {
+		e.out = append(e.out, Log{Kind: "redundancy-active", Message: fmt.Sprintf("%s with peer %s", e.role, e.peer.Role)})
+	} else {
+		e.out = append(e.out, Log{Kind: "redundancy-lost", Message: fmt.Sprintf("role %s, peer %s", e.role, e.peerState)})
+	}
+}
+
+func (e *Engine) evalStarting() {
+	if e.peerAlive() {
+		if e.peer.Role == RolePrimary {
+			e.setRole(RoleSecondary, "peer is primary")
+			return
+		}
+		if e.peer.Role == RoleStarting || e.peer.Role == RoleSecondary || e.peer.Role == RoleFault {
+			e.elect("both nodes starting")
+		}
+		return
+	}
+	if e.incompatibleRecent() {
+		return
+	}
+	if e.now-e.roleSince < e.cfg.ConnectionWait {
+		return
+	}
+	// Alone after connection-wait-time.
+	if !e.eligible() {
+		e.refuse()
+		e.setRole(RoleSecondary, "alone after connection-wait-time, not eligible")
+		return
+	}
+	if e.guardAllows("alone after connection-wait-time", e.roleSince) {
+		e.becomePrimary("alone after connection-wait-time", false)
+	}
+}
+
+func (e *Engine) evalSecondary() {
+	if e.peerAlive() || e.incompatibleRecent() {
+		e.probeResult = nil
+		if e.recent(e.everLAN2, e.heardLAN2) || e.peer.Role == RolePrimary {
+			e.clearTakeoverRefusals()
+		}
+		if e.peer.Role == RolePrimary {
+			// Only LAN 2 silent: a cut failover line. Take over only by policy.
+			if e.everLAN2Silent() && e.cfg.OnLineLoss == LineLossTakeover && e.eligible() {
+				e.becomePrimary("failover line silent, on-line-loss = takeover", true)
+			}
+			return
+		}
+		// A live peer that is not primary: if nobody has been primary for
+		// failover-time (a lost RELEASE, a demoted primary), elect one.
+		if !e.peer.Handover && e.peer.Role != RoleStarting &&
+			e.now-e.notPrimary >= e.cfg.FailoverTime && e.now-e.roleSince >= e.cfg.FailoverTime {
+			e.elect("no primary in the pair")
+		}
+		return
+	}
+	silentSince := e.roleSince
+	if e.everLAN2 && e.heardLAN2 > silentSince {
+		silentSince = e.heardLAN2
+	}
+	if e.everLAN1 && e.heardLAN1 > silentSince {
+		silentSince = e.heardLAN1
+	}
+	silent := e.now - silentSince
+	fresh := e.probeResult != nil && e.probeResult.started >= silentSince
+	if e.cfg.OnLineLoss == LineLossProbe && e.eligible() && !e.probing && !fresh &&
+		silent >= e.cfg.FailoverTime-e.cfg.ProbeTimeout {
+		e.startProbe()
+	}
+	if silent < e.cfg.FailoverTime {
+		return
+	}
+	if !e.eligible() {
+		e.refuse()
+		return
+	}
+	if e.guardAllows(fmt.Sprintf("peer silent for %v", silent), silentSince) {
+		e.becomePrimary(fmt.Sprintf("peer silent for %v", silent.Round(time.Millisecond)), true)
+	}
+}
+
+// guardAllows runs the split-brain guard before a claim: with on-line-loss =
+// probe the service address must have been probed free after since.
+func (e *Engine) guardAllows(reason string, since time.Duration) bool {
+	if e.cfg.OnLineLoss == LineLossTakeover {
+		return true
+	}
+	if e.probeResult == nil || e.probeResult.started < since {
+		if !e.probing {
+			e.startProbe()
+		}
+		return false
+	}
+	if e.probeResult.inUse {
+		e.raise(AlarmAddressInUse, reason+", but the service address answers ARP")
+		// Probe again after another failover-time.
+		if e.now-e.probeResult.started >= e.cfg.FailoverTime {
+			e.probeResult = nil
+		}
+		return false
+	}
+	return true
+}
+
+func (e *Engine) startProbe() {
+	e.probing = true
+	e.probeStarted = e.now
+	e.out = append(e.out, StartProbe{})
+}
+
+func (e *Engine) refuse() {
+	switch {
+	case e.data != DataUpToDate:
+		e.raise(AlarmNoUpToDateData, fmt.Sprintf("data is %s", e.data))
+	case !e.witnessOK:
+		e.raise(AlarmWitnessLost, "the witness does not answer ARP")
+	}
+}
+
+func (e *Engine) clearTakeoverRefusals() {
+	e.clear(AlarmAddressInUse)
+}
+
+func (e *Engine) evalPrimary() {
+	if e.handover {
+		return
+	}
+	if !e.healthy {
+		if why := e.peerCannotTake(); why == "" {
+			e.startHandover("health check failed")
+		}
+		return
+	}
+	if e.failback && e.cfg.Recovery == RecoveryAutomatic && !e.cfg.Preferred &&
+		e.peer.Preferred && e.peerState == PeerUp && e.now-e.peerUpAt >= e.cfg.ConnectionWait &&
+		e.peerCannotTake() == "" && (e.peer.Mirror == MirrorInSync || (e.peer.Mirror == MirrorOff && e.mirror == MirrorOff)) {
+		e.startHandover("the preferred main is back and in sync")
+	}
+}
+
+// peerCannotTake says why the peer cannot take the primary role now ("" if it can).
+func (e *Engine) peerCannotTake() string {
+	switch {
+	case e.peerState != PeerUp || !e.recent(e.everLAN2, e.heardLAN2):
+		return "the peer is not reachable on the failover line"
+	case e.peer.Role != RoleSecondary:
+		return fmt.Sprintf("the peer is %s", e.peer.Role)
+	case !e.peer.Eligible || e.peer.Data != DataUpToDate:
+		return fmt.Sprintf("the peer's data is %s", e.peer.Data)
+	case e.mirror == MirrorSyncing || e.mirror == MirrorBehind:
+		return fmt.Sprintf("the mirror is %s", e.mirror)
+	}
+	return ""
+}
+
+func (e *Engine) startHandover(reason string) {
+	e.handover = true
+	e.handoverReason = reason
+	e.out = append(e.out,
+		Log{Kind: "handover", Message: "handing over: " + reason},
+		RunHook{Name: "to-secondary", Reason: reason, Wait: true})
+	e.sendHeartbeat(true, true)
+}
+
+func (e *Engine) finishHandover(flushErr error) {
+	if flushErr != nil {
+		e.out = append(e.out, Log{Kind: "handover", Message: "mirror flush failed: " + flushErr.Error()})
+	}
+	e.handover = false
+	e.failback = false
+	e.out = append(e.out, ReleaseAddress{})
+	e.out = append(e.out, Send{Kind: FrameRelease, LAN2: true, LAN1: true})
+	prev := e.role
+	e.role, e.roleSince = RoleSecondary, e.now
+	e.notPrimary = e.now
+	e.out = append(e.out,
+		SetMirrorRole{Primary: false},
+		Log{Kind: "handover", Message: "released the service address: " + e.handoverReason},
+		RoleChanged{Role: RoleSecondary, Prev: prev, Reason: e.handoverReason})
+}
+
+// elect applies rule 6 between this node and a live, non-primary peer.
+func (e *Engine) elect(reason string) {
+	if !e.eligible() {
+		e.refuse()
+		if e.role == RoleStarting {
+			e.setRole(RoleSecondary, reason+": this node is not eligible")
+		}
+		return
+	}
+	if e.better(e.peer) > 0 {
+		e.becomePrimary(reason+": elected", false)
+	} else if e.role == RoleStarting {
+		e.setRole(RoleSecondary, reason+": the peer is elected")
+	}
+}
+
+// better compares this node with the peer by rule 6: eligibility, newer data,
+// the main, the lower node id. It returns 1 if this node wins, -1 if the peer does.
+func (e *Engine) better(p PeerInfo) int {
+	peerOK := p.Eligible && p.Role != RoleFault
+	if e.eligible() != peerOK {
+		return cmpBool(e.eligible())
+	}
+	if (e.data == DataUpToDate) != (p.Data == DataUpToDate) {
+		return cmpBool(e.data == DataUpToDate)
+	}
+	if e.generation != p.Generation {
+		if p.History == e.generation && p.Generation != 0 {
+			return -1
+		}
+		if e.history == p.Generation && e.generation != 0 {
+			return 1
+		}
+	}
+	if (e.cfg.Mode == ModeMain) != (p.Mode == ModeMain) {
+		return cmpBool(e.cfg.Mode == ModeMain)
+	}
+	if e.cfg.NodeID < p.NodeID {
+		return 1
+	}
+	return -1
+}
+
+func cmpBool(b bool) int {
+	if b {
+		return 1
+	}
+	return -1
+}
+
+func (e *Engine) adoptEpoch(epoch uint64) {
+	if epoch > e.epoch {
+		e.epoch = epoch
+		e.out = append(e.out, PersistEpoch{Epoch: epoch})
+	}
+}
+
+// becomePrimary claims the primary role. failure marks a takeover after a
+// failure of the peer (it lights the failover LED and arms automatic failback).
+func (e *Engine) becomePrimary(reason string, failure bool) {
+	epoch := max(e.epoch, e.peer.Epoch) + 1
+	e.epoch = epoch
+	e.probeResult = nil
+	e.probing = false
+	e.out = append(e.out,
+		PersistEpoch{Epoch: epoch},
+		ClaimAddress{})
+	prev := e.role
+	e.role, e.roleSince = RolePrimary, e.now
+	e.sendHeartbeat(true, true)
+	e.out = append(e.out,
+		SetMirrorRole{Primary: true, NewGeneration: true},
+		RunHook{Name: "to-primary", Reason: reason},
+		Log{Kind: "takeover", Message: fmt.Sprintf("primary with epoch %d: %s", epoch, reason)},
+		RoleChanged{Role: RolePrimary, Prev: prev, Reason: reason})
+	if failure {
+		e.failoverLit = true
+		e.failback = !e.cfg.Preferred
+	}
+	e.clear(AlarmAddressInUse)
+}
+
+// demote leaves the primary role: the address goes first.
+func (e *Engine) demote(to Role, reason string) {
+	if e.role != RolePrimary {
+		panic(fmt.Sprintf("engine: demote from %s to %s", e.role, to))
+	}
+	e.handover = false
+	e.failback = false
+	e.out = append(e.out, ReleaseAddress{})
+	prev := e.role
+	e.role, e.roleSince = to, e.now
+	e.notPrimary = e.now
+	e.out = append(e.out,
+		SetMirrorRole{Primary: false},
+		RunHook{Name: "to-secondary", Reason: reason},
+		Log{Kind: "demote", Message: reason},
+		RoleChanged{Role: to, Prev: prev, Reason: reason})
+}
+
+func (e *Engine) setRole(to Role, reason string) {
+	if to == RolePrimary || e.role == RolePrimary {
+		panic(fmt.Sprintf("engine: setRole from %s to %s", e.role, to))
+	}
+	prev := e.role
+	e.role, e.roleSince = to, e.now
+	if to == RoleSecondary {
+		e.notPrimary = e.now
+		e.out = append(e.out, SetMirrorRole{Primary: false})
+	}
+	e.out = append(e.out,
+		Log{Kind: "role", Message: fmt.Sprintf("%s: %s", to, reason)},
+		RoleChanged{Role: to, Prev: prev, Reason: reason})
+}
+
+func (e *Engine) raise(a Alarm, reason string) {
+	if _, ok := e.alarms[a]; ok {
+		return
+	}
+	e.alarms[a] = false
+	e.out = append(e.out,
+		AlarmRaised{Alarm: a, Reason: reason},
+		Log{Kind: "alarm", Message: fmt.Sprintf("%s: %s", a, reason)},
+		RunHook{Name: "alarm", Reason: string(a) + ": " + reason})
+}
+
+func (e *Engine) clear(a Alarm) {
+	if _, ok := e.alarms[a]; !ok {
+		return
+	}
+	delete(e.alarms, a)
+	e.out = append(e.out, AlarmCleared{Alarm: a}, Log{Kind: "alarm-cleared", Message: string(a)})
+}
+
+// heartbeats emits the heartbeats that fall due: often on LAN 2, less often on LAN 1.
+func (e *Engine) heartbeats() {
+	lan2 := e.now >= e.nextLAN2
+	lan1 := e.now >= e.nextLAN1
+	if lan2 || lan1 {
+		e.sendHeartbeat(lan2, lan1)
+	}
+}
+
+func (e *Engine) sendHeartbeat(lan2, lan1 bool) {
+	if lan2 {
+		e.nextLAN2 = e.now + e.cfg.Interval
+	}
+	if lan1 {
+		e.nextLAN1 = e.now + e.cfg.LAN1Interval
+	}
+	e.out = append(e.out, Send{Kind: FrameHeartbeat, LAN2: lan2, LAN1: lan1})
+}
+
+func upDown(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}

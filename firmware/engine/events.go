@@ -1,0 +1,274 @@
+package engine
+
+import "time"
+
+// FrameKind is the kind of a failover-line frame as the engine sees it.
+type FrameKind uint8
+
+const (
+	frameInvalid FrameKind = iota
+	FrameHeartbeat
+	FrameRelease
+	FrameHello
+)
+
+var frameNames = [...]string{"invalid", "heartbeat", "release", "hello"}
+
+func (k FrameKind) String() string { return enumName(frameNames[:], uint8(k)) }
+
+// PeerInfo is what a verified frame says about the node that sent it.
+type PeerInfo struct {
+	Kind       FrameKind
+	NodeID     uint64
+	Mode       Mode
+	Role       Role
+	Preferred  bool
+	Handover   bool // the sender is handing over its primary role
+	Eligible   bool // the sender could become primary (data, witness, no fault)
+	Epoch      uint64
+	Data       DataState
+	Generation uint64
+	History    uint64
+	Mirror     MirrorState
+	Percent    uint8
+	Software   string
+	Seq        uint64
+}
+
+// Event is an input to the engine. The daemon turns what it sees into events.
+type Event interface{ isEvent() }
+
+// FrameReceived: an authenticated, fresh frame from the peer arrived on Path.
+type FrameReceived struct {
+	Path Path
+	Peer PeerInfo
+}
+
+// PeerIncompatible: an authenticated frame of another protocol version arrived.
+type PeerIncompatible struct {
+	Path    Path
+	Version uint8
+}
+
+// LinkChanged: the carrier of a link went up or down.
+type LinkChanged struct {
+	Path Path
+	Up   bool
+}
+
+// ProbeDone: the ARP probe of the service address asked for by StartProbe finished.
+type ProbeDone struct {
+	InUse bool
+}
+
+// WitnessChanged: the witness answered (or stopped answering) ARP.
+type WitnessChanged struct {
+	Reachable bool
+}
+
+// DataChanged: the datastore's state or generation changed.
+type DataChanged struct {
+	State      DataState
+	Generation uint64
+	History    uint64
+}
+
+// MirrorChanged: the mirror's state or progress changed.
+type MirrorChanged struct {
+	State   MirrorState
+	Percent uint8
+}
+
+// FaultChanged: a condition that keeps the node from serving appeared or went away.
+// Reason names it ("datastore-missing", "lan2-missing", ...).
+type FaultChanged struct {
+	Reason string
+	Active bool
+}
+
+// CheckChanged: a health check crossed its fall or rise count.
+type CheckChanged struct {
+	Name    string
+	Healthy bool
+}
+
+// Command is an operator's command.
+type Command uint8
+
+const (
+	commandInvalid   Command = iota
+	CmdSwap                  // planned handover to the peer
+	CmdForceTakeover         // become primary whatever the guards say
+	CmdAcknowledge           // acknowledge alarms and the failover LED
+)
+
+var commandNames = [...]string{"invalid", "swap", "takeover-force", "acknowledge"}
+
+func (c Command) String() string { return enumName(commandNames[:], uint8(c)) }
+
+// CommandIssued: an operator gave a command (control socket, console or button).
+type CommandIssued struct {
+	Cmd Command
+}
+
+// HookDone: a hook the engine waits for (Wait set in RunHook) has finished.
+type HookDone struct {
+	Name string
+	Err  error
+}
+
+// FlushDone: the mirror has sent its last data to the peer (FlushMirror).
+type FlushDone struct {
+	Err error
+}
+
+func (FrameReceived) isEvent()    {}
+func (PeerIncompatible) isEvent() {}
+func (LinkChanged) isEvent()      {}
+func (ProbeDone) isEvent()        {}
+func (WitnessChanged) isEvent()   {}
+func (DataChanged) isEvent()      {}
+func (MirrorChanged) isEvent()    {}
+func (FaultChanged) isEvent()     {}
+func (CheckChanged) isEvent()     {}
+func (CommandIssued) isEvent()    {}
+func (HookDone) isEvent()         {}
+func (FlushDone) isEvent()        {}
+
+// Action is an output of the engine. The daemon carries actions out in the
+// order they are returned; see the package documentation.
+type Action interface{ isAction() }
+
+// PersistEpoch: write the epoch to stable storage and fsync it before the next action.
+type PersistEpoch struct{ Epoch uint64 }
+
+// ClaimAddress: add the service address to LAN 1 and announce it (gratuitous ARP).
+type ClaimAddress struct{}
+
+// ReleaseAddress: remove the service address and stop announcing it.
+type ReleaseAddress struct{}
+
+// Send: send a frame of Kind on the given paths, built from Status().
+type Send struct {
+	Kind FrameKind
+	LAN2 bool
+	LAN1 bool
+}
+
+// StartProbe: ARP-probe the service address (RFC 5227) and report ProbeDone.
+type StartProbe struct{}
+
+// RunHook: run the named hook (to-primary, to-secondary, fault, alarm). With
+// Wait the engine expects HookDone.
+type RunHook struct {
+	Name   string
+	Reason string
+	Wait   bool
+}
+
+// SetMirrorRole: the mirror's direction. Primary makes this node the source
+// and starts a new data generation when NewGeneration is set.
+type SetMirrorRole struct {
+	Primary       bool
+	NewGeneration bool
+}
+
+// FlushMirror: send the last mirror data to the peer, then report FlushDone.
+type FlushMirror struct{}
+
+// Log: an entry for the persistent logbook.
+type Log struct {
+	Kind    string
+	Message string
+}
+
+// AlarmRaised and AlarmCleared report alarm changes (also logged).
+type AlarmRaised struct {
+	Alarm  Alarm
+	Reason string
+}
+
+// AlarmCleared reports that an alarm's condition went away.
+type AlarmCleared struct{ Alarm Alarm }
+
+// RoleChanged reports a change of role, after the actions that made it safe.
+type RoleChanged struct {
+	Role, Prev Role
+	Reason     string
+}
+
+func (PersistEpoch) isAction()   {}
+func (ClaimAddress) isAction()   {}
+func (ReleaseAddress) isAction() {}
+func (Send) isAction()           {}
+func (StartProbe) isAction()     {}
+func (RunHook) isAction()        {}
+func (SetMirrorRole) isAction()  {}
+func (FlushMirror) isAction()    {}
+func (Log) isAction()            {}
+func (AlarmRaised) isAction()    {}
+func (AlarmCleared) isAction()   {}
+func (RoleChanged) isAction()    {}
+
+// Status is a snapshot of the engine's state, for frames, `status` and the LEDs.
+type Status struct {
+	Mode        Mode
+	Role        Role
+	Since       time.Duration // when the current role began
+	Epoch       uint64
+	NodeID      uint64
+	Preferred   bool
+	Eligible    bool
+	Handover    bool
+	Peer        PeerStatus
+	Data        DataState
+	Generation  uint64
+	History     uint64
+	Mirror      MirrorState
+	Percent     uint8
+	Alarms      []Alarm // sorted
+	Unacked     bool    // some alarm is not acknowledged yet
+	FailoverLit bool    // a takeover happened and was not acknowledged
+	Faults      []string
+	LAN1Up      bool
+	LAN2Up      bool
+	Witness     bool // the witness answers (true when none is configured)
+	Software    string
+}
+
+// PeerStatus is the part of Status about the peer.
+type PeerStatus struct {
+	State    PeerState
+	Missed   int
+	Seq      uint64
+	NodeID   uint64
+	Role     Role
+	Epoch    uint64
+	Data     DataState
+	Mirror   MirrorState
+	Software string
+	LAN1     bool // heard on LAN 1 within failover-time
+	LAN2     bool // heard on LAN 2 within failover-time
+}
+
+// Info returns what a frame of the given kind built from this status says
+// about the sender. The daemon fills the wire frame from it; tests feed it to
+// the peer's engine directly.
+func (s Status) Info(kind FrameKind) PeerInfo {
+	return PeerInfo{
+		Kind:       kind,
+		NodeID:     s.NodeID,
+		Mode:       s.Mode,
+		Role:       s.Role,
+		Preferred:  s.Preferred,
+		Handover:   s.Handover,
+		Eligible:   s.Eligible,
+		Epoch:      s.Epoch,
+		Data:       s.Data,
+		Generation: s.Generation,
+		History:    s.History,
+		Mirror:     s.Mirror,
+		Percent:    s.Percent,
+		Software:   s.Software,
+	}
+}

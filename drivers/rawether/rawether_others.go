@@ -1,0 +1,18 @@
+//go:build !linux
+
+package rawether
+
+import (
+	"context"
+	"fmt"
+)
+
+// Listen returns ErrNotSupported on this system.
+func Listen(ifname string, etherType uint16) (Conn, error) {
+	return nil, fmt.Errorf("rawether: listen on %s: %w", ifname, ErrNotSupported)
+}
+
+// WatchLink returns ErrNotSupported on this system.
+func WatchLink(ctx context.Context, ifname string) (<-chan LinkEvent, error) {
+	return nil, fmt.Errorf("rawether: watch %s: %w", ifname, ErrNotSupported)
+}

@@ -1,0 +1,272 @@
+//go:build linux
+
+package arp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// run runs a command and fails the test on error, returning its output.
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// inNetns runs fn on an OS thread switched into the namespace name, then
+// switches the thread back.
+func inNetns(t *testing.T, name string, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open("/var/run/netns/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("setns %s: %v", name, err)
+	}
+	defer func() {
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic("arp test: cannot return to the original network namespace: " + err.Error())
+		}
+	}()
+	fn()
+}
+
+// pair is two namespaces joined by a veth: pgl-a/pga0 runs the driver and
+// has no IPv4 address; pgl-b/pgb0 has 192.0.2.2/24 and holds 192.0.2.20/24.
+type pair struct {
+	bMAC net.HardwareAddr
+}
+
+var (
+	bAddr    = netip.MustParseAddr("192.0.2.2")
+	heldAddr = netip.MustParseAddr("192.0.2.20")
+	freeAddr = netip.MustParseAddr("192.0.2.30")
+)
+
+func setupPair(t *testing.T) pair {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root for network namespaces and AF_PACKET (run: sudo go test ./drivers/arp/)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("skipping: needs iproute2's ip command")
+	}
+	for _, ns := range []string{"pgl-a", "pgl-b"} {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
+			}
+		})
+	}
+	run(t, "ip", "-n", "pgl-a", "link", "add", "pga0", "type", "veth", "peer", "name", "pgb0", "netns", "pgl-b")
+	run(t, "ip", "-n", "pgl-b", "addr", "add", bAddr.String()+"/24", "dev", "pgb0")
+	run(t, "ip", "-n", "pgl-b", "addr", "add", heldAddr.String()+"/24", "dev", "pgb0")
+	run(t, "ip", "-n", "pgl-a", "link", "set", "pga0", "up")
+	run(t, "ip", "-n", "pgl-b", "link", "set", "pgb0", "up")
+	var p pair
+	inNetns(t, "pgl-b", func() {
+		ifi, err := net.InterfaceByName("pgb0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.bMAC = ifi.HardwareAddr
+	})
+	return p
+}
+
+// openA opens the driver on pga0 in pgl-a.
+func openA(t *testing.T) *Conn {
+	t.Helper()
+	var c *Conn
+	inNetns(t, "pgl-a", func() {
+		var err error
+		if c, err = Open("pga0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestProbeNetns(t *testing.T) {
+	p := setupPair(t)
+	c := openA(t)
+	const count, interval = 3, 100 * time.Millisecond
+	ctx := context.Background()
+	inNetns(t, "pgl-a", func() {
+		start := time.Now()
+		inUse, holder, err := c.Probe(ctx, heldAddr, count, interval)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !inUse || holder.String() != p.bMAC.String() {
+			t.Errorf("Probe(%s) = %t, %v; want in use by %v", heldAddr, inUse, holder, p.bMAC)
+		}
+		t.Logf("probe of a held address answered in %v", took)
+		if took > interval {
+			t.Errorf("probe of a held address took %v, want an answer within the first interval %v", took, interval)
+		}
+
+		start = time.Now()
+		inUse, holder, err = c.Probe(ctx, freeAddr, count, interval)
+		took = time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inUse {
+			t.Errorf("Probe(%s) = in use by %v; want free", freeAddr, holder)
+		}
+		t.Logf("probe of a free address (%d × %v) took %v", count, interval, took)
+		if took < count*interval || took > count*interval+100*time.Millisecond {
+			t.Errorf("probe of a free address took %v, want about %v", took, count*interval)
+		}
+
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		start = time.Now()
+		if _, _, err := c.Probe(cctx, freeAddr, 10, time.Second); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Probe with a 50 ms context: %v, want DeadlineExceeded", err)
+		}
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Errorf("Probe ignored its context for %v", took)
+		}
+		if _, _, err := c.Probe(ctx, netip.MustParseAddr("2001:db8::1"), 1, interval); err == nil {
+			t.Error("Probe of an IPv6 address succeeded")
+		}
+	})
+	// Probing changed nothing in the holder's neighbour table.
+	if out := run(t, "ip", "-n", "pgl-b", "neigh", "show", "dev", "pgb0"); strings.Contains(out, "0.0.0.0") {
+		t.Errorf("pgl-b learned a neighbour from the probe:\n%s", out)
+	}
+}
+
+func TestAnnounceNetns(t *testing.T) {
+	setupPair(t)
+	c := openA(t)
+	vmac := net.HardwareAddr{0x02, 0x50, 0x11, 0x22, 0x33, 0x44}
+	svc := netip.MustParseAddr("192.0.2.10")
+	req, reply, err := announcePackets(svc, vmac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		send func() error
+	}{
+		{"request form", func() error { return send(c.w, req, broadcast) }},
+		{"reply form", func() error { return send(c.w, reply, broadcast) }},
+		{"Announce", func() error { return c.Announce(svc, vmac) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The neighbour must exist to be updated: an old holder's MAC.
+			run(t, "ip", "-n", "pgl-b", "neigh", "replace", svc.String(), "lladdr", "02:00:00:00:00:99", "dev", "pgb0", "nud", "stale")
+			inNetns(t, "pgl-a", func() {
+				if err := tt.send(); err != nil {
+					t.Fatal(err)
+				}
+			})
+			var out string
+			for range 20 {
+				out = run(t, "ip", "-n", "pgl-b", "neigh", "show", svc.String(), "dev", "pgb0")
+				if strings.Contains(out, vmac.String()) {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Errorf("pgl-b's neighbour entry for %s was not updated to %v:\n%s", svc, vmac, out)
+		})
+	}
+	inNetns(t, "pgl-a", func() {
+		if err := c.Announce(netip.IPv4Unspecified(), nil); err == nil {
+			t.Error("Announce(0.0.0.0) succeeded")
+		}
+		if err := c.Announce(svc, nil); err != nil {
+			t.Errorf("Announce with the interface MAC: %v", err)
+		}
+	})
+}
+
+func TestResolveNetns(t *testing.T) {
+	p := setupPair(t)
+	c := openA(t)
+	inNetns(t, "pgl-a", func() {
+		// pga0 has no IPv4 address: the request goes out from 0.0.0.0.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		mac, err := c.Resolve(ctx, bAddr)
+		if err != nil {
+			t.Fatalf("Resolve(%s) without an address of our own: %v", bAddr, err)
+		}
+		t.Logf("resolve answered in %v", time.Since(start))
+		if mac.String() != p.bMAC.String() {
+			t.Errorf("Resolve(%s) = %v, want %v", bAddr, mac, p.bMAC)
+		}
+
+		ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start = time.Now()
+		if _, err := c.Resolve(ctx, freeAddr); !errors.Is(err, ErrNoReply) {
+			t.Errorf("Resolve(%s) = %v, want ErrNoReply", freeAddr, err)
+		}
+		if took := time.Since(start); took < 300*time.Millisecond || took > 400*time.Millisecond {
+			t.Errorf("unanswered Resolve took %v, want about 300ms", took)
+		}
+	})
+	if out := run(t, "ip", "-n", "pgl-b", "neigh", "show", "dev", "pgb0"); strings.Contains(out, "lladdr") {
+		t.Errorf("a request from 0.0.0.0 created a neighbour entry in pgl-b:\n%s", out)
+	}
+
+	// With a management address, that address is the sender.
+	run(t, "ip", "-n", "pgl-a", "addr", "add", "192.0.2.1/24", "dev", "pga0")
+	inNetns(t, "pgl-a", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := c.Resolve(ctx, bAddr); err != nil {
+			t.Fatal(err)
+		}
+	})
+	aMAC := c.HardwareAddr().String()
+	if out := run(t, "ip", "-n", "pgl-b", "neigh", "show", "192.0.2.1", "dev", "pgb0"); !strings.Contains(out, aMAC) {
+		t.Errorf("pgl-b did not learn 192.0.2.1 at %s from the request:\n%s", aMAC, out)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	setupPair(t)
+	inNetns(t, "pgl-a", func() {
+		if _, err := Open("pgnope0"); err == nil {
+			t.Error("Open of a missing interface succeeded")
+		}
+		if _, err := Open("lo"); err == nil {
+			t.Error("Open of the loopback succeeded")
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/pairguard/pairguard/drivers/button/buttontest"
 	"github.com/pairguard/pairguard/drivers/led/ledtest"
 	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/panel"
@@ -295,4 +296,25 @@ func TestRendererWalkTest(t *testing.T) {
 			t.Error("WalkTest on a stopped renderer succeeded")
 		}
 	})
+}
+
+// The button's fake feeds the decoder the way the daemon does.
+func TestDecoderWithFakeButton(t *testing.T) {
+	b := buttontest.New()
+	b.Click(time.Second, 200*ms)
+	b.Click(5*time.Second, 4*time.Second)
+	b.Click(20*time.Second, 9*time.Second)
+	b.Click(40*time.Second, 1500*ms)
+	b.Close()
+	d := panel.NewDecoder(panel.DefaultTiming)
+	var got []panel.Action
+	for e := range b.Events() {
+		if a := d.Edge(e.Pressed, e.Time); a != panel.ActionNone {
+			got = append(got, a)
+		}
+	}
+	want := []panel.Action{panel.ActionAcknowledge, panel.ActionSync, panel.ActionSwap}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Errorf("actions %v, want %v", got, want)
+	}
 }

@@ -439,6 +439,15 @@ func (e *Engine) stepCommand(c Command) {
 			return
 		}
 		e.startHandover("swap requested by the operator")
+	case CmdShutdown:
+		if e.role != RolePrimary || e.handover {
+			return
+		}
+		if e.peerCannotTake() == "" {
+			e.startHandover("the daemon is stopping")
+			return
+		}
+		e.demote(RoleSecondary, "the daemon is stopping and the peer cannot take over")
 	default:
 		panic(fmt.Sprintf("engine: unknown command %d in role %s", c, e.role))
 	}

@@ -274,3 +274,22 @@ func TestFlushFailureStillHandsOver(t *testing.T) {
 		t.Errorf("flush error not logged: %v", acts)
 	}
 }
+
+func TestShutdown(t *testing.T) {
+	s := pair(t)
+	s.boot(0)
+	s.boot(1)
+	s.run(time.Second)
+	s.step(0, CommandIssued{Cmd: CmdShutdown})
+	took, ok := s.runUntil(time.Second, func() bool { return s.role(1) == RolePrimary })
+	if !ok || took > 50*time.Millisecond {
+		t.Fatalf("shutdown handover: ok %v after %v", ok, took)
+	}
+	s.powerOff(0)
+	// A primary whose peer cannot take releases the address on shutdown.
+	s.run(2 * time.Second)
+	s.step(1, CommandIssued{Cmd: CmdShutdown})
+	if s.role(1) != RoleSecondary || s.nodes[1].holds {
+		t.Fatalf("lone primary on shutdown: %s holds %v", s.role(1), s.nodes[1].holds)
+	}
+}

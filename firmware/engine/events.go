@@ -100,9 +100,10 @@ const (
 	CmdSwap                  // planned handover to the peer
 	CmdForceTakeover         // become primary whatever the guards say
 	CmdAcknowledge           // acknowledge alarms and the failover LED
+	CmdShutdown              // the daemon stops: hand over if the peer can take, else release
 )
 
-var commandNames = [...]string{"invalid", "swap", "takeover-force", "acknowledge"}
+var commandNames = [...]string{"invalid", "swap", "takeover-force", "acknowledge", "shutdown"}
 
 func (c Command) String() string { return enumName(commandNames[:], uint8(c)) }
 

@@ -27,6 +27,22 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// waitUp waits until dev in ns has carrier and its queueing discipline is
+// attached: frames sent before that (up to a second after `ip link set up`,
+// linkwatch's delay) are dropped by the kernel without an error.
+func waitUp(t *testing.T, ns, dev string) {
+	t.Helper()
+	var out string
+	for range 40 {
+		out = run(t, "ip", "-n", ns, "link", "show", dev)
+		if strings.Contains(out, "state UP") && !strings.Contains(out, "qdisc noop") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s in %s did not come up:\n%s", dev, ns, out)
+}
+
 // inNetns runs fn on an OS thread switched into the namespace name, then
 // switches the thread back.
 func inNetns(t *testing.T, name string, fn func()) {
@@ -88,6 +104,8 @@ func setupPair(t *testing.T) pair {
 	run(t, "ip", "-n", "pgl-b", "addr", "add", heldAddr.String()+"/24", "dev", "pgb0")
 	run(t, "ip", "-n", "pgl-a", "link", "set", "pga0", "up")
 	run(t, "ip", "-n", "pgl-b", "link", "set", "pgb0", "up")
+	waitUp(t, "pgl-a", "pga0")
+	waitUp(t, "pgl-b", "pgb0")
 	var p pair
 	inNetns(t, "pgl-b", func() {
 		ifi, err := net.InterfaceByName("pgb0")

@@ -1,0 +1,206 @@
+package hil
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// steady boots the pair and waits until the main is primary and the spare
+// secondary, each seeing the other.
+func steady(t *testing.T) (*pair, *node, *node) {
+	t.Helper()
+	p := newPair(t)
+	n := p.boot(mainSpec, spareSpec)
+	m, s := n[0], n[1]
+	m.waitStatus("primary with the peer up", 90*time.Second, func(st status) bool {
+		return st.Role == "primary" && st.Peer.State == "up"
+	})
+	s.waitStatus("secondary with the peer up", 30*time.Second, func(st status) bool {
+		return st.Role == "secondary" && st.Peer.State == "up"
+	})
+	t.Logf("hil: pair steady %.1fs after launch", time.Since(m.booted).Seconds())
+	return p, m, s
+}
+
+// TestImageIsTheShippedFiles boots one board and checks that the files the
+// Buildroot package and overlay install are in the image as they are in the
+// repository.
+func TestImageIsTheShippedFiles(t *testing.T) {
+	p := newPair(t)
+	m := p.boot(mainSpec)[0]
+	if out, _ := m.run("uname -m", 10*time.Second); !strings.Contains(out, "aarch64") {
+		t.Errorf("uname -m = %q, want aarch64", out)
+	}
+	root := filepath.Join("..", "..", "buildroot")
+	want := map[string]string{"/etc/init.d/S60pairguard": filepath.Join(root, "package", "pairguard", "S60pairguard")}
+	overlay := filepath.Join(root, "board", "qemu-aarch64-virt", "rootfs-overlay")
+	err := filepath.WalkDir(overlay, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(overlay, path)
+		want["/"+filepath.ToSlash(rel)] = path
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for guest, host := range want {
+		if guest == "/etc/pairguard/pairguard.toml" {
+			continue // replaced by the per-board config, as provisioning does
+		}
+		b, err := os.ReadFile(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		out, code := m.run("sha256sum "+guest, 10*time.Second)
+		if code != 0 || !strings.HasPrefix(strings.TrimSpace(out), hex.EncodeToString(sum[:])) {
+			t.Errorf("%s in the image differs from %s: %q", guest, host, out)
+		}
+	}
+	for lan, ifname := range map[int]string{1: p.img.board.LAN1, 2: p.img.board.LAN2} {
+		out, _ := m.run("cat /sys/class/net/"+ifname+"/address", 10*time.Second)
+		if strings.TrimSpace(out) != mainSpec.mac(lan) {
+			t.Errorf("%s has MAC %q, want LAN %d's %s", ifname, out, lan, mainSpec.mac(lan))
+		}
+	}
+}
+
+// TestColdBoot: both boards power up together; the main becomes primary,
+// the spare secondary, each sees the other, the client reaches the service
+// address, and the LEDs show green on the main and amber on the spare.
+func TestColdBoot(t *testing.T) {
+	_, m, s := steady(t)
+	if !clientPing(t, serviceAddr) {
+		t.Errorf("client cannot reach the service address %s", serviceAddr)
+	}
+	const window = 2 * time.Second
+	m.waitLEDs("green", window, 10*time.Second, func(at time.Time) bool {
+		return m.ledPattern("led-role-green", at, window).active() && !m.ledPattern("led-role-red", at, window).active()
+	})
+	s.waitLEDs("amber", window, 10*time.Second, func(at time.Time) bool {
+		return s.ledPattern("led-role-green", at, window).active() && s.ledPattern("led-role-red", at, window).active()
+	})
+	now := time.Now()
+	t.Logf("hil: LEDs main: %s; spare: %s", m.leds(now, window), s.leds(now, window))
+	for _, n := range []*node{m, s} {
+		if n.ledPattern("led-failover", now, window).active() {
+			t.Errorf("%s: failover LED lit after a cold boot", n.spec.name)
+		}
+	}
+}
+
+// TestPowerLossOfMain: the main loses power; the client reaches the service
+// address at the spare within failover-time + 1 s, and the spare's failover
+// LED lights.
+func TestPowerLossOfMain(t *testing.T) {
+	_, m, s := steady(t)
+	ping := startPinger(t, serviceAddr)
+	if _, ok := ping.firstAfter(time.Now().Add(-time.Second), 10*time.Second); !ok {
+		t.Fatalf("client cannot reach the service address %s before the power cut", serviceAddr)
+	}
+	cut := m.powerOff()
+	// Replies later than this cannot come from the dead main.
+	first, ok := ping.firstAfter(cut.Add(100*time.Millisecond), failoverTime+10*time.Second)
+	if !ok {
+		t.Fatalf("client never reached the service address after the main's power cut")
+	}
+	took := first.Sub(cut)
+	t.Logf("hil: FAILOVER service address answered by the spare %v after the main's power cut (failover-time %v)", took.Round(time.Millisecond), failoverTime)
+	if took > failoverTime+time.Second {
+		t.Errorf("failover took %v, want at most failover-time + 1 s = %v", took, failoverTime+time.Second)
+	}
+	st := s.waitStatus("primary", 10*time.Second, func(st status) bool { return st.Role == "primary" })
+	if st.Peer.State == "up" {
+		t.Errorf("spare sees the dead main as up: %+v", st)
+	}
+	const window = time.Second
+	s.waitLEDs("failover lit", window, 5*time.Second, func(at time.Time) bool {
+		return s.ledPattern("led-failover", at, window).active()
+	})
+}
+
+// lineCut cuts the failover line at the main (its LAN 2 link goes down) and
+// waits until the spare raises the failover-line-down alarm without taking
+// over.
+func lineCut(t *testing.T) (*node, *node) {
+	t.Helper()
+	_, m, s := steady(t)
+	m.monitor("set_link l2 off")
+	cut := time.Now()
+	st := s.waitStatus("alarmed", failoverTime+20*time.Second, func(st status) bool {
+		return slices.Contains(st.Alarms, "failover-line-down")
+	})
+	t.Logf("hil: spare raised failover-line-down %.1fs after the cut", time.Since(cut).Seconds())
+	if st.Role == "primary" {
+		t.Fatalf("spare took over although the main is alive on LAN 1: %+v", st)
+	}
+	// Well past failover-time: still no takeover.
+	time.Sleep(failoverTime + time.Second)
+	if st, ok := s.status(); ok && st.Role == "primary" {
+		t.Fatalf("spare took over although the main is alive on LAN 1: %+v", st)
+	}
+	if st, ok := m.status(); !ok || st.Role != "primary" {
+		t.Errorf("main is no longer primary after its failover line was cut: %+v", st)
+	}
+	if !clientPing(t, serviceAddr) {
+		t.Errorf("client lost the service address %s", serviceAddr)
+	}
+	return m, s
+}
+
+// TestFailoverLineCut: only the failover line is cut at the main: no
+// takeover, and the spare shows the alarm (red fast blink).
+func TestFailoverLineCut(t *testing.T) {
+	_, s := lineCut(t)
+	const window = time.Second
+	s.waitLEDs("red fast blink", window, 5*time.Second, func(at time.Time) bool {
+		return s.ledPattern("led-role-red", at, window).String() == "fast-blink"
+	})
+}
+
+// TestButtonAcknowledgesAlarm: a short press of the spare's button
+// acknowledges the failover-line-down alarm: the red fast blink stops.
+func TestButtonAcknowledgesAlarm(t *testing.T) {
+	_, s := lineCut(t)
+	const window = time.Second
+	s.waitLEDs("red fast blink", window, 5*time.Second, func(at time.Time) bool {
+		return s.ledPattern("led-role-red", at, window).String() == "fast-blink"
+	})
+	s.pressButton()
+	s.waitLEDs("acknowledged (no red fast blink)", window, 5*time.Second, func(at time.Time) bool {
+		return s.ledPattern("led-role-red", at, window).String() != "fast-blink"
+	})
+}
+
+// TestSerialConsoleStatus: `pairguard status` typed on the serial console
+// prints the role.
+func TestSerialConsoleStatus(t *testing.T) {
+	p := newPair(t)
+	m := p.boot(mainSpec)[0]
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, code := m.run("pairguard status", 20*time.Second)
+		if code == 0 && strings.Contains(out, "role") {
+			for _, role := range []string{"starting", "primary", "secondary", "fault", "standalone"} {
+				if strings.Contains(out, role) {
+					t.Logf("hil: console status:\n%s", out)
+					return
+				}
+			}
+			t.Fatalf("status names no role:\n%s", out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pairguard status on the console: exit %d:\n%s", code, out)
+		}
+		time.Sleep(time.Second)
+	}
+}

@@ -5,6 +5,7 @@ package arp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/drivers/addr"
 	"golang.org/x/sys/unix"
 )
 
@@ -285,6 +287,95 @@ func TestOpenErrors(t *testing.T) {
 		}
 		if _, err := Open("lo"); err == nil {
 			t.Error("Open of the loopback succeeded")
+		}
+	})
+}
+
+// TestVirtualMACCycleNetns runs a claim and a release the way the daemon
+// does with `[lan1] virtual-mac`: pgl-b probes (free), pgl-a puts the
+// service address on a macvlan with the virtual MAC and starts GARP on the
+// parent, pgl-b's neighbour entry moves to the virtual MAC and its probe
+// sees the address held by it; after GARP Stop and Remove it is free again.
+func TestVirtualMACCycleNetns(t *testing.T) {
+	setupPair(t)
+	a := openA(t)
+	svc := netip.MustParsePrefix("192.0.2.10/24")
+	vmac := addr.VirtualMAC(0x0a0b0c0d)
+	var b *Conn
+	inNetns(t, "pgl-b", func() {
+		var err error
+		if b, err = Open("pgb0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer b.Close()
+	probeFromB := func() (bool, net.HardwareAddr, time.Duration) {
+		t.Helper()
+		var inUse bool
+		var holder net.HardwareAddr
+		start := time.Now()
+		inNetns(t, "pgl-b", func() {
+			var err error
+			if inUse, holder, err = b.Probe(context.Background(), svc.Addr(), 3, 100*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return inUse, holder, time.Since(start)
+	}
+	if inUse, holder, _ := probeFromB(); inUse {
+		t.Fatalf("service address in use by %v before the claim", holder)
+	}
+	run(t, "ip", "-n", "pgl-b", "neigh", "replace", svc.Addr().String(), "lladdr", "02:00:00:00:00:99", "dev", "pgb0", "nud", "stale")
+
+	var m *addr.Netlink
+	g, err := NewGARP(a, GARPConfig{Repeat: 3, Interval: 100 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	inNetns(t, "pgl-a", func() {
+		if m, err = addr.OpenMacvlan("pga0", "pgamv0", vmac); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Add(svc); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer m.Close()
+	g.Start(svc.Addr(), vmac)
+	defer g.Stop()
+	moved := false
+	var out string
+	for range 100 {
+		out = run(t, "ip", "-n", "pgl-b", "neigh", "show", svc.Addr().String(), "dev", "pgb0")
+		if strings.Contains(out, vmac.String()) {
+			moved = true
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !moved {
+		t.Fatalf("pgl-b's entry did not move to %v:\n%s", vmac, out)
+	}
+	t.Logf("claim (macvlan, address, first GARP) to neighbour updated: %v", time.Since(start))
+	inUse, holder, took := probeFromB()
+	if !inUse || holder.String() != vmac.String() {
+		t.Errorf("probe after the claim = %t, %v; want held by %v", inUse, holder, vmac)
+	}
+	t.Logf("probe of the claimed address answered in %v", took)
+
+	g.Stop()
+	inNetns(t, "pgl-a", func() {
+		if err := m.Remove(svc); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if inUse, holder, _ := probeFromB(); inUse {
+		t.Errorf("service address still held by %v after the release", holder)
+	}
+	inNetns(t, "pgl-a", func() {
+		if err := m.Delete(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/board"
 	"github.com/pairguard/pairguard/firmware/engine"
 )
 
@@ -188,5 +189,22 @@ func TestStrings(t *testing.T) {
 	}
 	if s := (Light{ColourGreen, Solid}).String(); s != "green solid" {
 		t.Errorf("Light.String() = %q", s)
+	}
+}
+
+func TestWiring(t *testing.T) {
+	b, err := board.Load("qemu-virt-arm64", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Wiring(b.LEDs)
+	if w[ChannelRoleGreen].Line != "led-role-green" || w[ChannelRoleRed].Line != "led-role-red" ||
+		w[ChannelFailover].Line != "led-failover" || w[ChannelRoleAmber].Kind != board.OutputNone {
+		t.Errorf("wiring %v", w)
+	}
+	for _, ch := range Channels() {
+		if _, ok := w[ch]; !ok {
+			t.Errorf("channel %v missing", ch)
+		}
 	}
 }

@@ -1,0 +1,641 @@
+// Package daemon wires the role engine to Linux: the failover-line sockets,
+// the service address, ARP, hooks, the logbook and the control socket. Its
+// loop is the only place where time, sockets and goroutines meet the engine.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pairguard/pairguard/drivers/addr"
+	"github.com/pairguard/pairguard/drivers/arp"
+	"github.com/pairguard/pairguard/drivers/rawether"
+	"github.com/pairguard/pairguard/firmware/config"
+	"github.com/pairguard/pairguard/firmware/engine"
+	"github.com/pairguard/pairguard/firmware/frame"
+	"github.com/pairguard/pairguard/firmware/hooks"
+	"github.com/pairguard/pairguard/firmware/logbook"
+)
+
+// Version is the software version sent in every frame; set by the linker.
+var Version = "0.1.0"
+
+// flagEligible marks a sender that could become primary now.
+const flagEligible = frame.Flags(1 << 4)
+
+// Deps are the daemon's connections to the outside. Open fills them with
+// the real drivers; tests pass fakes.
+type Deps struct {
+	LAN2  rawether.Conn // the failover line (required)
+	LAN1  rawether.Conn // the second heartbeat path (nil: none)
+	Addr  addr.Manager  // the service address (nil: none configured)
+	ARP   arp.Client    // probes, announcements, witness (nil: none)
+	Links <-chan LinkUpdate
+	// Closers are closed when the daemon stops, after the address is released.
+	Closers []func() error
+}
+
+// LinkUpdate is a link state change of LAN 1 or LAN 2.
+type LinkUpdate struct {
+	Path engine.Path
+	Up   bool
+}
+
+// Daemon is one running pairguard node.
+type Daemon struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	deps   Deps
+	eng    *engine.Engine
+	state  stateDir
+	book   *logbook.Book
+	hooks  *hooks.Runner
+	garp   *arp.GARP
+	key    *frame.Key
+	replay *frame.Replay
+	frames frame.Counters
+	start  time.Time
+	nodeID uint64
+	bootID uint64
+	seq    uint64
+	buf    []byte
+	vmac   net.HardwareAddr // the MAC announced for the service address
+
+	rx     chan received
+	events chan engine.Event
+	ctl    chan func()
+	reload chan *config.Config
+
+	holds        bool // the service address is on the interface
+	releaseErr   error
+	peerBoot     uint64 // the peer's boot id last persisted
+	lastTakeover takeoverInfo
+	captures     []*capture
+	mirror       Mirror
+
+	wg sync.WaitGroup
+}
+
+type takeoverInfo struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	Epoch  uint64    `json:"epoch"`
+}
+
+type received struct {
+	path  engine.Path
+	f     frame.Frame
+	err   error
+	raw   []byte
+	src   net.HardwareAddr
+	atMon time.Duration
+}
+
+// New prepares a daemon from a validated config and its connections.
+func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
+	if deps.LAN2 == nil && cfg.Engine.Mode != engine.ModeIndependent {
+		return nil, errors.New("daemon: no failover-line connection")
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("daemon: state-dir: %w", err)
+	}
+	d := &Daemon{
+		cfg:    cfg,
+		log:    log,
+		deps:   deps,
+		state:  stateDir(cfg.StateDir),
+		hooks:  &hooks.Runner{Dir: cfg.Hooks.Dir, Timeout: cfg.Hooks.Timeout.Duration},
+		key:    frame.NewKey(cfg.Key),
+		replay: frame.NewReplay(),
+		start:  time.Now(),
+		rx:     make(chan received, 64),
+		events: make(chan engine.Event, 64),
+		ctl:    make(chan func()),
+		reload: make(chan *config.Config, 1),
+		buf:    make([]byte, 0, frame.Len),
+		mirror: noMirror{},
+	}
+	var err error
+	if d.nodeID, err = d.state.nodeID(); err != nil {
+		return nil, err
+	}
+	if d.bootID, err = d.state.nextBoot(); err != nil {
+		return nil, err
+	}
+	if err := d.state.loadReplay(d.replay); err != nil {
+		log.Warn("replay marks unreadable, starting with none", "err", err)
+	}
+	epoch, _, err := d.state.readUint("epoch")
+	if err != nil {
+		return nil, err
+	}
+	if d.book, err = logbook.Open(cfg.StateDir, cfg.Logbook.Entries); err != nil {
+		return nil, err
+	}
+	ecfg := cfg.Engine
+	ecfg.NodeID = d.nodeID
+	ecfg.Software = Version
+	if d.eng, err = engine.New(ecfg, epoch, 0); err != nil {
+		return nil, err
+	}
+	if deps.ARP != nil {
+		d.vmac = deps.ARP.HardwareAddr()
+		g, err := arp.NewGARP(deps.ARP, arp.GARPConfig{Repeat: cfg.GARP.Repeat, Interval: cfg.GARP.Interval.Duration, Refresh: cfg.GARP.Refresh.Duration}, log)
+		if err != nil {
+			return nil, err
+		}
+		d.garp = g
+	}
+	return d, nil
+}
+
+// SetMirror attaches the datastore mirror.
+func (d *Daemon) SetMirror(m Mirror) { d.mirror = m }
+
+func (d *Daemon) mono() time.Duration { return time.Since(d.start) }
+
+// Run runs the daemon until ctx ends, then shuts down: a primary hands over
+// to its peer (or releases the address) before Run returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.book.Close()
+	d.cleanStaleAddress()
+	loopCtx, stopAll := context.WithCancel(context.Background())
+	defer func() {
+		stopAll()
+		d.wg.Wait()
+	}()
+	if d.deps.LAN2 != nil {
+		d.goRecv(loopCtx, d.deps.LAN2, engine.PathLAN2)
+	}
+	if d.deps.LAN1 != nil {
+		d.goRecv(loopCtx, d.deps.LAN1, engine.PathLAN1)
+	}
+	if d.cfg.LAN1.WitAddr.IsValid() && d.deps.ARP != nil {
+		d.goWitness(loopCtx)
+	}
+	for _, c := range d.cfg.Checks {
+		d.goCheck(loopCtx, c)
+	}
+	d.mirror.Start(loopCtx, d.events)
+	d.logbook("start", fmt.Sprintf("pairguard %s, node %s (%016x), boot %d", Version, d.cfg.NodeName, d.nodeID, d.bootID))
+	d.apply(d.eng.Start(d.mono()))
+
+	tick := time.NewTicker(tickFor(d.cfg.Engine.Interval))
+	defer tick.Stop()
+	var shutdown <-chan time.Time
+	stopping := false
+	done := ctx.Done()
+	for {
+		select {
+		case <-done:
+			done = nil
+			stopping = true
+			d.log.Info("stopping", "role", d.eng.Role())
+			d.apply(d.eng.Step(d.mono(), engine.CommandIssued{Cmd: engine.CmdShutdown}))
+			shutdown = time.After(d.cfg.Hooks.Timeout.Duration + 2*time.Second)
+		case <-shutdown:
+			d.log.Warn("handover did not finish in time; releasing the address")
+			return d.finish()
+		case <-tick.C:
+			d.apply(d.eng.Tick(d.mono()))
+		case r := <-d.rx:
+			d.receive(r)
+		case ev := <-d.events:
+			d.apply(d.eng.Step(d.mono(), ev))
+		case lu, ok := <-d.deps.Links:
+			if !ok {
+				d.deps.Links = nil
+				continue
+			}
+			d.apply(d.eng.Step(d.mono(), engine.LinkChanged{Path: lu.Path, Up: lu.Up}))
+		case f := <-d.ctl:
+			f()
+		case next := <-d.reload:
+			d.applyReload(next)
+		}
+		if stopping && d.eng.Role() != engine.RolePrimary {
+			return d.finish()
+		}
+	}
+}
+
+// finish releases what the node holds and closes the connections.
+func (d *Daemon) finish() error {
+	if d.holds {
+		d.releaseAddress()
+	}
+	d.mirror.Stop()
+	var errs []error
+	for _, c := range d.deps.Closers {
+		errs = append(errs, c())
+	}
+	d.logbook("stop", "pairguard stopped")
+	return errors.Join(errs...)
+}
+
+// tickFor returns the loop's tick: a quarter of the heartbeat interval,
+// between 1 ms and 25 ms.
+func tickFor(interval time.Duration) time.Duration {
+	return min(max(interval/4, time.Millisecond), 25*time.Millisecond)
+}
+
+// cleanStaleAddress removes the service address left on the interface by a
+// previous run: a node that is not primary must not answer for it.
+func (d *Daemon) cleanStaleAddress() {
+	if d.deps.Addr == nil || !d.cfg.LAN1.Prefix.IsValid() {
+		return
+	}
+	for _, p := range d.prefixes() {
+		has, err := d.deps.Addr.Has(p)
+		if err != nil {
+			d.log.Warn("cannot check the service address", "addr", p, "err", err)
+			continue
+		}
+		if has {
+			d.log.Warn("removing a stale service address left by an earlier run", "addr", p)
+			if err := d.deps.Addr.Remove(p); err != nil {
+				d.log.Error("cannot remove the stale service address", "addr", p, "err", err)
+			}
+		}
+	}
+}
+
+func (d *Daemon) prefixes() []netip.Prefix {
+	var ps []netip.Prefix
+	if d.cfg.LAN1.Prefix.IsValid() {
+		ps = append(ps, d.cfg.LAN1.Prefix)
+	}
+	if d.cfg.LAN1.Prefix6.IsValid() {
+		ps = append(ps, d.cfg.LAN1.Prefix6)
+	}
+	return ps
+}
+
+func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		buf := make([]byte, 1600)
+		for ctx.Err() == nil {
+			n, src, err := c.Recv(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					continue
+				}
+				d.log.Warn("receive failed", "path", path, "err", err)
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			r := received{path: path, src: src, atMon: d.mono()}
+			r.err = frame.Decode(buf[:n], d.key, &r.f)
+			r.raw = append([]byte(nil), buf[:n]...)
+			select {
+			case d.rx <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { <-ctx.Done(); c.Close() }()
+}
+
+// receive handles one frame from a receive goroutine: counts it, checks
+// replay and feeds the engine.
+func (d *Daemon) receive(r received) {
+	d.feedCaptures(r.path, r.src, r.raw, false)
+	if r.err != nil {
+		d.frames.Record(r.err)
+		var ve *frame.VersionError
+		if errors.As(r.err, &ve) {
+			d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: ve.Version}))
+		}
+		return
+	}
+	if err := d.replay.Check(r.f.NodeID, r.f.BootID, r.f.Seq); err != nil {
+		d.frames.Record(err)
+		return
+	}
+	d.frames.Record(nil)
+	if r.f.BootID > d.peerBoot && r.f.NodeID != d.nodeID {
+		d.peerBoot = r.f.BootID
+		if err := d.state.saveReplay(d.replay); err != nil {
+			d.log.Warn("cannot persist the peer's boot id", "err", err)
+		}
+	}
+	d.apply(d.eng.Step(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)}))
+}
+
+func peerInfo(f *frame.Frame) engine.PeerInfo {
+	kind := engine.FrameHeartbeat
+	switch f.Type {
+	case frame.TypeRelease:
+		kind = engine.FrameRelease
+	case frame.TypePairHello:
+		kind = engine.FrameHello
+	}
+	return engine.PeerInfo{
+		Kind:       kind,
+		NodeID:     f.NodeID,
+		Mode:       engine.Mode(f.Mode),
+		Role:       engine.Role(f.Role),
+		Preferred:  f.Flags.Has(frame.FlagPreferred),
+		Handover:   f.Flags.Has(frame.FlagHandover),
+		Eligible:   f.Flags.Has(flagEligible),
+		Epoch:      f.Epoch,
+		Data:       engine.DataState(f.DataState),
+		Generation: f.Generation,
+		History:    f.History,
+		Mirror:     engine.MirrorState(f.MirrorState),
+		Percent:    f.MirrorPercent,
+		Software:   f.Software,
+		Seq:        f.Seq,
+	}
+}
+
+// frameFrom builds the frame this node sends now.
+func (d *Daemon) frameFrom(st engine.Status, kind engine.FrameKind) frame.Frame {
+	t := frame.TypeHeartbeat
+	switch kind {
+	case engine.FrameRelease:
+		t = frame.TypeRelease
+	case engine.FrameHello:
+		t = frame.TypePairHello
+	}
+	var fl frame.Flags
+	if st.Preferred {
+		fl |= frame.FlagPreferred
+	}
+	if st.Handover {
+		fl |= frame.FlagHandover
+	}
+	if st.Eligible {
+		fl |= flagEligible
+	}
+	return frame.Frame{
+		Type:          t,
+		Flags:         fl,
+		PairID:        d.key.PairID(),
+		NodeID:        d.nodeID,
+		Mode:          uint8(st.Mode),
+		Role:          uint8(st.Role),
+		DataState:     uint8(st.Data),
+		MirrorState:   uint8(st.Mirror),
+		MirrorPercent: st.Percent,
+		Epoch:         st.Epoch,
+		BootID:        d.bootID,
+		Generation:    st.Generation,
+		History:       st.History,
+		Software:      Version,
+	}
+}
+
+func (d *Daemon) send(a engine.Send) {
+	f := d.frameFrom(d.eng.Status(), a.Kind)
+	copies := 1
+	if a.Kind == engine.FrameRelease {
+		copies = 3 // a lost RELEASE costs a failover-time; send it thrice
+	}
+	for range copies {
+		for _, p := range []struct {
+			on   bool
+			c    rawether.Conn
+			path engine.Path
+		}{{a.LAN2, d.deps.LAN2, engine.PathLAN2}, {a.LAN1, d.deps.LAN1, engine.PathLAN1}} {
+			if !p.on || p.c == nil {
+				continue
+			}
+			d.seq++
+			f.Seq = d.seq
+			f.Flags &^= frame.FlagLAN1
+			if p.path == engine.PathLAN1 {
+				f.Flags |= frame.FlagLAN1
+			}
+			b, err := f.AppendBinary(d.buf[:0], d.key)
+			if err != nil {
+				d.log.Error("cannot encode a frame", "err", err)
+				return
+			}
+			if err := p.c.Send(rawether.Broadcast, b); err != nil {
+				d.log.Debug("send failed", "path", p.path, "err", err)
+				continue
+			}
+			d.frames.Sent.Add(1)
+			d.feedCaptures(p.path, p.c.Addr(), b, true)
+		}
+	}
+}
+
+// apply carries out the engine's actions in order (see the engine's package doc).
+func (d *Daemon) apply(acts []engine.Action) {
+	skipClaim := false
+	for _, a := range acts {
+		switch a := a.(type) {
+		case engine.PersistEpoch:
+			if err := d.state.writeUint("epoch", a.Epoch); err != nil {
+				d.log.Error("cannot persist the epoch; not claiming the address", "epoch", a.Epoch, "err", err)
+				skipClaim = true
+				d.queue(engine.FaultChanged{Reason: "state-dir-unwritable", Active: true})
+			}
+		case engine.ClaimAddress:
+			if skipClaim {
+				continue
+			}
+			d.claimAddress()
+		case engine.ReleaseAddress:
+			d.releaseAddress()
+		case engine.Send:
+			d.send(a)
+		case engine.StartProbe:
+			d.startProbe()
+		case engine.RunHook:
+			d.runHook(a)
+		case engine.SetMirrorRole:
+			d.mirror.SetPrimary(a.Primary, a.NewGeneration)
+		case engine.FlushMirror:
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Hooks.Timeout.Duration)
+				defer cancel()
+				d.queue(engine.FlushDone{Err: d.mirror.Flush(ctx)})
+			}()
+		case engine.Log:
+			d.logbook(a.Kind, a.Message)
+		case engine.AlarmRaised:
+			d.log.Warn("alarm", "alarm", string(a.Alarm), "reason", a.Reason)
+		case engine.AlarmCleared:
+			d.log.Info("alarm cleared", "alarm", string(a.Alarm))
+		case engine.RoleChanged:
+			st := d.eng.Status()
+			d.log.Info("role changed", "role", a.Role, "prev", a.Prev, "epoch", st.Epoch, "peer", st.Peer.State, "reason", a.Reason)
+			if a.Role == engine.RolePrimary {
+				d.lastTakeover = takeoverInfo{At: time.Now(), Reason: a.Reason, Epoch: st.Epoch}
+			}
+		default:
+			panic(fmt.Sprintf("daemon: unknown action %T", a))
+		}
+	}
+}
+
+// queue feeds an event back to the loop without blocking it.
+func (d *Daemon) queue(ev engine.Event) {
+	select {
+	case d.events <- ev:
+	default:
+		go func() { d.events <- ev }()
+	}
+}
+
+func (d *Daemon) claimAddress() {
+	d.holds = true
+	if d.deps.Addr == nil {
+		return
+	}
+	for _, p := range d.prefixes() {
+		if err := d.deps.Addr.Add(p); err != nil {
+			d.log.Error("cannot add the service address", "addr", p, "err", err)
+			d.queue(engine.FaultChanged{Reason: "address-claim-failed", Active: true})
+			return
+		}
+	}
+	if d.garp != nil && d.cfg.LAN1.Prefix.IsValid() {
+		d.garp.Start(d.cfg.LAN1.Prefix.Addr(), d.vmac)
+	}
+	d.log.Info("service address claimed", "addr", d.cfg.LAN1.Prefix, "epoch", d.eng.Status().Epoch)
+}
+
+func (d *Daemon) releaseAddress() {
+	d.holds = false
+	if d.garp != nil {
+		d.garp.Stop()
+	}
+	if d.deps.Addr == nil {
+		return
+	}
+	var errs []error
+	for _, p := range d.prefixes() {
+		errs = append(errs, d.deps.Addr.Remove(p))
+	}
+	d.releaseErr = errors.Join(errs...)
+	if d.releaseErr != nil {
+		d.log.Error("cannot release the service address", "err", d.releaseErr)
+		return
+	}
+	d.log.Info("service address released", "addr", d.cfg.LAN1.Prefix)
+}
+
+func (d *Daemon) startProbe() {
+	if d.deps.ARP == nil || !d.cfg.LAN1.Prefix.IsValid() {
+		d.queue(engine.ProbeDone{InUse: false})
+		return
+	}
+	total := d.cfg.LAN1.ProbeTime.Duration
+	ip := d.cfg.LAN1.Prefix.Addr()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*total)
+		defer cancel()
+		// Two probes half the probe time apart, listening until the end.
+		inUse, holder, err := d.deps.ARP.Probe(ctx, ip, 2, total/2)
+		if err != nil {
+			d.log.Warn("ARP probe failed; treating the address as in use", "err", err)
+			inUse = true
+		}
+		if inUse {
+			d.log.Warn("the service address answers ARP", "addr", ip, "holder", holder)
+		}
+		d.queue(engine.ProbeDone{InUse: inUse})
+	}()
+}
+
+func (d *Daemon) runHook(h engine.RunHook) {
+	st := d.eng.Status()
+	env := hooks.Env{
+		Event: h.Name, Role: st.Role.String(), Peer: st.Peer.State.String(), Reason: h.Reason,
+		Node: d.cfg.NodeName, Mode: st.Mode.String(), Epoch: st.Epoch,
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		out, err := d.hooks.Run(context.Background(), env)
+		if out != "" {
+			d.log.Info("hook output", "hook", h.Name, "output", out)
+		}
+		if err != nil {
+			d.log.Warn("hook failed", "hook", h.Name, "err", err)
+		}
+		if h.Wait || err != nil {
+			d.queue(engine.HookDone{Name: h.Name, Err: err})
+		}
+	}()
+}
+
+func (d *Daemon) logbook(kind, msg string) {
+	st := d.eng.Status()
+	if err := d.book.Add(logbook.Entry{Kind: kind, Role: st.Role.String(), Epoch: st.Epoch, Message: msg}); err != nil {
+		d.log.Warn("logbook write failed", "err", err)
+	}
+	d.log.Info(msg, "kind", kind)
+}
+
+func (d *Daemon) goWitness(ctx context.Context) {
+	every := d.cfg.LAN1.WitnessEvery.Duration
+	ip := d.cfg.LAN1.WitAddr
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		last, first := false, true
+		misses := 0
+		for ctx.Err() == nil {
+			rctx, cancel := context.WithTimeout(ctx, every/2)
+			_, err := d.deps.ARP.Resolve(rctx, ip)
+			cancel()
+			ok := err == nil
+			if ok {
+				misses = 0
+			} else {
+				misses++
+			}
+			// Two misses in a row before the witness counts as lost.
+			reach := ok || (!first && last && misses < 2)
+			if first || reach != last {
+				first, last = false, reach
+				d.queue(engine.WitnessChanged{Reachable: reach})
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(every):
+			}
+		}
+	}()
+}
+
+// Reload asks the loop to apply a new config (SIGHUP).
+func (d *Daemon) Reload(next *config.Config) { d.reload <- next }
+
+func (d *Daemon) applyReload(next *config.Config) {
+	if err := d.cfg.Reloadable(next); err != nil {
+		d.logbook("reload", "reload refused: "+err.Error())
+		return
+	}
+	ecfg := next.Engine
+	ecfg.NodeID, ecfg.Software = d.nodeID, Version
+	if err := d.eng.Reconfigure(ecfg); err != nil {
+		d.logbook("reload", "reload refused: "+err.Error())
+		return
+	}
+	d.hooks = &hooks.Runner{Dir: next.Hooks.Dir, Timeout: next.Hooks.Timeout.Duration}
+	d.cfg = next
+	d.logbook("reload", "configuration reloaded from "+next.File())
+}

@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/pairguard/pairguard/drivers/addr"
+	"github.com/pairguard/pairguard/drivers/arp"
+	"github.com/pairguard/pairguard/drivers/rawether"
+	"github.com/pairguard/pairguard/firmware/config"
+	"github.com/pairguard/pairguard/firmware/engine"
+	"github.com/pairguard/pairguard/firmware/frame"
+)
+
+// macvlanName is the interface that carries the service address with
+// `[lan1] virtual-mac`.
+const macvlanName = "pgvmac0"
+
+// Open opens the real drivers for cfg and returns a daemon ready to Run.
+// A missing failover-line interface is fatal; a LAN 1 that cannot carry
+// heartbeats is a warning (the second path is lost, the guard probes still).
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	var deps Deps
+	closeAll := func() {
+		for _, c := range deps.Closers {
+			c()
+		}
+	}
+	if cfg.Engine.Mode != engine.ModeIndependent {
+		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType)
+		if err != nil {
+			return nil, fmt.Errorf("lan2.interface %q: %w", cfg.LAN2.Interface, err)
+		}
+		deps.LAN2 = lan2
+		deps.Closers = append(deps.Closers, lan2.Close)
+		if cfg.LAN1.Interface != "" {
+			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType)
+			if err != nil {
+				log.Warn("no heartbeats on LAN 1; a cut failover line will look like a dead peer to the guard's first check", "interface", cfg.LAN1.Interface, "err", err)
+			} else {
+				deps.LAN1 = lan1
+				deps.Closers = append(deps.Closers, lan1.Close)
+			}
+		}
+		links := make(chan LinkUpdate, 8)
+		deps.Links = links
+		for _, l := range []struct {
+			name string
+			path engine.Path
+		}{{cfg.LAN2.Interface, engine.PathLAN2}, {cfg.LAN1.Interface, engine.PathLAN1}} {
+			if l.name == "" {
+				continue
+			}
+			ch, err := rawether.WatchLink(ctx, l.name)
+			if err != nil {
+				log.Warn("cannot watch the link", "interface", l.name, "err", err)
+				continue
+			}
+			go func() {
+				for ev := range ch {
+					links <- LinkUpdate{Path: l.path, Up: ev.Up}
+				}
+			}()
+		}
+	}
+	if cfg.LAN1.Interface != "" && cfg.LAN1.Prefix.IsValid() {
+		a, err := arp.Open(cfg.LAN1.Interface)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("lan1.interface %q: ARP: %w", cfg.LAN1.Interface, err)
+		}
+		deps.Closers = append(deps.Closers, a.Close)
+		if cfg.LAN1.VirtualMAC {
+			vmac := addr.VirtualMAC(config.PairID(cfg.Key))
+			m, err := addr.OpenMacvlan(cfg.LAN1.Interface, macvlanName, vmac)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("lan1.virtual-mac: %w", err)
+			}
+			deps.Addr = m
+			deps.ARP = vmacARP{a, vmac}
+			deps.Closers = append(deps.Closers, m.Close)
+		} else {
+			m, err := addr.Open(cfg.LAN1.Interface)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("lan1.interface %q: %w", cfg.LAN1.Interface, err)
+			}
+			deps.Addr = m
+			deps.ARP = a
+			deps.Closers = append(deps.Closers, m.Close)
+		}
+	}
+	d, err := New(cfg, deps, log)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return d, nil
+}
+
+// vmacARP announces the virtual MAC instead of the interface's.
+type vmacARP struct {
+	arp.Client
+	mac net.HardwareAddr
+}
+
+func (v vmacARP) HardwareAddr() net.HardwareAddr { return v.mac }

@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/pairguard/pairguard/firmware/frame"
+)
+
+// stateDir holds the small files that must survive a restart: the node id,
+// the epoch, the boot counter and the peer's replay marks. Every write is
+// write-fsync-rename followed by an fsync of the directory, so a power cut
+// leaves the old or the new value.
+type stateDir string
+
+func (d stateDir) path(name string) string { return filepath.Join(string(d), name) }
+
+func (d stateDir) readUint(name string) (uint64, bool, error) {
+	b, err := os.ReadFile(d.path(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("state: %w", err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("state: %s: %w", d.path(name), err)
+	}
+	return v, true, nil
+}
+
+func (d stateDir) write(name string, data []byte) error {
+	tmp := d.path(name + ".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("state: %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, d.path(name)); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	dir, err := os.Open(string(d))
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+func (d stateDir) writeUint(name string, v uint64) error {
+	return d.write(name, []byte(strconv.FormatUint(v, 10)+"\n"))
+}
+
+// nodeID returns the persisted node id, creating a random one at first start.
+func (d stateDir) nodeID() (uint64, error) {
+	v, ok, err := d.readUint("node-id")
+	if err != nil || ok {
+		return v, err
+	}
+	var b [8]byte
+	for v == 0 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		v = binary.BigEndian.Uint64(b[:])
+	}
+	return v, d.write("node-id", []byte(fmt.Sprintf("%#x\n", v)))
+}
+
+// nextBoot increments and persists the boot counter: frames of an earlier
+// boot can never be replayed as current ones.
+func (d stateDir) nextBoot() (uint64, error) {
+	v, _, err := d.readUint("boot-id")
+	if err != nil {
+		return 0, err
+	}
+	v++
+	return v, d.writeUint("boot-id", v)
+}
+
+func (d stateDir) loadReplay(r *frame.Replay) error {
+	b, err := os.ReadFile(d.path("replay.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	var marks []frame.Mark
+	if err := json.Unmarshal(b, &marks); err != nil {
+		return fmt.Errorf("state: replay.json: %w", err)
+	}
+	r.Restore(marks)
+	return nil
+}
+
+func (d stateDir) saveReplay(r *frame.Replay) error {
+	b, err := json.Marshal(r.Snapshot())
+	if err != nil {
+		return err
+	}
+	return d.write("replay.json", b)
+}

@@ -3,6 +3,8 @@ package led_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pairguard/pairguard/board"
@@ -31,6 +33,8 @@ func TestOpenMissing(t *testing.T) {
 	}
 	if _, err := led.Open(board.Output{Kind: board.OutputSysfs, LED: "pg-missing"}); err == nil {
 		t.Error("opening a missing sysfs LED succeeded")
+	} else if strings.Contains(err.Error(), "periph init") {
+		t.Errorf("periph's registry failed, so no sysfs LED could work: %v", err)
 	} else {
 		t.Log(err)
 	}
@@ -61,5 +65,39 @@ func TestGPIOReal(t *testing.T) {
 	if l2, err := led.Open(b.LEDs.Failover); err == nil {
 		l2.Close()
 		t.Error("a second request of a held line succeeded")
+	}
+}
+
+// TestSysfsReal drives a real LED-class LED, given by the environment, e.g.
+// PAIRGUARD_TEST_SYSFS_LED=ACT (in the QEMU guest, a gpio-leds node on a
+// PL061 line with leds-gpio loaded).
+func TestSysfsReal(t *testing.T) {
+	name := os.Getenv("PAIRGUARD_TEST_SYSFS_LED")
+	if name == "" {
+		t.Skip("set PAIRGUARD_TEST_SYSFS_LED=NAME to drive a real LED-class LED")
+	}
+	l, err := led.Open(board.Output{Kind: board.OutputSysfs, LED: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dir := filepath.Join(led.ClassDir, name)
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if tr := read("trigger"); !strings.Contains(tr, "[none]") {
+		t.Errorf("trigger %q, want none selected", tr)
+	}
+	for _, on := range []bool{true, false, true, false} {
+		if err := l.Set(on); err != nil {
+			t.Fatal(err)
+		}
+		if got := read("brightness") != "0"; got != on {
+			t.Errorf("after Set(%v) brightness is %s", on, read("brightness"))
+		}
 	}
 }

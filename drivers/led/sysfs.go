@@ -8,6 +8,7 @@ import (
 
 	"periph.io/x/conn/v3/driver/driverreg"
 	"periph.io/x/conn/v3/gpio"
+	_ "periph.io/x/host/v3/gpioioctl" // sysfs-gpio, registered with sysfs, needs it
 	"periph.io/x/host/v3/sysfs"
 )
 
@@ -20,6 +21,9 @@ type Sysfs struct {
 	name string
 }
 
+// initPeriph runs periph's driver registry once, on the first sysfs LED:
+// it lists /sys/class/leds (and, as a side effect of importing sysfs, the
+// GPIO chips through periph's ioctl-gpio driver, which needs no lines).
 var initPeriph = sync.OnceValue(func() error {
 	_, err := driverreg.Init()
 	return err

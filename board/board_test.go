@@ -199,3 +199,28 @@ func TestOutputString(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: no board file or override makes Parse panic, and whatever it
+// accepts passes its own checks again.
+func FuzzParse(f *testing.F) {
+	for _, n := range Names() {
+		data, err := files.ReadFile("boards/" + n + ".toml")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, "led.role.amber", "gpiochip0:7")
+	}
+	f.Add([]byte("[led]\nfailover = 3"), "button.input", "sysfs:x")
+	f.Fuzz(func(t *testing.T, data []byte, key, value string) {
+		b, err := Parse("fuzz", data, map[string]string{key: value})
+		if err != nil {
+			return
+		}
+		if b.LAN1 == "" || b.LAN1 == b.LAN2 || b.Datastore == "" {
+			t.Fatalf("accepted an invalid board: %+v", b)
+		}
+		if err := b.check(); err != nil {
+			t.Fatalf("accepted board fails check: %v", err)
+		}
+	})
+}

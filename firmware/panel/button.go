@@ -56,7 +56,7 @@ func (t Timing) Validate() error {
 //
 //	held for          released: action
 //	< Short           Acknowledge (Approve while a pairing window is open)
-//	Short..SyncHold   nothing (a hold given up)
+//	Short..SyncHold   nothing, a hold given up (Approve in a pairing window)
 //	SyncHold..Swap    Sync
 //	SwapHold..Stuck   Swap
 //	>= StuckAfter     nothing (stuck button, or leaned on)
@@ -84,8 +84,8 @@ func NewDecoder(t Timing) *Decoder {
 	return &Decoder{timing: t}
 }
 
-// SetPairing opens or closes the pairing window: while open, a click
-// approves the peer instead of acknowledging.
+// SetPairing opens or closes the pairing window: while open, any press
+// released before SyncHold approves the peer instead of acknowledging.
 func (d *Decoder) SetPairing(open bool) { d.pairing = open }
 
 // Edge feeds one edge: pressed true when the button went down, false when
@@ -119,7 +119,7 @@ func (d *Decoder) decide(held time.Duration) Action {
 	switch {
 	case held < 0:
 		return ActionNone
-	case held < t.Short && d.pairing:
+	case held < t.SyncHold && d.pairing:
 		return ActionApprove
 	case held < t.Short:
 		return ActionAcknowledge

@@ -1,0 +1,432 @@
+// Package netns builds a Pairguard pair in Linux network namespaces: a main,
+// a spare, a LAN 1 client and a switch namespace holding a LAN 1 bridge and
+// a LAN 2 bridge (the failover line goes through a switch, as the seeds
+// require). It runs real `pairguard run` daemons in them. Everything it
+// creates is named with the prefix "pg" and removed by Close.
+//
+//	   main            spare           client
+//	 eth1  eth2      eth1  eth2         eth1
+//	   |     |         |     |            |
+//	 +-+-----+---------+-----+------------+-+
+//	 | br1 (LAN 1)  br2 (LAN 2)      switch |
+//	 +--------------------------------------+
+package netns
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Addresses of the topology.
+const (
+	ServiceAddr = "192.168.77.10"
+	ClientAddr  = "192.168.77.100"
+	WitnessAddr = ClientAddr // the client answers ARP: a witness for tests
+)
+
+// Node is one appliance of the pair.
+type Node struct {
+	Name    string // "main" or "spare"
+	NS      string // network namespace
+	LAN1    string // LAN 1 address (management)
+	LAN2    string // LAN 2 address
+	Dir     string // state dir, config, socket, log
+	Socket  string
+	Config  string
+	LogFile string
+	proc    *exec.Cmd
+	waitErr chan error
+}
+
+// Pair is the whole topology.
+type Pair struct {
+	ID     string
+	Switch string // switch namespace
+	Client string // client namespace
+	Main   *Node
+	Spare  *Node
+	Bin    string // the pairguard binary
+	Dir    string
+}
+
+// Available reports why namespaces cannot be used here ("" if they can).
+func Available() string {
+	if os.Geteuid() != 0 {
+		return "network namespaces need root"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "iproute2 (ip) is not installed"
+	}
+	name := fmt.Sprintf("pgprobe%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return fmt.Sprintf("ip netns add failed: %s", bytes.TrimSpace(out))
+	}
+	exec.Command("ip", "netns", "del", name).Run()
+	return ""
+}
+
+func sh(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Setup creates the namespaces, bridges and links. dir holds the nodes'
+// files; bin is the pairguard binary.
+func Setup(dir, bin string) (*Pair, error) {
+	id := fmt.Sprintf("%04x", os.Getpid()&0xffff^int(time.Now().UnixNano()&0xffff))
+	p := &Pair{ID: id, Switch: "pg" + id + "-sw", Client: "pg" + id + "-client", Bin: bin, Dir: dir}
+	p.Main = &Node{Name: "main", NS: "pg" + id + "-main", LAN1: "192.168.77.11", LAN2: "10.77.0.1"}
+	p.Spare = &Node{Name: "spare", NS: "pg" + id + "-spare", LAN1: "192.168.77.12", LAN2: "10.77.0.2"}
+	if err := p.build(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pair) build() error {
+	cmds := [][]string{
+		{"ip", "netns", "add", p.Switch},
+		{"ip", "netns", "add", p.Client},
+		{"ip", "netns", "add", p.Main.NS},
+		{"ip", "netns", "add", p.Spare.NS},
+		{"ip", "-n", p.Switch, "link", "add", "br1", "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		{"ip", "-n", p.Switch, "link", "add", "br2", "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		{"ip", "-n", p.Switch, "link", "set", "br1", "up"},
+		{"ip", "-n", p.Switch, "link", "set", "br2", "up"},
+	}
+	plug := func(ns, ifname, port, bridge string) {
+		cmds = append(cmds,
+			[]string{"ip", "-n", p.Switch, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns},
+			[]string{"ip", "-n", p.Switch, "link", "set", port, "master", bridge, "up"},
+			[]string{"ip", "-n", ns, "link", "set", ifname, "up"},
+		)
+	}
+	for _, n := range []*Node{p.Main, p.Spare} {
+		plug(n.NS, "eth1", n.Name[:1]+"1", "br1")
+		plug(n.NS, "eth2", n.Name[:1]+"2", "br2")
+		cmds = append(cmds,
+			[]string{"ip", "-n", n.NS, "addr", "add", n.LAN1 + "/24", "dev", "eth1"},
+			[]string{"ip", "-n", n.NS, "addr", "add", n.LAN2 + "/24", "dev", "eth2"},
+			[]string{"ip", "-n", n.NS, "link", "set", "lo", "up"},
+		)
+	}
+	plug(p.Client, "eth1", "c1", "br1")
+	cmds = append(cmds,
+		[]string{"ip", "-n", p.Client, "addr", "add", ClientAddr + "/24", "dev", "eth1"},
+		[]string{"ip", "-n", p.Client, "link", "set", "lo", "up"},
+	)
+	for _, c := range cmds {
+		if err := sh(c...); err != nil {
+			return err
+		}
+	}
+	for _, n := range []*Node{p.Main, p.Spare} {
+		n.Dir = filepath.Join(p.Dir, n.Name)
+		if err := os.MkdirAll(filepath.Join(n.Dir, "hooks.d"), 0o755); err != nil {
+			return err
+		}
+		n.Socket = filepath.Join(n.Dir, "pairguard.sock")
+		n.Config = filepath.Join(n.Dir, "pairguard.toml")
+		n.LogFile = filepath.Join(n.Dir, "pairguard.log")
+	}
+	return nil
+}
+
+// Options are the config values a test varies.
+type Options struct {
+	Interval       time.Duration // heartbeat.interval (0: default)
+	Missed         int
+	ConnectionWait time.Duration
+	Recovery       string
+	Witness        string
+	OnLineLoss     string
+	VirtualMAC     bool
+	Extra          string // appended to the config
+}
+
+// WriteConfig writes n's config file.
+func (p *Pair) WriteConfig(n *Node, o Options) error {
+	mode := n.Name
+	peer := p.Spare.LAN2
+	if n == p.Spare {
+		peer = p.Main.LAN2
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode = %q\nnode-name = %q\nstate-dir = %q\npair-key = \"pg-test-pair-key-0123456789\"\n", mode, n.Name, filepath.Join(n.Dir, "state"))
+	if o.Recovery != "" {
+		fmt.Fprintf(&b, "recovery = %q\n", o.Recovery)
+	}
+	if o.OnLineLoss != "" {
+		fmt.Fprintf(&b, "on-line-loss = %q\n", o.OnLineLoss)
+	}
+	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", n.Socket)
+	fmt.Fprintf(&b, "\n[lan1]\ninterface = \"eth1\"\nservice-address = \"%s/24\"\n", ServiceAddr)
+	if o.Witness != "" {
+		fmt.Fprintf(&b, "witness = %q\nwitness-interval = \"200ms\"\n", o.Witness)
+	}
+	if o.VirtualMAC {
+		b.WriteString("virtual-mac = true\n")
+	}
+	fmt.Fprintf(&b, "\n[lan2]\ninterface = \"eth2\"\naddress = \"%s/24\"\npeer-address = %q\n", n.LAN2, peer)
+	b.WriteString("\n[heartbeat]\n")
+	if o.Interval > 0 {
+		fmt.Fprintf(&b, "interval = %q\n", o.Interval.String())
+	}
+	if o.Missed > 0 {
+		fmt.Fprintf(&b, "missed = %d\n", o.Missed)
+	}
+	cw := o.ConnectionWait
+	if cw == 0 {
+		cw = 3 * time.Second
+	}
+	fmt.Fprintf(&b, "connection-wait-time = %q\n", cw.String())
+	fmt.Fprintf(&b, "\n[hooks]\ndir = %q\ntimeout = \"5s\"\n", filepath.Join(n.Dir, "hooks.d"))
+	b.WriteString(o.Extra)
+	return os.WriteFile(n.Config, []byte(b.String()), 0o600)
+}
+
+// Start runs the daemon of n in its namespace.
+func (p *Pair) Start(n *Node) error {
+	logf, err := os.OpenFile(n.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.NS, p.Bin, "run", "--config", n.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	n.proc = cmd
+	n.waitErr = make(chan error, 1)
+	go func() { n.waitErr <- cmd.Wait(); logf.Close() }()
+	// Wait for the control socket.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := p.Status(n); err == nil {
+			return nil
+		}
+		select {
+		case err := <-n.waitErr:
+			n.proc = nil
+			log, _ := os.ReadFile(n.LogFile)
+			return fmt.Errorf("%s exited at start: %v\n%s", n.Name, err, log)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s: no control socket after 10s", n.Name)
+}
+
+// Running reports whether n's daemon runs.
+func (n *Node) Running() bool { return n.proc != nil }
+
+// PowerOff cuts n's power: its links go down and the daemon is killed at
+// once, with no chance to release anything or say goodbye.
+func (p *Pair) PowerOff(n *Node) error {
+	var errs []error
+	for _, ifn := range []string{"eth1", "eth2"} {
+		errs = append(errs, sh("ip", "-n", n.NS, "link", "set", ifn, "down"))
+	}
+	if n.proc != nil {
+		syscall.Kill(-n.proc.Process.Pid, syscall.SIGKILL)
+		<-n.waitErr
+		n.proc = nil
+	}
+	// The address dies with the power: a rebooted node comes up without it.
+	exec.Command("ip", "-n", n.NS, "addr", "del", ServiceAddr+"/24", "dev", "eth1").Run()
+	return errors.Join(errs...)
+}
+
+// PowerOn brings n's links up again (the daemon is started separately).
+func (p *Pair) PowerOn(n *Node) error {
+	return errors.Join(sh("ip", "-n", n.NS, "link", "set", "eth1", "up"), sh("ip", "-n", n.NS, "link", "set", "eth2", "up"))
+}
+
+// Stop sends SIGTERM and waits for the daemon to exit.
+func (p *Pair) Stop(n *Node) error {
+	if n.proc == nil {
+		return nil
+	}
+	syscall.Kill(n.proc.Process.Pid, syscall.SIGTERM)
+	// ip netns exec execs the binary, so the pid is the daemon's.
+	select {
+	case err := <-n.waitErr:
+		n.proc = nil
+		return err
+	case <-time.After(20 * time.Second):
+		syscall.Kill(-n.proc.Process.Pid, syscall.SIGKILL)
+		<-n.waitErr
+		n.proc = nil
+		return fmt.Errorf("%s did not stop within 20s", n.Name)
+	}
+}
+
+// CutLine cuts (or restores) a node's failover-line port at the switch.
+func (p *Pair) CutLine(n *Node, cut bool) error {
+	state := "up"
+	if cut {
+		state = "down"
+	}
+	return sh("ip", "-n", p.Switch, "link", "set", n.Name[:1]+"2", state)
+}
+
+// CutLAN1 cuts (or restores) a node's LAN 1 port at the switch.
+func (p *Pair) CutLAN1(n *Node, cut bool) error {
+	state := "up"
+	if cut {
+		state = "down"
+	}
+	return sh("ip", "-n", p.Switch, "link", "set", n.Name[:1]+"1", state)
+}
+
+// Status is the part of `status --json` the tests read.
+type Status struct {
+	Mode   string `json:"mode"`
+	Role   string `json:"role"`
+	Epoch  uint64 `json:"epoch"`
+	NodeID string `json:"node-id"`
+	Peer   struct {
+		State  string `json:"state"`
+		Missed int    `json:"missed"`
+		Seq    uint64 `json:"seq"`
+	} `json:"peer"`
+	Data struct {
+		State      string `json:"state"`
+		Generation string `json:"generation"`
+	} `json:"data"`
+	Mirror struct {
+		State   string  `json:"state"`
+		Percent float64 `json:"percent"`
+	} `json:"mirror"`
+	Alarms  []string `json:"alarms"`
+	Address struct {
+		Held bool `json:"held"`
+	} `json:"address"`
+	Failover bool `json:"failover-led"`
+	Frames   struct {
+		Sent     uint64 `json:"sent"`
+		Accepted uint64 `json:"accepted"`
+		Forged   uint64 `json:"forged"`
+		Replayed uint64 `json:"replayed"`
+		Foreign  uint64 `json:"foreign"`
+	} `json:"frames"`
+}
+
+// Status asks n's daemon for `status --json`.
+func (p *Pair) Status(n *Node) (Status, error) {
+	var st Status
+	out, err := p.Run(n, "status", "--json")
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal([]byte(out), &st)
+	return st, err
+}
+
+// Run runs a pairguard client command against n's daemon.
+func (p *Pair) Run(n *Node, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.Bin, args...)
+	cmd.Env = append(os.Environ(), "PAIRGUARD_SOCKET="+n.Socket)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("pairguard %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// WaitRole polls n until its role is role or timeout passes; it returns the
+// time it took.
+func (p *Pair) WaitRole(n *Node, role string, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	var last Status
+	for time.Since(start) < timeout {
+		st, err := p.Status(n)
+		if err == nil && st.Role == role {
+			return time.Since(start), nil
+		}
+		last = st
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start), fmt.Errorf("%s is %q after %v, want %q (alarms %v)", n.Name, last.Role, timeout, role, last.Alarms)
+}
+
+// Exec runs a command in a namespace and returns its output.
+func Exec(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// HasAddress reports whether n has the service address on eth1.
+func (p *Pair) HasAddress(n *Node) bool {
+	out, _ := exec.Command("ip", "-n", n.NS, "-4", "addr", "show").CombinedOutput()
+	return strings.Contains(string(out), ServiceAddr+"/")
+}
+
+// Close stops the daemons and removes every namespace.
+func (p *Pair) Close() error {
+	for _, n := range []*Node{p.Main, p.Spare} {
+		if n != nil && n.proc != nil {
+			syscall.Kill(-n.proc.Process.Pid, syscall.SIGKILL)
+			<-n.waitErr
+			n.proc = nil
+		}
+	}
+	var errs []error
+	for _, ns := range []string{p.Switch, p.Client, p.Main.NS, p.Spare.NS} {
+		if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
+			if _, serr := os.Stat("/var/run/netns/" + ns); serr == nil {
+				errs = append(errs, fmt.Errorf("ip netns del %s: %w", ns, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Build compiles pairguard into dir and returns the binary's path.
+func Build(dir string) (string, error) {
+	bin := filepath.Join(dir, "pairguard")
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-o", bin, "./firmware/cmd/pairguard")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}

@@ -16,7 +16,7 @@
 //	Alarm (unacknowledged)                             red     fast blink
 //	role starting                                      amber   fast blink
 //	role standalone                                    green   solid
-//	role primary or secondary, mirror syncing          amber   slow blink
+//	role primary or secondary, peer up, mirror syncing amber   slow blink
 //	role primary, peer up, mirror in-sync or behind    green   solid
 //	role primary, otherwise (peer missing)             green   slow blink
 //	role secondary, peer up, mirror in-sync or behind  amber   solid

@@ -784,6 +784,7 @@ func (e *Engine) demote(to Role, reason string) {
 		RunHook{Name: "to-secondary", Reason: reason},
 		Log{Kind: "demote", Message: reason},
 		RoleChanged{Role: to, Prev: prev, Reason: reason})
+	e.sendHeartbeat(true, true)
 }
 
 func (e *Engine) setRole(to Role, reason string) {
@@ -799,6 +800,7 @@ func (e *Engine) setRole(to Role, reason string) {
 	e.out = append(e.out,
 		Log{Kind: "role", Message: fmt.Sprintf("%s: %s", to, reason)},
 		RoleChanged{Role: to, Prev: prev, Reason: reason})
+	e.sendHeartbeat(true, true) // tell the peer at once
 }
 
 func (e *Engine) raise(a Alarm, reason string) {

@@ -1,0 +1,64 @@
+# Pairguard: the single entry point. `make` builds for the host; the other
+# targets are listed by `make help`.
+
+GO       ?= go
+BIN      := bin
+PKG      := ./firmware/cmd/pairguard
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X github.com/pairguard/pairguard/firmware/daemon.Version=$(VERSION)
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)'
+
+.PHONY: all build arm64 armv7 test unit deps demo hil hil-ci fuzz bench cover clean help
+
+all: build
+
+build:
+	$(GOBUILD) -o $(BIN)/pairguard $(PKG)
+
+arm64:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(BIN)/pairguard-arm64 $(PKG)
+
+armv7:
+	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/pairguard-armv7 $(PKG)
+
+# deps installs what the tests and the demo need on a Debian machine (as root).
+deps:
+	@bash test/deps.sh
+
+# test: every unit test, the pairs in network namespaces (root), the fuzz
+# seeds, the cross builds and the QEMU pair's cold-boot and power-loss scenarios.
+test: deps
+	bash test/run.sh
+
+# unit: the tests that need neither root nor QEMU.
+unit:
+	$(GO) test ./...
+
+demo: deps
+	$(GO) run ./test/demo
+
+hil: deps
+	bash test/hil/run.sh
+
+fuzz:
+	$(GO) test ./firmware/frame -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-5m}
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./firmware/... ./drivers/... ./sdcard/...
+
+cover:
+	$(GO) test -cover ./firmware/engine
+
+clean:
+	rm -rf $(BIN)
+
+help:
+	@echo "make            build bin/pairguard for the host"
+	@echo "make arm64      static binary for arm64 (bin/pairguard-arm64)"
+	@echo "make armv7      static binary for armv7 (bin/pairguard-armv7)"
+	@echo "make demo       a main and a spare in namespaces; the main dies (root)"
+	@echo "make test       all tests, namespaces and the QEMU pair included (root)"
+	@echo "make unit       unit tests only"
+	@echo "make hil        every QEMU hardware-in-the-loop scenario (root)"
+	@echo "make fuzz       fuzz the frame decoder (FUZZTIME=5m)"
+	@echo "make bench      benchmarks"

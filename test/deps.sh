@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the demo need, if missing.
+set -euo pipefail
+need=()
+for pc in iproute2:ip iputils-ping:ping make:make; do
+	pkg=${pc%%:*} cmd=${pc##*:}
+	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+	echo "deps: Go 1.26 or newer is needed (https://go.dev/dl); it is not a Debian package of that version" >&2
+	exit 1
+fi
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing ${need[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need[@]}" >/dev/null
+fi

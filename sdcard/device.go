@@ -1,0 +1,210 @@
+package sdcard
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// Sector is the alignment of every device read and write.
+const Sector = 512
+
+// FineSize is the size of the fine sub-blocks hashed inside a differing
+// block. Block sizes are multiples of it.
+const FineSize = 4096
+
+// DefaultBlockSize is the block size when the config gives none.
+const DefaultBlockSize = 64 << 10
+
+// Errors from OpenDevice and the device methods. The daemon branches on
+// them to raise an alarm and go to role fault instead of exiting.
+var (
+	ErrNoDevice  = errors.New("sdcard: device missing")
+	ErrReadOnly  = errors.New("sdcard: device is read-only")
+	ErrTooSmall  = errors.New("sdcard: device too small")
+	ErrUnaligned = errors.New("sdcard: unaligned access")
+	ErrBlockSize = errors.New("sdcard: invalid block size")
+)
+
+// BlockDevice is the datastore as the mirror sees it. Offsets and lengths
+// are multiples of Sector, except that the last access may end at Size.
+type BlockDevice interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Size() int64
+	Sync() error
+	Close() error
+}
+
+// Geometry maps block indices to byte ranges of a device.
+type Geometry struct {
+	Size      int64
+	BlockSize int
+}
+
+// CheckBlockSize reports whether bs is a usable block size: a multiple of
+// FineSize between FineSize and 1 MiB.
+func CheckBlockSize(bs int) error {
+	if bs < FineSize || bs > 1<<20 || bs%FineSize != 0 {
+		return fmt.Errorf("%w: %d (want a multiple of %d up to 1 MiB)", ErrBlockSize, bs, FineSize)
+	}
+	return nil
+}
+
+// Blocks is the number of blocks; the last one may be short.
+func (g Geometry) Blocks() uint64 {
+	return uint64((g.Size + int64(g.BlockSize) - 1) / int64(g.BlockSize))
+}
+
+// Span returns the byte offset and length of block i.
+func (g Geometry) Span(i uint64) (off int64, n int) {
+	off = int64(i) * int64(g.BlockSize)
+	n = g.BlockSize
+	if rest := g.Size - off; rest < int64(n) {
+		n = int(max(rest, 0))
+	}
+	return off, n
+}
+
+// Subs is the number of fine sub-blocks in block i.
+func (g Geometry) Subs(i uint64) int {
+	_, n := g.Span(i)
+	return (n + FineSize - 1) / FineSize
+}
+
+// Device is a datastore on a block device or an image file.
+type Device struct {
+	f    *os.File
+	size int64
+	path string
+}
+
+// OpenDevice opens path read-write. A missing path is ErrNoDevice, a
+// read-only one ErrReadOnly, one smaller than a block ErrTooSmall.
+func OpenDevice(path string, blockSize int) (*Device, error) {
+	if err := CheckBlockSize(blockSize); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%w: %s", ErrNoDevice, path)
+	case errors.Is(err, syscall.EROFS), errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("%w: %s: %w", ErrReadOnly, path, err)
+	case err != nil:
+		return nil, fmt.Errorf("sdcard: open %s: %w", path, err)
+	}
+	// Seek to the end works for image files and block devices alike.
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sdcard: size of %s: %w", path, err)
+	}
+	if size < int64(blockSize) {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s has %d bytes, a block is %d", ErrTooSmall, path, size, blockSize)
+	}
+	return &Device{f: f, size: size, path: path}, nil
+}
+
+func checkAligned(off int64, n int, size int64) error {
+	if off%Sector != 0 || off < 0 || off+int64(n) > size {
+		return fmt.Errorf("%w: offset %d length %d size %d", ErrUnaligned, off, n, size)
+	}
+	if n%Sector != 0 && off+int64(n) != size {
+		return fmt.Errorf("%w: offset %d length %d", ErrUnaligned, off, n)
+	}
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off.
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	if err := checkAligned(off, len(p), d.size); err != nil {
+		return 0, err
+	}
+	n, err := d.f.ReadAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("sdcard: read %s at %d: %w", d.path, off, err)
+	}
+	return n, nil
+}
+
+// WriteAt writes p at off.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	if err := checkAligned(off, len(p), d.size); err != nil {
+		return 0, err
+	}
+	n, err := d.f.WriteAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("sdcard: write %s at %d: %w", d.path, off, err)
+	}
+	return n, nil
+}
+
+// Size is the device size in bytes.
+func (d *Device) Size() int64 { return d.size }
+
+// Sync makes every write so far durable.
+func (d *Device) Sync() error {
+	if err := d.f.Sync(); err != nil {
+		return fmt.Errorf("sdcard: fsync %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// Close closes the device.
+func (d *Device) Close() error { return d.f.Close() }
+
+// MemDevice is an in-memory BlockDevice for tests. It counts syncs and
+// can be told to fail writes.
+type MemDevice struct {
+	mu       sync.Mutex
+	data     []byte
+	Syncs    int
+	FailWrite error // returned by WriteAt when set
+}
+
+// NewMemDevice returns a zeroed device of size bytes.
+func NewMemDevice(size int64) *MemDevice { return &MemDevice{data: make([]byte, size)} }
+
+// ReadAt implements BlockDevice.
+func (m *MemDevice) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := checkAligned(off, len(p), int64(len(m.data))); err != nil {
+		return 0, err
+	}
+	return copy(p, m.data[off:]), nil
+}
+
+// WriteAt implements BlockDevice.
+func (m *MemDevice) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.FailWrite != nil {
+		return 0, m.FailWrite
+	}
+	if err := checkAligned(off, len(p), int64(len(m.data))); err != nil {
+		return 0, err
+	}
+	return copy(m.data[off:], p), nil
+}
+
+// Size implements BlockDevice.
+func (m *MemDevice) Size() int64 { return int64(len(m.data)) }
+
+// Sync implements BlockDevice.
+func (m *MemDevice) Sync() error { m.mu.Lock(); m.Syncs++; m.mu.Unlock(); return nil }
+
+// Close implements BlockDevice.
+func (m *MemDevice) Close() error { return nil }
+
+// Bytes returns a copy of the contents.
+func (m *MemDevice) Bytes() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]byte(nil), m.data...)
+}

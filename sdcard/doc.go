@@ -1,0 +1,66 @@
+// Package sdcard is the datastore mirror: block access to the SD-card
+// partition (or an image file), per-block hashes, generation identifiers,
+// the dirty bitmap, checksum- and bitmap-based resync, the receiver's
+// journal and the TLS transport between the two nodes.
+//
+// # Layers
+//
+// The pure pieces have no clock, socket or goroutine: [Decide] (direction
+// and split brain from generation identifiers), [DiffCoarse] and
+// [DiffFine] (the resync planner), [Bitmap], and the wire messages in
+// wire.go. Device I/O sits behind [BlockDevice]; [Device] is the real file
+// or block device and [MemDevice] the in-memory fake. [Mirror] is the one
+// driver: it owns the connection, runs rounds, and reports [Status] and
+// [Event]s. The daemon drives it from its own loop.
+//
+// # Generations
+//
+// Each node keeps, in [Meta], a current generation identifier and a short
+// history of earlier ones, as DRBD does. A node that becomes primary calls
+// [Mirror.NewGeneration] (after persisting the engine's epoch, before
+// claiming the service address): the current identifier moves into the
+// history and a fresh random one becomes current; the data state becomes
+// up-to-date, because a primary's data is the truth by definition. When a
+// round completes, the receiver adopts the sender's current identifier
+// and history and becomes up-to-date. On connection both sides exchange
+// their identifiers and [Decide] says who sends:
+//
+//   - equal: nothing to do from history; the primary still runs its
+//     periodic scan rounds (the content of a primary changes without a new
+//     generation);
+//   - one side's current in the other's history: the newer side sends;
+//   - neither: split brain, reported as mirror state split-brain and an
+//     [EventSplitBrain]; no round runs until an operator calls
+//     [Mirror.Resolve] naming the side to keep, or the configured
+//     [SplitBrainPolicy] decides.
+//
+// # A round
+//
+// The primary (the source) starts every round; a secondary never sends
+// its data and a primary never accepts a round.
+//
+//	source                          target
+//	RoundStart{mode, gen}    ──▶
+//	                         ◀──    Hashes…, HashesEnd   (checksum mode only)
+//	FineReq{blocks}          ──▶                          (per batch of differing blocks)
+//	                         ◀──    FineHashes
+//	Data / Zero records      ──▶    journalled
+//	RoundEnd                 ──▶    journal commit, apply, meta saved
+//	                         ◀──    Committed
+//
+// In bitmap mode (all writes since the last round went through
+// [Mirror.WriteAt], so the dirty bitmap is exact) the coarse hash phase is
+// skipped and the dirty blocks are the differing blocks.
+//
+// # The journal
+//
+// The target appends every record of a round to a journal file in the
+// state directory. At RoundEnd it writes a checksummed commit record with
+// the new generation, fsyncs, applies the records to the device, fsyncs
+// the device, saves the metadata and truncates the journal. Recovery at
+// start replays a committed journal and discards an uncommitted one, so
+// the device holds the previous or the new round, never a mix. A round
+// larger than the journal limit first marks the data inconsistent
+// (persisted), then writes in place; such a node must not become primary
+// until a later round completes.
+package sdcard

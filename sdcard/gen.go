@@ -1,0 +1,110 @@
+package sdcard
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/pairguard/pairguard/firmware/engine"
+)
+
+// MaxHistory is how many earlier generation identifiers a node keeps.
+const MaxHistory = 8
+
+// GenInfo is what a node says of its data: its current generation
+// identifier, the earlier ones (newest first) and the data state. A
+// current identifier of 0 means the node never held data of the pair.
+type GenInfo struct {
+	Current uint64
+	History []uint64
+	Data    engine.DataState
+}
+
+// String formats g for logs.
+func (g GenInfo) String() string {
+	return fmt.Sprintf("%016x%x/%v", g.Current, g.History, g.Data)
+}
+
+// Direction is the result of comparing two nodes' generations.
+type Direction uint8
+
+const (
+	directionInvalid Direction = iota
+	// DirNone: the same generation, nothing to do from history.
+	DirNone
+	// DirFromLocal: the local node is newer and sends.
+	DirFromLocal
+	// DirFromRemote: the peer is newer; the local node receives.
+	DirFromRemote
+	// DirSplitBrain: the generations diverged; an operator or a policy
+	// must name the side to keep.
+	DirSplitBrain
+)
+
+var directionNames = [...]string{"invalid", "none", "from-local", "from-remote", "split-brain"}
+
+func (d Direction) String() string {
+	if int(d) < len(directionNames) {
+		return directionNames[d]
+	}
+	return fmt.Sprintf("invalid(%d)", uint8(d))
+}
+
+// Decide says which way data must flow between local and remote, as DRBD
+// decides from its UUIDs. It is pure.
+func Decide(local, remote GenInfo) Direction {
+	switch {
+	case local.Current == 0 && remote.Current == 0:
+		return DirNone
+	case local.Current == 0:
+		return DirFromRemote
+	case remote.Current == 0:
+		return DirFromLocal
+	case local.Current == remote.Current:
+		li := local.Data == engine.DataInconsistent
+		ri := remote.Data == engine.DataInconsistent
+		switch {
+		case li && !ri:
+			return DirFromRemote
+		case ri && !li:
+			return DirFromLocal
+		}
+		return DirNone
+	case slices.Contains(remote.History, local.Current):
+		return DirFromRemote
+	case slices.Contains(local.History, remote.Current):
+		return DirFromLocal
+	}
+	return DirSplitBrain
+}
+
+// SplitBrainPolicy says what happens when Decide finds a split brain.
+type SplitBrainPolicy uint8
+
+const (
+	splitBrainInvalid SplitBrainPolicy = iota
+	// SplitBrainManual reports and waits for an operator's Resolve.
+	SplitBrainManual
+	// SplitBrainKeepPrimary keeps the data of the node that is primary
+	// when the split brain is found; the secondary's diverged data is
+	// replaced (and the event says so). With no primary it waits.
+	SplitBrainKeepPrimary
+)
+
+var splitBrainNames = [...]string{"invalid", "manual", "keep-primary"}
+
+func (p SplitBrainPolicy) String() string {
+	if int(p) < len(splitBrainNames) {
+		return splitBrainNames[p]
+	}
+	return fmt.Sprintf("invalid(%d)", uint8(p))
+}
+
+// ParseSplitBrainPolicy returns the policy for a config value.
+func ParseSplitBrainPolicy(s string) (SplitBrainPolicy, error) {
+	for i, n := range splitBrainNames {
+		if i > 0 && n == s {
+			return SplitBrainPolicy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("sdcard: split-brain: unknown value %q", s)
+}

@@ -1,0 +1,279 @@
+package sdcard
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// JournalFile is the journal's file name inside the state directory.
+const JournalFile = "mirror.journal"
+
+// DefaultJournalLimit is how many bytes of records a round may journal
+// before the receiver falls back to writing in place (data inconsistent
+// until the round completes).
+const DefaultJournalLimit = 256 << 20
+
+// Journal byte map (little endian):
+//
+//	header: magic "PGJRNL01" | round u64 | source size u64 (the round's geometry)
+//	record: block u64 | sub u16 | zero u8 | length u32 | bytes | crc32c u32 (of the record so far)
+//	commit: block 0xffff…ff | sub 0 | zero 0 | length u32 | payload | crc32c u32
+//	        payload: records u64 | chain crc32c u32 (of all record bytes) | generation (hello encoding)
+//
+// A record that fails its checksum ends the journal; a journal without a
+// valid commit is discarded.
+const journalMagic = "PGJRNL01"
+
+const commitBlock = ^uint64(0)
+
+// Journal is the receiver's write-ahead log for one round.
+type Journal struct {
+	path    string
+	f       *os.File
+	w       *bufio.Writer
+	chain   uint32
+	records uint64
+	bytes   int64
+}
+
+// OpenJournal opens (creating) the journal in stateDir. It does not
+// change its contents: call Recover first, then Begin for each round.
+func OpenJournal(stateDir string) (*Journal, error) {
+	path := filepath.Join(stateDir, JournalFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sdcard: journal: %w", err)
+	}
+	return &Journal{path: path, f: f}, nil
+}
+
+// Close closes the file.
+func (j *Journal) Close() error { return j.f.Close() }
+
+// Bytes is the size of the records appended since Begin.
+func (j *Journal) Bytes() int64 { return j.bytes }
+
+// Begin empties the journal and starts round over a source of size bytes.
+func (j *Journal) Begin(round uint64, size int64) error {
+	if err := j.truncate(); err != nil {
+		return err
+	}
+	j.w = bufio.NewWriterSize(j.f, 1<<20)
+	j.chain, j.records, j.bytes = 0, 0, 0
+	hdr := binary.LittleEndian.AppendUint64([]byte(journalMagic), round)
+	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(size))
+	if _, err := j.w.Write(hdr); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	return nil
+}
+
+func (j *Journal) truncate() error {
+	if err := j.f.Truncate(0); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	if _, err := j.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	return nil
+}
+
+func appendRecord(b []byte, block uint64, sub uint16, zero bool, data []byte) []byte {
+	start := len(b)
+	b = binary.LittleEndian.AppendUint64(b, block)
+	b = binary.LittleEndian.AppendUint16(b, sub)
+	b = append(b, boolByte(zero))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
+	b = append(b, data...)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
+}
+
+// Append adds one record.
+func (j *Journal) Append(d dataMsg) error {
+	rec := appendRecord(nil, d.Block, d.Sub, d.Zero, d.Bytes)
+	j.chain = crc32.Update(j.chain, crcTable, rec)
+	j.records++
+	j.bytes += int64(len(rec))
+	if _, err := j.w.Write(rec); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	return nil
+}
+
+// Commit writes the commit record carrying the generation the device
+// holds once the records are applied, and makes the journal durable.
+func (j *Journal) Commit(gen GenInfo) error {
+	p := binary.LittleEndian.AppendUint64(nil, j.records)
+	p = binary.LittleEndian.AppendUint32(p, j.chain)
+	p = helloMsg{Gen: gen}.append(p)
+	if _, err := j.w.Write(appendRecord(nil, commitBlock, 0, false, p)); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	if err := j.w.Flush(); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("sdcard: journal fsync: %w", err)
+	}
+	return nil
+}
+
+// Flush writes buffered records to the file (without fsync), so that
+// Apply can read them back.
+func (j *Journal) Flush() error {
+	if j.w == nil {
+		return nil
+	}
+	if err := j.w.Flush(); err != nil {
+		return fmt.Errorf("sdcard: journal: %w", err)
+	}
+	return nil
+}
+
+// Reset empties the journal durably.
+func (j *Journal) Reset() error {
+	j.w = nil
+	if err := j.truncate(); err != nil {
+		return err
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("sdcard: journal fsync: %w", err)
+	}
+	return nil
+}
+
+// Apply writes every record in the journal file to dev (committed or not:
+// the caller decides) and syncs dev. It returns the number of records and
+// the commit's generation, if a valid commit follows them.
+func (j *Journal) Apply(dev BlockDevice, g Geometry, requireCommit bool) (applied uint64, gen *GenInfo, err error) {
+	if err := j.Flush(); err != nil {
+		return 0, nil, err
+	}
+	return replay(j.f, dev, g, requireCommit)
+}
+
+// Recover finishes or discards a round interrupted by a crash: a
+// committed journal is replayed onto dev and its generation returned; an
+// uncommitted one is dropped. The journal is empty afterwards. The caller
+// saves the returned generation in the metadata before anything else.
+func (j *Journal) Recover(dev BlockDevice, g Geometry) (*GenInfo, error) {
+	_, gen, err := replay(j.f, dev, g, true)
+	if err != nil {
+		return nil, err
+	}
+	return gen, nil
+}
+
+// replay scans the journal; with requireCommit it writes nothing unless a
+// valid commit record is found.
+func replay(f *os.File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
+	var gen *GenInfo
+	write := func(apply bool) (uint64, error) {
+		r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 1<<20)
+		hdr := make([]byte, 24)
+		if _, err := io.ReadFull(r, hdr); err != nil || string(hdr[:8]) != journalMagic {
+			return 0, nil // empty or torn header: nothing to do
+		}
+		if size := int64(binary.LittleEndian.Uint64(hdr[16:])); size > 0 && size <= dev.Size() {
+			g.Size = size
+		}
+		var chain uint32
+		var n uint64
+		buf := make([]byte, 15+maxFrame+4)
+		for {
+			if _, err := io.ReadFull(r, buf[:15]); err != nil {
+				return n, nil
+			}
+			block := binary.LittleEndian.Uint64(buf)
+			sub := binary.LittleEndian.Uint16(buf[8:])
+			zero := buf[10] != 0
+			ln := binary.LittleEndian.Uint32(buf[11:])
+			if ln > maxFrame {
+				return n, nil
+			}
+			rec := buf[:15+int(ln)+4]
+			if _, err := io.ReadFull(r, rec[15:]); err != nil {
+				return n, nil
+			}
+			body := rec[:15+ln]
+			if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(rec[15+ln:]) {
+				return n, nil
+			}
+			if block == commitBlock {
+				d := decoder{b: body[15:]}
+				cnt, sum := d.u64(), d.u32()
+				var h helloMsg
+				h.decode(&d)
+				if d.done() == nil && cnt == n && sum == chain {
+					gen = &h.Gen
+				}
+				return n, nil
+			}
+			chain = crc32.Update(chain, crcTable, rec)
+			n++
+			if apply {
+				if err := applyRecord(dev, g, dataMsg{Block: block, Sub: sub, Zero: zero, Bytes: body[15:]}); err != nil {
+					return n, err
+				}
+			}
+		}
+	}
+	n, err := write(!requireCommit)
+	if err != nil {
+		return n, nil, err
+	}
+	if requireCommit {
+		if gen == nil {
+			return 0, nil, nil
+		}
+		if _, err := write(true); err != nil {
+			return n, nil, err
+		}
+	}
+	if n > 0 {
+		if err := dev.Sync(); err != nil {
+			return n, nil, err
+		}
+	}
+	return n, gen, nil
+}
+
+// recordSpan is where a data record lands on the device.
+func recordSpan(g Geometry, d dataMsg) (off int64, n int, err error) {
+	if d.Block >= g.Blocks() {
+		return 0, 0, fmt.Errorf("sdcard: record for block %d beyond %d", d.Block, g.Blocks())
+	}
+	off, n = g.Span(d.Block)
+	if d.Sub != wholeBlock {
+		s := int(d.Sub)
+		if s*FineSize >= n {
+			return 0, 0, fmt.Errorf("sdcard: record for sub-block %d of block %d", s, d.Block)
+		}
+		off += int64(s * FineSize)
+		n = min(FineSize, n-s*FineSize)
+	}
+	if !d.Zero && len(d.Bytes) != n {
+		return 0, 0, fmt.Errorf("sdcard: record of %d bytes for a span of %d", len(d.Bytes), n)
+	}
+	return off, n, nil
+}
+
+func applyRecord(dev BlockDevice, g Geometry, d dataMsg) error {
+	off, n, err := recordSpan(g, d)
+	if err != nil {
+		return err
+	}
+	p := d.Bytes
+	if d.Zero {
+		p = zeroPage[:n]
+	}
+	if _, err := dev.WriteAt(p, off); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,391 @@
+package sdcard
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pairguard/pairguard/firmware/engine"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// freeAddrs returns two loopback addresses with free ports, sorted.
+func freeAddrs(t testing.TB) (string, string) {
+	var out []string
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l.Addr().String())
+		l.Close()
+	}
+	slices.Sort(out)
+	return out[0], out[1]
+}
+
+type node struct {
+	m      *Mirror
+	dev    *MemDevice
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (n *node) start(t testing.TB) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.done = make(chan error, 1)
+	go func() { n.done <- n.m.Run(ctx) }()
+}
+
+func (n *node) stop(t testing.TB) {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
+
+func newNode(t testing.TB, dev *MemDevice, listen, peer string, mod func(*MirrorConfig)) *node {
+	t.Helper()
+	cfg := MirrorConfig{
+		Dev: dev, BlockSize: 64 << 10, StateDir: t.TempDir(), PairKey: testKey,
+		ListenAddr: listen, PeerAddr: peer, Mode: ModePeriodic, Interval: time.Hour,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, ReplyTimeout: 10 * time.Second,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := NewMirror(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{m: m, dev: dev}
+	t.Cleanup(func() { n.stop(t); m.Close() })
+	return n
+}
+
+func randomDev(size int64, seed uint64) *MemDevice {
+	d := NewMemDevice(size)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := range d.data {
+		d.data[i] = byte(r.Uint32())
+	}
+	return d
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pair starts a primary a (random data) and a fresh secondary b.
+func pair(t *testing.T, size int64, mod func(*MirrorConfig)) (a, b *node) {
+	la, lb := freeAddrs(t)
+	a = newNode(t, randomDev(size, 1), la, lb, mod)
+	b = newNode(t, NewMemDevice(size), lb, la, mod)
+	if _, err := a.m.NewGeneration(1); err != nil {
+		t.Fatal(err)
+	}
+	a.m.SetPrimary(true)
+	a.start(t)
+	b.start(t)
+	return a, b
+}
+
+func waitInSync(t *testing.T, a, b *node) {
+	t.Helper()
+	waitFor(t, "in-sync", func() bool {
+		return a.m.Status().State == engine.MirrorInSync && b.m.Status().State == engine.MirrorInSync
+	})
+}
+
+func TestInitialSyncThenChanges(t *testing.T) {
+	const size = 8<<20 + 12288 // a short last block
+	a, b := pair(t, size, nil)
+	waitInSync(t, a, b)
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ after the initial sync")
+	}
+	sa, sb := a.m.Status(), b.m.Status()
+	if sb.Data != engine.DataUpToDate || sb.Generation != sa.Generation {
+		t.Fatalf("secondary status %+v, primary generation %x", sb, sa.Generation)
+	}
+
+	// Change three 4 KiB pieces in two blocks, zero a whole block.
+	w := func(off int64, p []byte) {
+		if _, err := a.dev.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w(5*4096, bytes.Repeat([]byte{7}, 4096))
+	w(6*4096, bytes.Repeat([]byte{8}, 4096))
+	w(40*65536+4096, bytes.Repeat([]byte{9}, 4096))
+	w(70*65536, make([]byte, 65536))
+	st, err := a.m.SyncNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ after the round")
+	}
+	if st.Blocks != 3 || st.Records != 4 || st.DataBytes != 3*4096 {
+		t.Errorf("round %+v, want 3 blocks, 4 records, 12288 data bytes", st)
+	}
+	if st.WireBytes > 3*4096+size/65536*16+8<<10 {
+		t.Errorf("round used %d wire bytes", st.WireBytes)
+	}
+	diff, err := b.m.Verify(context.Background())
+	if err != nil || len(diff) != 0 {
+		t.Fatalf("Verify = %v, %v", diff, err)
+	}
+	w(3*65536, []byte("x"+string(make([]byte, 511))))
+	w(100*65536, []byte("y"+string(make([]byte, 511))))
+	diff, err = a.m.Verify(context.Background())
+	if err != nil || !slices.Equal(diff, []uint64{3, 100}) {
+		t.Fatalf("Verify = %v, %v; want [3 100]", diff, err)
+	}
+}
+
+func TestWrongKeyWritesNothing(t *testing.T) {
+	la, lb := freeAddrs(t)
+	a := newNode(t, randomDev(1<<20, 1), la, lb, nil)
+	b := newNode(t, NewMemDevice(1<<20), lb, la, func(c *MirrorConfig) {
+		c.PairKey = []byte("another pair's key, 32 bytes...")
+	})
+	if _, err := a.m.NewGeneration(1); err != nil {
+		t.Fatal(err)
+	}
+	a.m.SetPrimary(true)
+	a.start(t)
+	b.start(t)
+	var got []EventKind
+	timeout := time.After(3 * time.Second)
+loop:
+	for {
+		select {
+		case e := <-b.m.Events():
+			got = append(got, e.Kind)
+			if e.Kind == EventPeerRejected {
+				break loop
+			}
+		case e := <-a.m.Events():
+			got = append(got, e.Kind)
+			if e.Kind == EventPeerRejected {
+				break loop
+			}
+		case <-timeout:
+			t.Fatalf("no rejection event, got %v", got)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !IsZero(b.dev.Bytes()) {
+		t.Fatal("a peer with another key wrote data")
+	}
+	if s := b.m.Status(); s.State != engine.MirrorConnecting || s.Generation != 0 {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+func TestSplitBrainNeedsOperator(t *testing.T) {
+	a, b := pair(t, 2<<20, nil)
+	waitInSync(t, a, b)
+	// Cut the pair; both become primary and write.
+	a.stop(t)
+	b.stop(t)
+	if _, err := b.m.NewGeneration(2); err != nil {
+		t.Fatal(err)
+	}
+	b.m.SetPrimary(true)
+	b.dev.WriteAt(bytes.Repeat([]byte{1}, 4096), 0)
+	if _, err := a.m.NewGeneration(2); err != nil {
+		t.Fatal(err)
+	}
+	a.dev.WriteAt(bytes.Repeat([]byte{2}, 4096), 8192)
+	bBefore := b.dev.Bytes()
+	b.m.SetPrimary(false) // the role engine demotes b
+	a.start(t)
+	b.start(t)
+	waitFor(t, "split-brain", func() bool {
+		return a.m.Status().State == engine.MirrorSplitBrain && b.m.Status().State == engine.MirrorSplitBrain
+	})
+	time.Sleep(200 * time.Millisecond)
+	if !bytes.Equal(bBefore, b.dev.Bytes()) {
+		t.Fatal("data written during split brain")
+	}
+	if _, err := a.m.SyncNow(context.Background()); err == nil {
+		t.Fatal("SyncNow succeeded in split brain")
+	}
+	// The operator keeps a's data, from a's side.
+	if err := a.m.Resolve(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	waitInSync(t, a, b)
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ after resolution")
+	}
+}
+
+func TestSplitBrainPolicyKeepPrimary(t *testing.T) {
+	la, lb := freeAddrs(t)
+	pol := func(c *MirrorConfig) { c.SplitBrain = SplitBrainKeepPrimary }
+	a := newNode(t, randomDev(1<<20, 1), la, lb, pol)
+	b := newNode(t, randomDev(1<<20, 2), lb, la, pol)
+	a.m.NewGeneration(1)
+	b.m.NewGeneration(1)
+	b.m.SetPrimary(true)
+	a.start(t)
+	b.start(t)
+	waitInSync(t, a, b)
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ")
+	}
+	if s := a.m.Status(); s.Generation != b.m.Status().Generation {
+		t.Fatal("generations differ")
+	}
+}
+
+func TestTakeoverReversesDirection(t *testing.T) {
+	a, b := pair(t, 2<<20, nil)
+	waitInSync(t, a, b)
+	a.stop(t)
+	// b takes over and writes; a returns as secondary and must receive.
+	if _, err := b.m.NewGeneration(2); err != nil {
+		t.Fatal(err)
+	}
+	b.m.SetPrimary(true)
+	a.m.SetPrimary(false)
+	b.dev.WriteAt(bytes.Repeat([]byte{3}, 8192), 65536)
+	a.start(t)
+	waitFor(t, "a receives", func() bool {
+		s := a.m.Status()
+		return s.State == engine.MirrorInSync && s.Generation == b.m.Status().Generation
+	})
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ")
+	}
+}
+
+func TestSecondariesSendNothing(t *testing.T) {
+	la, lb := freeAddrs(t)
+	a := newNode(t, randomDev(1<<20, 1), la, lb, nil)
+	b := newNode(t, NewMemDevice(1<<20), lb, la, nil)
+	a.m.NewGeneration(1) // newer data, but not primary
+	a.start(t)
+	b.start(t)
+	waitFor(t, "connected", func() bool { return b.m.Status().State == engine.MirrorBehind })
+	time.Sleep(200 * time.Millisecond)
+	if !IsZero(b.dev.Bytes()) {
+		t.Fatal("a secondary sent data")
+	}
+	if _, err := b.m.SyncNow(context.Background()); err != nil {
+		t.Fatal(err) // asks the peer, which is not primary: nothing happens
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !IsZero(b.dev.Bytes()) {
+		t.Fatal("a secondary sent data on request")
+	}
+}
+
+func TestBitmapRound(t *testing.T) {
+	a, b := pair(t, 4<<20, func(c *MirrorConfig) { c.Mode = ModeOnline; c.Interval = 0 })
+	waitInSync(t, a, b)
+	p := bytes.Repeat([]byte{5}, 4096)
+	for _, off := range []int64{0, 65536 * 3, 65536*3 + 8192, 65536 * 60} {
+		if _, err := a.m.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.m.WriteAt(p, 0); err == nil {
+		t.Fatal("a secondary accepted a write")
+	}
+	if s := a.m.Status(); s.Behind != 3 || s.State != engine.MirrorBehind {
+		t.Fatalf("status %+v, want 3 blocks behind", s)
+	}
+	st, err := a.m.SyncNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != RoundBitmap || st.Scanned != 0 || st.Blocks != 3 || st.DataBytes != 4*4096 {
+		t.Fatalf("round %+v", st)
+	}
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ")
+	}
+}
+
+func TestJournalOverflowGoesInPlace(t *testing.T) {
+	a, b := pair(t, 4<<20, func(c *MirrorConfig) { c.JournalLimit = 256 << 10 })
+	var sawInconsistent, sawInPlace bool
+	waitFor(t, "in-sync", func() bool {
+		for {
+			select {
+			case e := <-b.m.Events():
+				sawInconsistent = sawInconsistent || e.Kind == EventInconsistent
+				sawInPlace = sawInPlace || e.Kind == EventRoundDone && e.Round.InPlace
+				continue
+			default:
+			}
+			break
+		}
+		return sawInPlace && a.m.Status().State == engine.MirrorInSync && b.m.Status().State == engine.MirrorInSync
+	})
+	if !sawInconsistent {
+		t.Error("no inconsistent event")
+	}
+	if b.m.Status().Data != engine.DataUpToDate {
+		t.Error("data not up-to-date after the round")
+	}
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ")
+	}
+}
+
+func TestBandwidthLimit(t *testing.T) {
+	const size = 1 << 20
+	start := time.Now()
+	a, b := pair(t, size, func(c *MirrorConfig) { c.BandwidthLimit = 2 << 20 })
+	waitInSync(t, a, b)
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Fatalf("1 MiB at 2 MiB/s took %v", el)
+	}
+}
+
+func TestReconnect(t *testing.T) {
+	a, b := pair(t, 1<<20, nil)
+	waitInSync(t, a, b)
+	b.stop(t)
+	waitFor(t, "connecting", func() bool { return a.m.Status().State == engine.MirrorConnecting })
+	a.dev.WriteAt(bytes.Repeat([]byte{4}, 4096), 0)
+	b.start(t)
+	waitFor(t, "resynced", func() bool { return bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) })
+}

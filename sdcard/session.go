@@ -1,0 +1,851 @@
+package sdcard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/pairguard/pairguard/firmware/engine"
+)
+
+// errReplaced ends a session when a newer connection from the peer arrives.
+var errReplaced = errors.New("sdcard: connection replaced")
+
+const (
+	hashBatch = 1024 // coarse sums per frame
+	fineBatch = 64   // blocks per fine-hash request
+)
+
+type frame struct {
+	t   msgType
+	p   []byte
+	err error
+}
+
+// sess is one connection's state, owned by the Run goroutine.
+type sess struct {
+	fc  *frameConn
+	in  chan frame
+	ctx context.Context
+}
+
+func (m *Mirror) hello() helloMsg {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.meta.Gen
+	g.History = append([]uint64(nil), g.History...)
+	return helloMsg{
+		Version: ProtocolVersion, NodeID: m.meta.NodeID, Size: uint64(m.geom.Size),
+		BlockSize: uint32(m.geom.BlockSize), Hash: m.cfg.Hash, Primary: m.primary, Gen: g,
+	}
+}
+
+func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	context.AfterFunc(ctx, func() { c.Close() })
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{c, newLimitWriter(c, m.cfg.BandwidthLimit)}
+	s := &sess{fc: newFrameConn(rw), in: make(chan frame, 16), ctx: ctx}
+	go func() {
+		for {
+			t, p, err := s.fc.readFrame()
+			f := frame{t: t, p: append([]byte(nil), p...), err: err}
+			select {
+			case s.in <- f:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select { // this Hello carries any change poked before the session
+	case <-m.kick:
+	default:
+	}
+	if err := m.sendHello(s); err != nil {
+		return nil, err
+	}
+	f, err := m.next(s, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if f.t != msgHello {
+		return nil, fmt.Errorf("sdcard: expected hello, got %v", f.t)
+	}
+	if err := m.peerHello(s, f.p, true); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.connected = true
+	m.mu.Unlock()
+	m.log.Info("mirror connected", "peer", c.RemoteAddr().String())
+	m.emit(Event{Kind: EventConnected, Text: c.RemoteAddr().String()})
+
+	var tick <-chan time.Time
+	if m.cfg.Interval > 0 {
+		t := time.NewTicker(m.cfg.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	pending := true // the first round runs at once
+	var waiting []command
+	defer func() {
+		for _, w := range waiting {
+			w.reply <- cmdResult{err: ErrNotConnected}
+		}
+	}()
+	var retry <-chan time.Time
+	for {
+		if pending && m.canSend() {
+			pending = false
+			st, err := m.sourceRound(s)
+			for _, w := range waiting {
+				w.reply <- cmdResult{stats: st, err: err}
+			}
+			waiting = nil
+			if errors.Is(err, ErrBusy) {
+				retry = time.After(time.Second)
+			} else if err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-retry:
+			pending = true
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case nc := <-conns:
+			return nc, errReplaced
+		case <-m.kick:
+			if err := m.sendHello(s); err != nil {
+				return nil, err
+			}
+			pending = true
+		case <-tick:
+			pending = true
+		case f := <-s.in:
+			if f.err != nil {
+				return nil, f.err
+			}
+			if err := m.peerRequest(s, f); err != nil {
+				return nil, err
+			}
+		case cmd := <-m.cmds:
+			switch cmd.kind {
+			case cmdSync:
+				if m.canSend() {
+					pending = true
+					waiting = append(waiting, cmd)
+					continue
+				}
+				if m.isPrimary() {
+					cmd.reply <- cmdResult{err: fmt.Errorf("sdcard: cannot send (%v): %w", m.direction(), ErrSplitBrain)}
+					continue
+				}
+				err := s.fc.write(msgSyncReq, nil)
+				if err == nil {
+					err = s.fc.flush()
+				}
+				cmd.reply <- cmdResult{err: err}
+			case cmdVerify:
+				blocks, err := m.verify(s)
+				cmd.reply <- cmdResult{blocks: blocks, err: err}
+				if err != nil && !errors.Is(err, ErrBusy) {
+					return nil, err
+				}
+			case cmdDiscardPeer:
+				err := s.fc.write(msgDiscard, nil)
+				if err == nil {
+					err = s.fc.flush()
+				}
+				cmd.reply <- cmdResult{err: err}
+			}
+		}
+	}
+}
+
+func (m *Mirror) sendHello(s *sess) error {
+	if err := s.fc.write(msgHello, m.hello().append(nil)); err != nil {
+		return err
+	}
+	return s.fc.flush()
+}
+
+func (m *Mirror) isPrimary() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.primary
+}
+
+func (m *Mirror) direction() Direction {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dir
+}
+
+// canSend says whether this node may start a round: it is primary, the
+// peer is not, and the generations allow it.
+func (m *Mirror) canSend() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.primary && !m.peer.Primary && (m.dir == DirNone || m.dir == DirFromLocal) &&
+		m.meta.Gen.Data == engine.DataUpToDate
+}
+
+// peerHello records the peer's Hello and what follows from it.
+func (m *Mirror) peerHello(s *sess, p []byte, first bool) error {
+	h, err := decodeHello(p)
+	if err != nil {
+		return err
+	}
+	if h.Version != ProtocolVersion || h.BlockSize != uint32(m.geom.BlockSize) || h.Hash != m.cfg.Hash {
+		err := fmt.Errorf("%w: protocol %d block size %d hash %v (local %d, %d, %v)", ErrIncompatible,
+			h.Version, h.BlockSize, h.Hash, ProtocolVersion, m.geom.BlockSize, m.cfg.Hash)
+		m.emit(Event{Kind: EventIncompatible, Err: err})
+		return err
+	}
+	m.mu.Lock()
+	local := m.meta.Gen
+	prev := m.dir
+	m.peer = h
+	m.dir = Decide(local, h.Gen)
+	dir, primary := m.dir, m.primary
+	outdated := dir == DirFromRemote && local.Data == engine.DataUpToDate
+	if outdated {
+		m.meta.Gen.Data = engine.DataOutdated
+		if err := m.meta.Save(); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+	}
+	if dir != DirNone {
+		m.synced = false
+	}
+	m.mu.Unlock()
+	if outdated {
+		m.log.Info("mirror data outdated: the peer holds newer data", "local", local, "peer", h.Gen)
+		m.emit(Event{Kind: EventOutdated, Local: local, Remote: h.Gen})
+	}
+	if dir == DirSplitBrain && (first || prev != DirSplitBrain) {
+		m.log.Error("mirror split brain", "local", local, "peer", h.Gen, "policy", m.cfg.SplitBrain)
+		m.emit(Event{Kind: EventSplitBrain, Local: local, Remote: h.Gen})
+		if m.cfg.SplitBrain == SplitBrainKeepPrimary && primary && !h.Primary {
+			if err := s.fc.write(msgDiscard, nil); err != nil {
+				return err
+			}
+			return s.fc.flush()
+		}
+	}
+	return nil
+}
+
+// peerRequest handles a frame the peer sent on its own initiative.
+func (m *Mirror) peerRequest(s *sess, f frame) error {
+	switch f.t {
+	case msgHello:
+		return m.peerHello(s, f.p, false)
+	case msgRoundStart:
+		rs, err := decodeRoundStart(f.p)
+		if err != nil {
+			return err
+		}
+		return m.targetRound(s, rs)
+	case msgVerifyReq:
+		if err := m.sendSums(s, m.geom); err != nil {
+			return err
+		}
+		return s.fc.flush()
+	case msgDiscard:
+		if m.direction() != DirSplitBrain {
+			m.log.Warn("mirror ignores a discard request outside split brain")
+			return nil
+		}
+		if err := m.discardLocal("peer's operator or policy"); err != nil {
+			m.log.Warn("mirror refuses to discard", "reason", err)
+		}
+		return nil
+	case msgSyncReq:
+		if m.canSend() {
+			m.poke() // through kick: the loop sends Hello and runs a round
+		}
+		return nil
+	case msgBusy, msgHashes, msgHashesEnd, msgFineHashes, msgCommitted, msgAbort:
+		m.log.Debug("mirror ignores a stray frame", "type", f.t)
+		return nil
+	}
+	return fmt.Errorf("sdcard: unexpected %v", f.t)
+}
+
+// next waits for the next frame.
+func (m *Mirror) next(s *sess, timeout time.Duration) (frame, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case f := <-s.in:
+		if f.err != nil {
+			return f, f.err
+		}
+		return f, nil
+	case <-t.C:
+		return frame{}, errors.New("sdcard: peer did not answer in time")
+	case <-s.ctx.Done():
+		return frame{}, s.ctx.Err()
+	}
+}
+
+// expect waits for a reply during a round or a verify. Requests the peer
+// starts meanwhile are answered Busy; Hello updates are recorded.
+func (m *Mirror) expect(s *sess) (frame, error) {
+	for {
+		f, err := m.next(s, m.cfg.ReplyTimeout)
+		if err != nil {
+			return f, err
+		}
+		switch f.t {
+		case msgHello:
+			if err := m.peerHello(s, f.p, false); err != nil {
+				return f, err
+			}
+		case msgRoundStart, msgVerifyReq:
+			if err := s.fc.write(msgBusy, []byte("busy")); err != nil {
+				return f, err
+			}
+			if err := s.fc.flush(); err != nil {
+				return f, err
+			}
+		case msgSyncReq, msgDiscard:
+		case msgBusy:
+			return f, fmt.Errorf("%w: %s", ErrBusy, f.p)
+		case msgAbort:
+			return f, fmt.Errorf("sdcard: peer aborted: %s", f.p)
+		default:
+			return f, nil
+		}
+	}
+}
+
+// sums computes the coarse sum of every block of g.
+func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
+	n := g.Blocks()
+	out := make([]Sum, 0, n)
+	per := max(1, (1<<20)/g.BlockSize)
+	buf := make([]byte, per*g.BlockSize)
+	for i := uint64(0); i < n; i += uint64(per) {
+		off, _ := g.Span(i)
+		ln := int(min(int64(len(buf)), g.Size-off))
+		if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
+			return nil, err
+		}
+		for o := 0; o < ln; o += g.BlockSize {
+			out = append(out, m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)]))
+		}
+		if each != nil {
+			each(uint64(len(out)))
+		}
+	}
+	return out, nil
+}
+
+// sendSums streams the coarse sums of g, then HashesEnd.
+func (m *Mirror) sendSums(s *sess, g Geometry) error {
+	n := g.Blocks()
+	per := max(1, (1<<20)/g.BlockSize)
+	buf := make([]byte, per*g.BlockSize)
+	batch := make([]Sum, 0, hashBatch)
+	first := uint64(0)
+	flushBatch := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.fc.write(msgHashes, encodeHashes(hashesMsg{First: first, Sums: batch})); err != nil {
+			return err
+		}
+		first += uint64(len(batch))
+		batch = batch[:0]
+		return s.fc.flush()
+	}
+	for i := uint64(0); i < n; i += uint64(per) {
+		off, _ := g.Span(i)
+		ln := int(min(int64(len(buf)), g.Size-off))
+		if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
+			return err
+		}
+		for o := 0; o < ln; o += g.BlockSize {
+			batch = append(batch, m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)]))
+			if len(batch) == hashBatch {
+				if err := flushBatch(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := flushBatch(); err != nil {
+		return err
+	}
+	return s.fc.write(msgHashesEnd, nil)
+}
+
+// recvSums collects the peer's coarse sums until HashesEnd.
+func (m *Mirror) recvSums(s *sess, each func(n uint64)) ([]Sum, error) {
+	var out []Sum
+	for {
+		f, err := m.expect(s)
+		if err != nil {
+			return nil, err
+		}
+		switch f.t {
+		case msgHashesEnd:
+			return out, nil
+		case msgHashes:
+			h, err := decodeHashes(f.p)
+			if err != nil {
+				return nil, err
+			}
+			if h.First != uint64(len(out)) {
+				return nil, fmt.Errorf("sdcard: sums from block %d, expected %d", h.First, len(out))
+			}
+			out = append(out, h.Sums...)
+			if each != nil {
+				each(uint64(len(out)))
+			}
+		default:
+			return nil, fmt.Errorf("sdcard: expected sums, got %v", f.t)
+		}
+	}
+}
+
+// compareSums runs the local scan and receives the remote one at once,
+// and returns the differing blocks over the longer of the two.
+func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint64, error) {
+	type res struct {
+		sums []Sum
+		err  error
+	}
+	lc := make(chan res, 1)
+	var localDone atomic.Uint64
+	go func() {
+		sums, err := m.sums(g, func(n uint64) { localDone.Store(n) })
+		lc <- res{sums, err}
+	}()
+	remote, err := m.recvSums(s, func(n uint64) {
+		if progress != nil {
+			progress(min(n, localDone.Load()))
+		}
+	})
+	l := <-lc
+	if err != nil {
+		return nil, err
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	diff := DiffCoarse(0, l.sums, remote)
+	for i := min(len(l.sums), len(remote)); i < max(len(l.sums), len(remote)); i++ {
+		diff = append(diff, uint64(i))
+	}
+	return diff, nil
+}
+
+func (m *Mirror) verify(s *sess) ([]uint64, error) {
+	if err := s.fc.write(msgVerifyReq, nil); err != nil {
+		return nil, err
+	}
+	if err := s.fc.flush(); err != nil {
+		return nil, err
+	}
+	diff, err := m.compareSums(s, m.geom, nil)
+	if err == nil {
+		m.log.Info("mirror verify", "differing", len(diff))
+	}
+	return diff, err
+}
+
+func (m *Mirror) setProgress(total, done uint64) {
+	m.mu.Lock()
+	m.prog.total, m.prog.done = total, done
+	m.mu.Unlock()
+}
+
+func (m *Mirror) beginRound(s *sess) (uint64, time.Time, uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.round++
+	m.inRound = true
+	w0 := s.fc.written.Load() + s.fc.read.Load()
+	start := time.Now()
+	m.prog = progress{start: start, wire: func() uint64 { return s.fc.written.Load() + s.fc.read.Load() - w0 }}
+	return m.round, start, w0
+}
+
+func (m *Mirror) endRound(st RoundStats, err error) {
+	m.mu.Lock()
+	m.inRound = false
+	if err == nil {
+		m.last = st
+		m.behind = 0
+		m.synced = true
+		m.dir = DirNone
+	} else {
+		m.synced = false
+	}
+	m.mu.Unlock()
+	if err == nil {
+		m.log.Info("mirror round done", "round", st.Round, "mode", st.Mode, "sender", st.Sender,
+			"blocks", st.Blocks, "bytes", st.DataBytes, "wire", st.WireBytes, "duration", st.Duration.Round(time.Millisecond))
+		m.emit(Event{Kind: EventRoundDone, Round: st})
+	} else if !errors.Is(err, ErrBusy) {
+		m.log.Warn("mirror round failed", "round", st.Round, "reason", err)
+		m.emit(Event{Kind: EventRoundFailed, Round: st, Err: err})
+	}
+}
+
+// sourceRound sends one round to the peer.
+func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
+	m.mu.Lock()
+	mode := RoundChecksum
+	if m.cfg.Mode == ModeOnline && m.meta.BitmapValid && m.peer.Gen.Current == m.meta.SyncedGen &&
+		m.peer.Gen.Current == m.meta.Gen.Current && m.peer.Gen.Data == engine.DataUpToDate {
+		mode = RoundBitmap
+	}
+	snap := m.meta.Dirty.Clone()
+	m.meta.Dirty.Clear()
+	m.mu.Unlock()
+	round, start, w0 := m.beginRound(s)
+	st = RoundStats{Round: round, Mode: mode, Sender: true}
+	defer func() {
+		st.Duration = time.Since(start)
+		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
+		if err != nil {
+			m.mu.Lock()
+			m.meta.Dirty.Or(snap)
+			m.mu.Unlock()
+		}
+		m.endRound(st, err)
+	}()
+	if m.cfg.FreezeMount != "" {
+		thaw, err := Freeze(m.cfg.FreezeMount)
+		if err != nil {
+			return st, err
+		}
+		defer func() {
+			if terr := thaw(); terr != nil {
+				m.log.Error("mirror thaw failed", "mount", m.cfg.FreezeMount, "reason", terr)
+				err = errors.Join(err, terr)
+			}
+		}()
+	}
+	g := m.geom
+	if err := s.fc.write(msgRoundStart, encodeRoundStart(roundStartMsg{Round: round, Mode: mode, Source: m.hello()})); err != nil {
+		return st, err
+	}
+	if err := s.fc.flush(); err != nil {
+		return st, err
+	}
+	var diff []uint64
+	if mode == RoundChecksum {
+		blocks := g.Blocks()
+		diff, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
+		if err != nil {
+			return st, err
+		}
+		st.Scanned = blocks
+	} else {
+		diff = snap.List()
+	}
+	st.Blocks = uint64(len(diff))
+	m.mu.Lock()
+	m.behind = st.Blocks
+	base := m.prog.done
+	m.mu.Unlock()
+	total := base + uint64(len(diff))
+	if mode == RoundChecksum {
+		total = 2 * g.Blocks()
+	}
+	buf := make([]byte, fineBatch*g.BlockSize)
+	send := func(d dataMsg) error {
+		st.Records++
+		st.DataBytes += uint64(len(d.Bytes))
+		return s.fc.write(msgData, d.append(nil))
+	}
+	for i := 0; i < len(diff); i += fineBatch {
+		batch := diff[i:min(i+fineBatch, len(diff))]
+		var need []uint64
+		data := map[uint64][]byte{}
+		for k, b := range batch {
+			off, n := g.Span(b)
+			p := buf[k*g.BlockSize : k*g.BlockSize+n]
+			if _, err := m.dev.ReadAt(p, off); err != nil {
+				return st, m.abort(s, err)
+			}
+			if IsZero(p) {
+				if err := send(dataMsg{Block: b, Sub: wholeBlock, Zero: true}); err != nil {
+					return st, err
+				}
+				continue
+			}
+			need = append(need, b)
+			data[b] = p
+		}
+		if len(need) > 0 {
+			if err := s.fc.write(msgFineReq, encodeBlocks(need)); err != nil {
+				return st, err
+			}
+			if err := s.fc.flush(); err != nil {
+				return st, err
+			}
+			f, err := m.expect(s)
+			if err != nil {
+				return st, err
+			}
+			if f.t != msgFineHashes {
+				return st, fmt.Errorf("sdcard: expected fine hashes, got %v", f.t)
+			}
+			es, err := decodeFine(f.p)
+			if err != nil {
+				return st, err
+			}
+			if len(es) != len(need) {
+				return st, fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(need))
+			}
+			for k, e := range es {
+				if e.Block != need[k] {
+					return st, fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, need[k])
+				}
+				p := data[e.Block]
+				for _, sub := range DiffFine(m.cfg.Hash, p, e.Sums) {
+					q := p[sub*FineSize : min((sub+1)*FineSize, len(p))]
+					d := dataMsg{Block: e.Block, Sub: uint16(sub), Bytes: q}
+					if IsZero(q) {
+						d = dataMsg{Block: e.Block, Sub: uint16(sub), Zero: true}
+					}
+					if err := send(d); err != nil {
+						return st, err
+					}
+				}
+			}
+		}
+		m.setProgress(total, base+uint64(i+len(batch))*(total-base)/max(1, uint64(len(diff))))
+	}
+	if err := s.fc.write(msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: round, Records: st.Records})); err != nil {
+		return st, err
+	}
+	if err := s.fc.flush(); err != nil {
+		return st, err
+	}
+	f, err := m.expect(s)
+	if err != nil {
+		return st, err
+	}
+	if f.t != msgCommitted {
+		return st, fmt.Errorf("sdcard: expected committed, got %v", f.t)
+	}
+	r, err := decodeU64(msgCommitted, f.p)
+	if err != nil {
+		return st, err
+	}
+	if r != round {
+		return st, fmt.Errorf("sdcard: committed round %d, sent %d", r, round)
+	}
+	m.mu.Lock()
+	m.meta.SyncedGen = m.meta.Gen.Current
+	m.meta.BitmapValid = m.cfg.Mode == ModeOnline
+	m.peer.Gen = m.meta.Gen
+	err = m.meta.Save()
+	m.mu.Unlock()
+	return st, err
+}
+
+func (m *Mirror) abort(s *sess, cause error) error {
+	if err := s.fc.write(msgAbort, []byte(cause.Error())); err == nil {
+		s.fc.flush()
+	}
+	return cause
+}
+
+// refuse answers a RoundStart with Busy.
+func (m *Mirror) refuse(s *sess, why string) error {
+	m.log.Warn("mirror refuses a round", "reason", why)
+	if err := s.fc.write(msgBusy, []byte(why)); err != nil {
+		return err
+	}
+	return s.fc.flush()
+}
+
+// targetRound receives one round through the journal.
+func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
+	m.mu.Lock()
+	local, primary := m.meta.Gen, m.primary
+	m.mu.Unlock()
+	switch dir := Decide(local, rs.Source.Gen); {
+	case primary:
+		return m.refuse(s, "a primary accepts no round")
+	case !rs.Source.Primary:
+		return m.refuse(s, "the sender is not primary")
+	case dir != DirNone && dir != DirFromRemote:
+		return m.refuse(s, "generations say "+dir.String())
+	case int64(rs.Source.Size) > m.geom.Size:
+		return m.refuse(s, fmt.Sprintf("device too small: %d bytes, sender has %d", m.geom.Size, rs.Source.Size))
+	}
+	g := Geometry{Size: int64(rs.Source.Size), BlockSize: m.geom.BlockSize}
+	round, start, w0 := m.beginRound(s)
+	st := RoundStats{Round: round, Mode: rs.Mode}
+	inPlace, committed := false, false
+	defer func() {
+		st.Duration = time.Since(start)
+		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
+		st.InPlace = inPlace
+		// A journal that was committed stays for recovery at the next start.
+		if err != nil && !committed {
+			if rerr := m.journal.Reset(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		m.endRound(st, err)
+	}()
+	if err := m.journal.Begin(rs.Round, g.Size); err != nil {
+		return m.abort(s, err)
+	}
+	if rs.Mode == RoundChecksum {
+		st.Scanned = g.Blocks()
+		if err := m.sendSums(s, g); err != nil {
+			return err
+		}
+		if err := s.fc.flush(); err != nil {
+			return err
+		}
+	}
+	for {
+		f, err := m.expect(s)
+		if err != nil {
+			return err
+		}
+		switch f.t {
+		case msgFineReq:
+			blocks, err := decodeBlocks(f.p)
+			if err != nil {
+				return err
+			}
+			es := make([]fineEntry, 0, len(blocks))
+			buf := make([]byte, g.BlockSize)
+			for _, b := range blocks {
+				if b >= g.Blocks() {
+					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
+				}
+				off, n := g.Span(b)
+				if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
+					return m.abort(s, err)
+				}
+				es = append(es, fineEntry{Block: b, Sums: FineSums(m.cfg.Hash, buf[:n])})
+			}
+			st.Blocks += uint64(len(blocks))
+			if err := s.fc.write(msgFineHashes, encodeFine(es)); err != nil {
+				return err
+			}
+			if err := s.fc.flush(); err != nil {
+				return err
+			}
+		case msgData:
+			d, err := decodeData(f.p)
+			if err != nil {
+				return err
+			}
+			if _, _, err := recordSpan(g, d); err != nil {
+				return err
+			}
+			st.Records++
+			st.DataBytes += uint64(len(d.Bytes))
+			if inPlace {
+				if err := applyRecord(m.dev, g, d); err != nil {
+					return m.abort(s, err)
+				}
+				continue
+			}
+			if err := m.journal.Append(d); err != nil {
+				return m.abort(s, err)
+			}
+			if m.journal.Bytes() > m.cfg.JournalLimit {
+				if err := m.goInPlace(g); err != nil {
+					return m.abort(s, err)
+				}
+				inPlace = true
+			}
+		case msgRoundEnd:
+			re, err := decodeRoundEnd(f.p)
+			if err != nil {
+				return err
+			}
+			if re.Round != rs.Round || re.Records != st.Records {
+				return fmt.Errorf("sdcard: round end %d with %d records, had round %d with %d",
+					re.Round, re.Records, rs.Round, st.Records)
+			}
+			committed = true
+			if err := m.commit(g, rs.Source.Gen, inPlace); err != nil {
+				return m.abort(s, err)
+			}
+			if err := s.fc.write(msgCommitted, binary.LittleEndian.AppendUint64(nil, rs.Round)); err != nil {
+				return err
+			}
+			return s.fc.flush()
+		default:
+			return fmt.Errorf("sdcard: unexpected %v in a round", f.t)
+		}
+	}
+}
+
+// goInPlace is the fallback when a round outgrows the journal: the data
+// is marked inconsistent (durably), the journalled records are written in
+// place, and the rest of the round follows them directly.
+func (m *Mirror) goInPlace(g Geometry) error {
+	m.mu.Lock()
+	m.meta.Gen.Data = engine.DataInconsistent
+	m.meta.BitmapValid = false
+	err := m.meta.Save()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.log.Warn("mirror round exceeds the journal: data inconsistent until it completes", "limit", m.cfg.JournalLimit)
+	m.emit(Event{Kind: EventInconsistent, Text: fmt.Sprintf("round larger than the journal limit of %d bytes", m.cfg.JournalLimit)})
+	if _, _, err := m.journal.Apply(m.dev, g, false); err != nil {
+		return err
+	}
+	return m.journal.Reset()
+}
+
+// commit makes a received round durable in the documented order.
+func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool) error {
+	gen := GenInfo{Current: src.Current, History: src.History, Data: engine.DataUpToDate}
+	if inPlace {
+		if err := m.dev.Sync(); err != nil {
+			return err
+		}
+	} else {
+		if err := m.journal.Commit(gen); err != nil {
+			return err
+		}
+		if _, _, err := m.journal.Apply(m.dev, g, true); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	m.meta.Gen = gen
+	m.meta.BitmapValid = false
+	m.meta.Dirty.Clear()
+	m.peer.Gen = gen
+	err := m.meta.Save()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return m.journal.Reset()
+}

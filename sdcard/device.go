@@ -161,9 +161,9 @@ func (d *Device) Close() error { return d.f.Close() }
 // MemDevice is an in-memory BlockDevice for tests. It counts syncs and
 // can be told to fail writes.
 type MemDevice struct {
-	mu       sync.Mutex
-	data     []byte
-	Syncs    int
+	mu        sync.Mutex
+	data      []byte
+	Syncs     int
 	FailWrite error // returned by WriteAt when set
 }
 

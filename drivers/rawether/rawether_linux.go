@@ -29,7 +29,7 @@ type conn struct {
 	c     *packet.Conn
 	rc    syscall.RawConn
 	mac   net.HardwareAddr
-	etype uint16
+	etype ethernet.EtherType
 	mtu   int
 	name  string
 
@@ -40,8 +40,11 @@ type conn struct {
 	werr    error
 	writeFn func(fd uintptr) bool // c.write, bound once so Send does not allocate
 
-	rmu  sync.Mutex
-	rbuf []byte
+	rmu    sync.Mutex
+	rbuf   []byte // the frame being received; VLAN tags are removed by the kernel
+	rn     int
+	rerr   error
+	readFn func(fd uintptr) bool // c.read, bound once
 }
 
 // Listen opens a raw Ethernet socket on interface ifname that receives the
@@ -77,13 +80,14 @@ func Listen(ifname string, etherType uint16) (Conn, error) {
 		c:     pc,
 		rc:    rc,
 		mac:   bytes.Clone(ifi.HardwareAddr),
-		etype: etherType,
+		etype: ethernet.EtherType(etherType),
 		mtu:   mtu,
 		name:  ifname,
 		wbuf:  make([]byte, 0, headerLen+mtu),
-		rbuf:  make([]byte, headerLen+8+mtu), // room for two VLAN tags
+		rbuf:  make([]byte, headerLen+mtu),
 	}
 	c.writeFn = c.write
+	c.readFn = c.read
 	return c, nil
 }
 
@@ -110,7 +114,7 @@ func (c *conn) Send(dst net.HardwareAddr, payload []byte) error {
 	defer c.wmu.Unlock()
 	b := append(c.wbuf[:0], dst...)
 	b = append(b, c.mac...)
-	b = binary.BigEndian.AppendUint16(b, c.etype)
+	b = binary.BigEndian.AppendUint16(b, uint16(c.etype))
 	c.wbuf = append(b, payload...)
 	c.werr = nil
 	// The socket is bound to the interface and the EtherType: write(2)
@@ -148,23 +152,40 @@ func (c *conn) Recv(buf []byte) (int, net.HardwareAddr, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
-		n, _, err := c.c.ReadFrom(c.rbuf)
-		if err != nil {
+		c.rn, c.rerr = 0, nil
+		// read(2) on the bound socket through the poller: deadlines and
+		// Close apply, and nothing is allocated per frame.
+		if err := c.rc.Read(c.readFn); err != nil {
 			return 0, nil, fmt.Errorf("rawether: recv on %s: %w", c.name, c.closedErr(err))
 		}
-		var f ethernet.Frame
-		if err := f.UnmarshalBinary(c.rbuf[:n]); err != nil {
+		if c.rerr != nil {
+			return 0, nil, fmt.Errorf("rawether: recv on %s: %w", c.name, os.NewSyscallError("read", c.rerr))
+		}
+		b := c.rbuf[:c.rn]
+		if len(b) < headerLen {
 			continue // runt frame
 		}
-		if uint16(f.EtherType) != c.etype || bytes.Equal(f.Source, c.mac) {
+		src := b[6:12]
+		if ethernet.EtherType(binary.BigEndian.Uint16(b[12:14])) != c.etype || bytes.Equal(src, c.mac) {
 			continue // not ours, or our own frame looped back
 		}
-		m := copy(buf, f.Payload)
-		if m < len(f.Payload) {
-			return m, f.Source, fmt.Errorf("rawether: recv on %s: payload of %d bytes truncated to %d", c.name, len(f.Payload), m)
+		payload := b[headerLen:]
+		m := copy(buf, payload)
+		if m < len(payload) {
+			return m, bytes.Clone(src), fmt.Errorf("rawether: recv on %s: payload of %d bytes truncated to %d", c.name, len(payload), m)
 		}
-		return m, f.Source, nil
+		return m, bytes.Clone(src), nil
 	}
+}
+
+// read runs inside RawConn.Read; it returns false to wait for a frame.
+func (c *conn) read(fd uintptr) bool {
+	n, err := unix.Read(int(fd), c.rbuf)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return false
+	}
+	c.rn, c.rerr = n, err
+	return true
 }
 
 // WatchLink reports the link state of interface ifname: first its current

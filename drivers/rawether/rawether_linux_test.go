@@ -140,7 +140,6 @@ func TestWireFormat(t *testing.T) {
 	}
 	defer raw.Close()
 	rc := raw.(*conn)
-	rc.etype = testEtherType // let Recv accept our frames; parse the header below
 	if err := a.Send(Broadcast, []byte("abc")); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +147,7 @@ func TestWireFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		n, _, err := rc.c.ReadFrom(rc.rbuf)
+		n, _, err := rc.c.ReadFrom(rc.rbuf) // the whole frame, header included
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,6 +211,25 @@ func TestSendAllocs(t *testing.T) {
 	var err error
 	if n := testing.AllocsPerRun(200, func() { err = a.Send(Broadcast, payload) }); n != 0 || err != nil {
 		t.Fatalf("Send: %v allocations, err %v", n, err)
+	}
+}
+
+func TestRecvAllocs(t *testing.T) {
+	na, nb := vethPair(t)
+	a, b := listen(t, na), listen(t, nb)
+	buf := make([]byte, 1500)
+	payload := make([]byte, 100)
+	var err error
+	n := testing.AllocsPerRun(200, func() {
+		if err = a.Send(b.Addr(), payload); err == nil {
+			_, _, err = b.Recv(buf)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 1 { // the source address returned
+		t.Fatalf("Send+Recv: %v allocations, want at most 1", n)
 	}
 }
 

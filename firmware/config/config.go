@@ -17,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/pairguard/pairguard/board"
 	"github.com/pairguard/pairguard/firmware/engine"
 )
 
@@ -65,8 +66,9 @@ type Config struct {
 	Logbook   Logbook           `toml:"logbook"`
 
 	// Derived by Validate.
-	Engine engine.Config `toml:"-"`
-	Key    []byte        `toml:"-"`
+	BoardDesc *board.Board  `toml:"-"`
+	Engine    engine.Config `toml:"-"`
+	Key       []byte        `toml:"-"`
 
 	file  string
 	src   []byte

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pairguard/pairguard/board"
 	"github.com/pairguard/pairguard/firmware/engine"
 )
 
@@ -72,6 +73,38 @@ func (c *Config) Validate() error {
 		c.Control.Socket = DefaultSocket
 	}
 	paired := mode == engine.ModeMain || mode == engine.ModeSpare
+
+	// The board fills in what the config leaves out.
+	if c.Board != "" {
+		b, err := board.Load(c.Board, c.Panel)
+		if err != nil {
+			key := "board"
+			var ke *board.KeyError
+			if errors.As(err, &ke) && ke.Override {
+				key = "panel." + ke.Key
+			}
+			bad(key, "%v", err)
+		} else {
+			c.BoardDesc = b
+			if c.LAN1.Interface == "" {
+				c.LAN1.Interface = b.LAN1
+			}
+			if c.LAN2.Interface == "" {
+				c.LAN2.Interface = b.LAN2
+			}
+			if c.Datastore != nil && c.Datastore.Device == "" {
+				c.Datastore.Device = b.Datastore
+			}
+			if c.Watchdog.Device == "" {
+				c.Watchdog.Device = b.Watchdog.Device
+				if c.Watchdog.Timeout.Duration == 0 {
+					c.Watchdog.Timeout.Duration = b.Watchdog.Timeout
+				}
+			}
+		}
+	} else if len(c.Panel) > 0 {
+		bad("panel", "overrides need a board")
+	}
 
 	// The pair key.
 	switch {

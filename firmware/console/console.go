@@ -49,14 +49,16 @@ type Command struct {
 // commands; the run function decides what each does).
 var Commands = []Command{
 	{"status [--json]", "role, peer, data, mirror and alarms"},
-	{"log [-n N]", "the last N logbook entries"},
-	{"sync", "start a resync of the datastore"},
-	{"swap", "planned handover to the peer"},
-	{"takeover --force", "become primary whatever the data state"},
+	{"log [-n N] [--json]", "the logbook's newest entries"},
+	{"swap", "planned handover to the peer (on the primary)"},
+	{"takeover --force", "become primary, overriding the guards"},
+	{"ack", "acknowledge alarms and the failover LED"},
+	{"sync", "start a datastore resync round now"},
 	{"verify", "compare both datastores block by block"},
-	{"capture -n N -w FILE", "write N failover-line frames to a pcap file"},
-	{"leds test", "light every LED in turn"},
-	{"check-config FILE", "validate a configuration file"},
+	{"capture -n N -w FILE", "write the next N failover-line frames as pcap"},
+	{"leds test", "walk every LED and colour"},
+	{"check-config FILE", "check a config file"},
+	{"version", "print the version"},
 	{"help", "this list"},
 	{"exit, quit, Ctrl-D", "leave the console"},
 }

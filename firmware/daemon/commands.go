@@ -171,6 +171,12 @@ func (d *Daemon) Handle(ctx context.Context, req control.Request) control.Respon
 	if req.Cmd == "capture" {
 		return d.handleCapture(ctx, req)
 	}
+	if req.Cmd == "leds" {
+		if err := d.ledsTest(ctx); err != nil {
+			return control.Response{Error: "leds test: " + err.Error()}
+		}
+		return control.Response{OK: true, Text: "walked red, green, amber, failover, all, off\n"}
+	}
 	if req.Cmd == "verify" {
 		text, err := d.mirror.Verify(ctx)
 		if err != nil {

@@ -38,6 +38,7 @@ type Deps struct {
 	Addr  addr.Manager  // the service address (nil: none configured)
 	ARP   arp.Client    // probes, announcements, witness (nil: none)
 	Links <-chan LinkUpdate
+	Panel *Panel // front panel and watchdog (nil: none)
 	// Closers are closed when the daemon stops, after the address is released.
 	Closers []func() error
 }
@@ -79,6 +80,8 @@ type Daemon struct {
 	lastTakeover takeoverInfo
 	captures     []*capture
 	mirror       Mirror
+	panelDev     *Panel
+	panel        *frontPanel
 
 	wg sync.WaitGroup
 }
@@ -107,20 +110,21 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("daemon: state-dir: %w", err)
 	}
 	d := &Daemon{
-		cfg:    cfg,
-		log:    log,
-		deps:   deps,
-		state:  stateDir(cfg.StateDir),
-		hooks:  &hooks.Runner{Dir: cfg.Hooks.Dir, Timeout: cfg.Hooks.Timeout.Duration},
-		key:    frame.NewKey(cfg.Key),
-		replay: frame.NewReplay(),
-		start:  time.Now(),
-		rx:     make(chan received, 64),
-		events: make(chan engine.Event, 64),
-		ctl:    make(chan func()),
-		reload: make(chan *config.Config, 1),
-		buf:    make([]byte, 0, frame.Len),
-		mirror: noMirror{},
+		cfg:      cfg,
+		log:      log,
+		deps:     deps,
+		state:    stateDir(cfg.StateDir),
+		hooks:    &hooks.Runner{Dir: cfg.Hooks.Dir, Timeout: cfg.Hooks.Timeout.Duration},
+		key:      frame.NewKey(cfg.Key),
+		replay:   frame.NewReplay(),
+		start:    time.Now(),
+		rx:       make(chan received, 64),
+		events:   make(chan engine.Event, 64),
+		ctl:      make(chan func()),
+		reload:   make(chan *config.Config, 1),
+		buf:      make([]byte, 0, frame.Len),
+		mirror:   noMirror{},
+		panelDev: deps.Panel,
 	}
 	var err error
 	if d.nodeID, err = d.state.nodeID(); err != nil {
@@ -184,6 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.goCheck(loopCtx, c)
 	}
 	d.mirror.Start(loopCtx, d.events)
+	d.startPanel(loopCtx)
 	d.logbook("start", fmt.Sprintf("pairguard %s, node %s (%016x), boot %d", Version, d.cfg.NodeName, d.nodeID, d.bootID))
 	d.apply(d.eng.Start(d.mono()))
 
@@ -219,7 +224,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			f()
 		case next := <-d.reload:
 			d.applyReload(next)
+		case ev := <-d.buttonEvents():
+			d.pressed(ev)
 		}
+		d.publishPanel()
 		if stopping && d.eng.Role() != engine.RolePrimary {
 			return d.finish()
 		}
@@ -232,6 +240,7 @@ func (d *Daemon) finish() error {
 		d.releaseAddress()
 	}
 	d.mirror.Stop()
+	d.closePanel()
 	var errs []error
 	for _, c := range d.deps.Closers {
 		errs = append(errs, c())

@@ -93,6 +93,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 			deps.Closers = append(deps.Closers, m.Close)
 		}
 	}
+	if cfg.BoardDesc != nil {
+		pnl, closers := OpenPanel(cfg.BoardDesc, cfg.Watchdog.Device, cfg.Watchdog.Timeout.Duration, log)
+		deps.Panel = pnl
+		deps.Closers = append(deps.Closers, closers...)
+	}
 	d, err := New(cfg, deps, log)
 	if err != nil {
 		closeAll()

@@ -456,13 +456,8 @@ func (n *node) run(cmd string, timeout time.Duration) (string, int) {
 func (n *node) tryRun(cmd string, timeout time.Duration) (string, int, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.conn == nil {
-		c, err := net.Dial("unix", n.path("con.sock"))
-		if err != nil {
-			return "", 0, fmt.Errorf("hil: %s console: %w", n.spec.name, err)
-		}
-		n.conn = c
-		go func() { _, _ = io.Copy(io.Discard, c) }() // the log file records it all
+	if err := n.dialConsole(); err != nil {
+		return "", 0, err
 	}
 	n.marker++
 	start, end := fmt.Sprintf("HILS%d:", n.marker), fmt.Sprintf("HILE%d:", n.marker)
@@ -481,6 +476,53 @@ func (n *node) tryRun(cmd string, timeout time.Duration) (string, int, error) {
 			return "", 0, fmt.Errorf("hil: %s: %q gave no answer in %v", n.spec.name, cmd, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// typeRaw sends bytes to the serial console as they are.
+func (n *node) typeRaw(s string) {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.dialConsole(); err != nil {
+		n.t.Fatal(err)
+	}
+	if _, err := io.WriteString(n.conn, s); err != nil {
+		n.t.Fatalf("hil: %s console: %v", n.spec.name, err)
+	}
+}
+
+// dialConsole connects to the console socket once; n.mu is held.
+func (n *node) dialConsole() error {
+	if n.conn != nil {
+		return nil
+	}
+	c, err := net.Dial("unix", n.path("con.sock"))
+	if err != nil {
+		return fmt.Errorf("hil: %s console: %w", n.spec.name, err)
+	}
+	n.conn = c
+	go func() { _, _ = io.Copy(io.Discard, c) }() // the log file records it all
+	return nil
+}
+
+// waitConsoleAfter waits until the console log, from byte offset mark on,
+// contains s, and returns that part of the log.
+func (n *node) waitConsoleAfter(mark int, s string, timeout time.Duration) string {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		log := n.consoleLog()
+		if mark > len(log) {
+			mark = len(log)
+		}
+		if strings.Contains(log[mark:], s) {
+			return log[mark:]
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("hil: %s: %q not on the console after %v; got %q", n.spec.name, s, timeout, log[mark:])
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -118,6 +118,11 @@ func TestPowerLossOfMain(t *testing.T) {
 	if took > failoverTime+time.Second {
 		t.Errorf("failover took %v, want at most failover-time + 1 s = %v", took, failoverTime+time.Second)
 	}
+	// The client's ARP entry moved to the spare (its gratuitous ARP).
+	neigh := inNS(t, nsClient, "ip", "neigh", "show", serviceAddr)
+	if !strings.Contains(neigh, spareSpec.mac(1)) {
+		t.Errorf("client's neighbour entry for %s is %q, want the spare's LAN 1 MAC %s", serviceAddr, strings.TrimSpace(neigh), spareSpec.mac(1))
+	}
 	st := s.waitStatus("primary", 10*time.Second, func(st status) bool { return st.Role == "primary" })
 	if st.Peer.State == "up" {
 		t.Errorf("spare sees the dead main as up: %+v", st)
@@ -202,5 +207,78 @@ func TestSerialConsoleStatus(t *testing.T) {
 			t.Fatalf("pairguard status on the console: exit %d:\n%s", code, out)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// TestSerialConsolePrompt: `pairguard console --tty /dev/ttyAMA0` started
+// from the console's shell gives the prompt; `status` typed there prints the
+// role, and `exit` hands the terminal back to the shell.
+func TestSerialConsolePrompt(t *testing.T) {
+	p := newPair(t)
+	m := p.boot(mainSpec)[0]
+	m.waitStatus("answering", 30*time.Second, func(status) bool { return true })
+	m.typeRaw("pairguard console --tty /dev/ttyAMA0\r")
+	m.waitConsole("pairguard> ", 20*time.Second)
+	mark := len(m.consoleLog())
+	m.typeRaw("help\r")
+	m.waitConsoleAfter(mark, "check-config", 10*time.Second)
+	mark = len(m.consoleLog())
+	m.typeRaw("stat\x03status\r") // Ctrl-C abandons the first line
+	out := m.waitConsoleAfter(mark, "alarms", 20*time.Second)
+	if !strings.Contains(out, "^C") || !strings.Contains(out, "role") {
+		t.Errorf("console prompt output:\n%s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if len([]rune(line)) > 80 {
+			t.Errorf("line longer than 80 columns: %q", line)
+		}
+	}
+	t.Logf("hil: console prompt:\n%s", out)
+	mark = len(m.consoleLog())
+	m.typeRaw("exit\r")
+	// What is typed before the shell's prompt returns may be read by the
+	// exiting console: wait for the prompt.
+	m.waitConsoleAfter(mark, "/ # ", 10*time.Second)
+	if got, code := m.run("echo back in the shell", 20*time.Second); code != 0 || !strings.Contains(got, "back in the shell") {
+		t.Errorf("shell after exit: %q (exit %d)", got, code)
+	}
+}
+
+// TestInitScriptRespawns: the shipped init script restarts a crashed daemon,
+// and stop/start/restart work.
+func TestInitScriptRespawns(t *testing.T) {
+	p := newPair(t)
+	m := p.boot(mainSpec)[0]
+	m.waitStatus("answering", 30*time.Second, func(status) bool { return true })
+	pid := func() string {
+		out, _ := m.run("cat /var/run/pairguard.pid", 10*time.Second)
+		return strings.TrimSpace(out)
+	}
+	first := pid()
+	m.run("kill -9 "+first, 10*time.Second)
+	m.waitStatus("answering after a crash", 30*time.Second, func(status) bool { return true })
+	if second := pid(); second == first || second == "" {
+		t.Errorf("daemon pid %q after kill -9 of %q: not restarted", second, first)
+	}
+	if out, _ := m.run("logread | grep -c 'restarting in'", 10*time.Second); strings.TrimSpace(out) == "0" {
+		t.Errorf("no respawn message in syslog")
+	}
+	if out, code := m.run("/etc/init.d/S60pairguard stop; pidof pairguard", 30*time.Second); code == 0 {
+		t.Errorf("pairguard still running after stop: %q", out)
+	}
+	if out, code := m.run("/etc/init.d/S60pairguard start", 30*time.Second); code != 0 || !strings.Contains(out, "OK") {
+		t.Errorf("start: %q (exit %d)", out, code)
+	}
+	m.waitStatus("answering after start", 30*time.Second, func(status) bool { return true })
+	before := pid()
+	if out, code := m.run("/etc/init.d/S60pairguard restart", 30*time.Second); code != 0 {
+		t.Errorf("restart: %q (exit %d)", out, code)
+	}
+	m.waitStatus("answering after restart", 30*time.Second, func(status) bool { return true })
+	if after := pid(); after == before {
+		t.Errorf("restart kept pid %s", after)
+	}
+	if out, _ := m.run("pidof pairguard | wc -w", 10*time.Second); strings.TrimSpace(out) != "1" {
+		t.Errorf("%s pairguard processes after restart, want 1", strings.TrimSpace(out))
 	}
 }

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Checks the BR2_EXTERNAL tree without Buildroot (which cannot be downloaded
+# here): the files the Buildroot manual asks for, Kconfig and make syntax basics,
+# what pairguard.mk evaluates to, the init script, the defconfig's paths, the
+# kernel fragment, the shipped config (with `pairguard check-config`), and that
+# the QEMU hardware-in-the-loop image is built from this tree's overlay and init
+# script. Exits non-zero on the first failing group; prints one line per check.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+fails=0
+ok() { printf 'ok   %s\n' "$*"; }
+bad() { printf 'FAIL %s\n' "$*"; fails=$((fails + 1)); }
+check() { # check DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@" >/tmp/pg-br-check.$$ 2>&1; then ok "$what"; else
+		bad "$what"
+		sed 's/^/     /' /tmp/pg-br-check.$$
+	fi
+	rm -f /tmp/pg-br-check.$$
+}
+
+# 1. The external tree's skeleton.
+for f in external.desc external.mk Config.in; do
+	check "$f exists" test -s "$here/$f"
+done
+check "external.desc names the tree PAIRGUARD" grep -qx 'name: PAIRGUARD' "$here/external.desc"
+check "external.desc has a desc" grep -q '^desc: .' "$here/external.desc"
+check "external.mk includes the packages' .mk files" \
+	grep -qF 'include $(sort $(wildcard $(BR2_EXTERNAL_PAIRGUARD_PATH)/package/*/*.mk))' "$here/external.mk"
+for d in "$here"/package/*/; do
+	p=$(basename "$d")
+	check "package/$p has Config.in and $p.mk" test -s "$d/Config.in" -a -s "$d/$p.mk"
+	check "Config.in sources package/$p/Config.in" \
+		grep -qF "source \"\$BR2_EXTERNAL_PAIRGUARD_PATH/package/$p/Config.in\"" "$here/Config.in"
+done
+
+# 2. Kconfig basics: sources resolve, symbols are BR2_PACKAGE_*, help is
+# indented, menus are balanced.
+kconfig_ok() {
+	local f=$1 menus=0 ifs=0 line src
+	while IFS= read -r line; do
+		case "$line" in
+		source*)
+			src=$(sed -E 's/^source[[:space:]]+"?([^"]*)"?/\1/' <<<"$line")
+			src=${src/\$BR2_EXTERNAL_PAIRGUARD_PATH/$here}
+			[ -f "$src" ] || { echo "$f: source $src: no such file"; return 1; } ;;
+		config*|menuconfig*)
+			[[ $line =~ ^(menu)?config\ BR2_PACKAGE_[A-Z0-9_]+$ ]] || { echo "$f: bad symbol line: $line"; return 1; } ;;
+		menu*) menus=$((menus + 1)) ;;
+		endmenu*) menus=$((menus - 1)) ;;
+		if\ *) ifs=$((ifs + 1)) ;;
+		endif*) ifs=$((ifs - 1)) ;;
+		' '*) echo "$f: indented with spaces, Kconfig wants tabs: $line"; return 1 ;;
+		esac
+	done <"$f"
+	[ $menus = 0 ] && [ $ifs = 0 ] || { echo "$f: unbalanced menu/if"; return 1; }
+}
+for f in "$here/Config.in" "$here"/package/*/Config.in; do
+	check "Kconfig basics of ${f#"$here"/}" kconfig_ok "$f"
+done
+check "BR2_PACKAGE_PAIRGUARD has a prompt and help" \
+	bash -c "grep -q '^	bool \"pairguard\"' '$here/package/pairguard/Config.in' && grep -q '^	help' '$here/package/pairguard/Config.in'"
+
+# 3. pairguard.mk: parse it with GNU make against stubs of Buildroot's
+# infrastructure and look at what it sets.
+stub=$(mktemp)
+cat >"$stub" <<MK
+BR2_EXTERNAL_PAIRGUARD_PATH := $here
+pkgname := pairguard
+PAIRGUARD_PKGDIR := $here/package/pairguard/
+golang-package :=
+include $here/package/pairguard/pairguard.mk
+\$(info SITE=\$(PAIRGUARD_SITE))
+\$(info SITE_METHOD=\$(PAIRGUARD_SITE_METHOD))
+\$(info GOMOD=\$(PAIRGUARD_GOMOD))
+\$(info BUILD_TARGETS=\$(PAIRGUARD_BUILD_TARGETS))
+\$(info HOOKS=\$(PAIRGUARD_POST_RSYNC_HOOKS))
+\$(info INIT=\$(value PAIRGUARD_INSTALL_INIT_SYSV))
+all: ;
+MK
+if vars=$(make --no-print-directory -f "$stub" 2>&1); then
+	ok "pairguard.mk parses with GNU make"
+	get() { sed -n "s/^$1=//p" <<<"$vars"; }
+	site=$(get SITE)
+	check "PAIRGUARD_SITE ($site) is this repository" test -f "$site/go.mod"
+	check "PAIRGUARD_SITE_METHOD is local" test "$(get SITE_METHOD)" = local
+	mod=$(awk '/^module /{print $2}' "$root/go.mod")
+	check "PAIRGUARD_GOMOD is the module path ($mod)" test "$(get GOMOD)" = "$mod"
+	check "PAIRGUARD_BUILD_TARGETS ($(get BUILD_TARGETS)) is the daemon's main package" \
+		bash -c "grep -q '^package main' '$site/$(get BUILD_TARGETS)'/*.go"
+	check "modules are vendored after the rsync" test "$(get HOOKS)" = PAIRGUARD_VENDOR_MODULES
+	check "the init script is installed from the package directory" \
+		grep -q 'S60pairguard' <<<"$(get INIT)"
+	check "no INSTALL_BINS (no longer supported by golang-package)" \
+		bash -c "! grep -q '_INSTALL_BINS' '$here/package/pairguard/pairguard.mk'"
+	check "golang-package is evaluated last" \
+		test "$(grep -v '^[[:space:]]*$' "$here/package/pairguard/pairguard.mk" | tail -1)" = '$(eval $(golang-package))'
+else
+	bad "pairguard.mk parses with GNU make"
+	sed 's/^/     /' <<<"$vars"
+fi
+rm -f "$stub"
+
+# 4. The init script.
+init=$here/package/pairguard/S60pairguard
+check "S60pairguard is executable" test -x "$init"
+check "S60pairguard is valid sh" sh -n "$init"
+if command -v shellcheck >/dev/null; then
+	check "shellcheck S60pairguard" shellcheck -s sh "$init"
+fi
+for a in start stop restart reload; do
+	check "S60pairguard handles $a" grep -Eq "^[[:space:]]*(${a}|.*\| ${a}( |\)|\|)|${a} \|)" "$init"
+done
+
+# 5. The defconfig and the kernel fragment.
+def=$here/configs/pairguard_qemu_aarch64_virt_defconfig
+check "defconfig enables the package" grep -qx 'BR2_PACKAGE_PAIRGUARD=y' "$def"
+check "defconfig uses BusyBox init" grep -qx 'BR2_INIT_BUSYBOX=y' "$def"
+for key in BR2_ROOTFS_OVERLAY BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES; do
+	v=$(sed -n "s/^$key=\"\(.*\)\"/\1/p" "$def")
+	v=${v//\$(BR2_EXTERNAL_PAIRGUARD_PATH)/$here}
+	check "$key exists ($v)" test -e "$v"
+done
+frag=$here/board/qemu-aarch64-virt/linux.fragment
+for opt in CONFIG_PACKET CONFIG_GPIO_CDEV CONFIG_GPIO_PL061 CONFIG_LEDS_CLASS CONFIG_BLK_DEV_NBD CONFIG_WATCHDOG; do
+	check "fragment sets $opt=y" grep -qx "$opt=y" "$frag"
+done
+check "fragment keeps gpio-keys out" bash -c "grep -qx '# CONFIG_KEYBOARD_GPIO is not set' '$frag' && ! grep -q '^CONFIG_KEYBOARD_GPIO=' '$frag'"
+
+# 6. The rootfs overlay.
+overlay=$here/board/qemu-aarch64-virt/rootfs-overlay
+check "overlay has the default config" test -s "$overlay/etc/pairguard/pairguard.toml"
+check "overlay has the hooks directory with executable hooks" \
+	bash -c "test -d '$overlay/etc/pairguard/hooks.d' && test -n \"\$(find '$overlay/etc/pairguard/hooks.d' -type f -perm -u+x)\""
+if command -v go >/dev/null && [ -d "$root/firmware/cmd/pairguard" ]; then
+	check "pairguard check-config accepts the shipped config" \
+		bash -c "cd '$root' && go run ./firmware/cmd/pairguard check-config '$overlay/etc/pairguard/pairguard.toml'"
+fi
+
+# 7. The hardware-in-the-loop image is built from this tree.
+hil=$root/test/hil/run.sh
+check "test/hil/run.sh takes the overlay from this tree" \
+	grep -qF 'overlay=$root/buildroot/board/qemu-aarch64-virt/rootfs-overlay' "$hil"
+check "test/hil/run.sh takes the init script from this tree" \
+	grep -qF 'initscript=$root/buildroot/package/pairguard/S60pairguard' "$hil"
+img=$root/test/hil/.cache/image/rootfs
+if [ -d "$img" ]; then
+	same_files() {
+		local f rel
+		while IFS= read -r -d '' f; do
+			rel=${f#"$overlay"/}
+			cmp -s "$f" "$img/$rel" || { echo "image's /$rel differs from the overlay"; return 1; }
+		done < <(find "$overlay" -type f -print0)
+		cmp -s "$init" "$img/etc/init.d/S60pairguard" || { echo "image's S60pairguard differs"; return 1; }
+	}
+	check "the last HIL image holds the overlay and init script unchanged" same_files
+fi
+
+if [ $fails -gt 0 ]; then
+	echo "$fails check(s) failed"
+	exit 1
+fi
+echo "all checks passed"

@@ -121,11 +121,37 @@ func requireImage(t *testing.T) *image {
 			t.Skipf("hil: %s not installed (test/hil/run.sh installs it)", c)
 		}
 	}
-	imgOnce.Do(func() { img, imgErr = loadImage(dir) })
+	imgOnce.Do(func() {
+		killStale(filepath.Join(filepath.Dir(dir), "runs"))
+		img, imgErr = loadImage(dir)
+	})
 	if imgErr != nil {
 		t.Fatal(imgErr)
 	}
 	return img
+}
+
+// killStale ends boards left running by an interrupted earlier run: the QEMU
+// processes named in the runs' pid files, if they still are those QEMUs.
+func killStale(runs string) {
+	pidfiles, _ := filepath.Glob(filepath.Join(runs, "*", "*", "qemu.pid"))
+	for _, pf := range pidfiles {
+		b, err := os.ReadFile(pf)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !bytes.Contains(cmdline, []byte(pf)) {
+			continue
+		}
+		if p, err := os.FindProcess(pid); err == nil {
+			_ = p.Kill()
+		}
+	}
 }
 
 func loadImage(dir string) (*image, error) {

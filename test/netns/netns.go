@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pairguard/pairguard/firmware/control"
 )
 
 // Addresses of the topology.
@@ -329,11 +331,16 @@ type Status struct {
 // Status asks n's daemon for `status --json`.
 func (p *Pair) Status(n *Node) (Status, error) {
 	var st Status
-	out, err := p.Run(n, "status", "--json")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := control.Do(ctx, n.Socket, control.Request{Cmd: "status"})
 	if err != nil {
 		return st, err
 	}
-	err = json.Unmarshal([]byte(out), &st)
+	if !resp.OK {
+		return st, errors.New(resp.Error)
+	}
+	err = json.Unmarshal(resp.Data, &st)
 	return st, err
 }
 

@@ -5,7 +5,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,6 +276,8 @@ type node struct {
 	spec   spec
 	dir    string
 	pid    int
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when QEMU has exited
 	booted time.Time
 	img    *image
 
@@ -336,21 +338,32 @@ func (p *pair) start(s spec) *node {
 		"-chardev", "socket,id=con,path="+n.path("con.sock")+",server=on,wait=off,logfile="+n.path("con.log"),
 		"-serial", "chardev:con",
 		"-monitor", "unix:"+n.path("mon.sock")+",server=on,wait=off",
-		"-trace", "pl061_set_output", "-D", n.path("trace.log"), "-msg", "timestamp=on",
-		"-pidfile", n.path("qemu.pid"), "-daemonize",
+		// The LED trace goes to QEMU's stderr, which is unbuffered: a -D
+		// log file is block-buffered and shows changes only much later.
+		"-trace", "pl061_set_output", "-msg", "timestamp=on",
+		"-pidfile", n.path("qemu.pid"),
 	)
+	trace, err := os.Create(n.path("trace.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trace.Close() // QEMU has its own copy
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = trace, trace
+	// QEMU dies with the test process, whatever ends it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	n.booted = time.Now()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("hil: starting %s: %v: %s", s.name, err, out)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("hil: starting %s: %v", s.name, err)
 	}
-	pid, err := os.ReadFile(n.path("qemu.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.pid, err = strconv.Atoi(strings.TrimSpace(string(pid)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// `ip netns exec` execs QEMU: the pid is QEMU's.
+	n.cmd = cmd
+	n.pid = cmd.Process.Pid
+	n.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(n.exited)
+	}()
 	t.Cleanup(func() {
 		if t.Failed() {
 			n.dumpLogs()
@@ -385,6 +398,7 @@ func writeTar(path string, files map[string]string) error {
 }
 
 // powerOff cuts the board's power: QEMU is killed, the guest gets no warning.
+// It returns when the kill was sent.
 func (n *node) powerOff() time.Time {
 	n.mu.Lock()
 	if n.conn != nil {
@@ -395,17 +409,12 @@ func (n *node) powerOff() time.Time {
 	if n.pid == 0 {
 		return time.Time{}
 	}
-	p, err := os.FindProcess(n.pid)
 	at := time.Now()
-	if err == nil {
-		_ = p.Kill()
-	}
-	// QEMU is not our child (-daemonize): wait until it has gone.
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", n.pid)); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	_ = n.cmd.Process.Kill()
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		n.t.Errorf("hil: %s: QEMU did not exit after SIGKILL", n.spec.name)
 	}
 	n.pid = 0
 	return at

@@ -4,12 +4,12 @@
 // require). It runs real `pairguard run` daemons in them. Everything it
 // creates is named with the prefix "pg" and removed by Close.
 //
-//	   main            spare           client
-//	 eth1  eth2      eth1  eth2         eth1
-//	   |     |         |     |            |
-//	 +-+-----+---------+-----+------------+-+
-//	 | br1 (LAN 1)  br2 (LAN 2)      switch |
-//	 +--------------------------------------+
+//	  main            spare           client
+//	eth1  eth2      eth1  eth2         eth1
+//	  |     |         |     |            |
+//	+-+-----+---------+-----+------------+-+
+//	| br1 (LAN 1)  br2 (LAN 2)      switch |
+//	+--------------------------------------+
 package netns
 
 import (

@@ -37,6 +37,7 @@ type Deps struct {
 	LAN1  rawether.Conn // the second heartbeat path (nil: none)
 	Addr  addr.Manager  // the service address (nil: none configured)
 	ARP   arp.Client    // probes, announcements, witness (nil: none)
+	NDP   arp.Announcer // unsolicited neighbour advertisements for service-address6 (nil: none)
 	Links <-chan LinkUpdate
 	Panel *Panel // front panel and watchdog (nil: none)
 	// Closers are closed when the daemon stops, after the address is released.
@@ -59,6 +60,7 @@ type Daemon struct {
 	book   *logbook.Book
 	hooks  *hooks.Runner
 	garp   *arp.GARP
+	garp6  *arp.GARP
 	key    *frame.Key
 	replay *frame.Replay
 	frames frame.Counters
@@ -156,6 +158,13 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 			return nil, err
 		}
 		d.garp = g
+	}
+	if deps.NDP != nil {
+		g, err := arp.NewGARP(deps.NDP, arp.GARPConfig{Repeat: cfg.GARP.Repeat, Interval: cfg.GARP.Interval.Duration, Refresh: cfg.GARP.Refresh.Duration}, log)
+		if err != nil {
+			return nil, err
+		}
+		d.garp6 = g
 	}
 	return d, nil
 }
@@ -520,6 +529,9 @@ func (d *Daemon) claimAddress() {
 	if d.garp != nil && d.cfg.LAN1.Prefix.IsValid() {
 		d.garp.Start(d.cfg.LAN1.Prefix.Addr(), d.vmac)
 	}
+	if d.garp6 != nil && d.cfg.LAN1.Prefix6.IsValid() {
+		d.garp6.Start(d.cfg.LAN1.Prefix6.Addr(), d.vmac)
+	}
 	d.log.Info("service address claimed", "addr", d.cfg.LAN1.Prefix, "epoch", d.eng.Status().Epoch)
 }
 
@@ -527,6 +539,9 @@ func (d *Daemon) releaseAddress() {
 	d.holds = false
 	if d.garp != nil {
 		d.garp.Stop()
+	}
+	if d.garp6 != nil {
+		d.garp6.Stop()
 	}
 	if d.deps.Addr == nil {
 		return

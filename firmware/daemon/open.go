@@ -8,6 +8,7 @@ import (
 
 	"github.com/pairguard/pairguard/drivers/addr"
 	"github.com/pairguard/pairguard/drivers/arp"
+	"github.com/pairguard/pairguard/drivers/ndp"
 	"github.com/pairguard/pairguard/drivers/rawether"
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/engine"
@@ -91,6 +92,19 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 			deps.Addr = m
 			deps.ARP = a
 			deps.Closers = append(deps.Closers, m.Close)
+		}
+	}
+	if cfg.LAN1.Interface != "" && cfg.LAN1.Prefix6.IsValid() {
+		ifname := cfg.LAN1.Interface
+		if cfg.LAN1.VirtualMAC {
+			ifname = macvlanName
+		}
+		n, err := ndp.Open(ifname)
+		if err != nil {
+			log.Warn("no IPv6 neighbour advertisements for service-address6", "interface", ifname, "err", err)
+		} else {
+			deps.NDP = n
+			deps.Closers = append(deps.Closers, n.Close)
 		}
 	}
 	if cfg.BoardDesc != nil {

@@ -156,6 +156,7 @@ type Options struct {
 	Witness        string
 	OnLineLoss     string
 	VirtualMAC     bool
+	Service6       string // service-address6
 	Extra          string // appended to the config
 }
 
@@ -181,6 +182,9 @@ func (p *Pair) WriteConfig(n *Node, o Options) error {
 	}
 	if o.VirtualMAC {
 		b.WriteString("virtual-mac = true\n")
+	}
+	if o.Service6 != "" {
+		fmt.Fprintf(&b, "service-address6 = %q\n", o.Service6)
 	}
 	fmt.Fprintf(&b, "\n[lan2]\ninterface = \"eth2\"\naddress = \"%s/24\"\npeer-address = %q\n", n.LAN2, peer)
 	b.WriteString("\n[heartbeat]\n")

@@ -213,3 +213,32 @@ func TestVirtualMAC(t *testing.T) {
 		t.Errorf("client ping after takeover: %v\n%s", err, out)
 	}
 }
+
+func TestIPv6ServiceAddress(t *testing.T) {
+	p := setup(t, netns.Options{Service6: "fd77::10/64"})
+	exec.Command("ip", "-n", p.Client, "addr", "add", "fd77::100/64", "dev", "eth1", "nodad").Run()
+	startPair(t, p)
+	has6 := func(n *netns.Node) bool {
+		out, _ := exec.Command("ip", "-n", n.NS, "-6", "addr", "show", "dev", "eth1").CombinedOutput()
+		return strings.Contains(string(out), "fd77::10/64")
+	}
+	if !has6(p.Main) || has6(p.Spare) {
+		t.Fatalf("IPv6 service address: main %v spare %v", has6(p.Main), has6(p.Spare))
+	}
+	if out, err := netns.Exec(p.Client, "ping", "-6", "-c", "1", "-W", "2", "fd77::10"); err != nil {
+		t.Fatalf("client ping6 to the main: %v\n%s", err, out)
+	}
+	measurePowerLoss(t, p)
+	if !has6(p.Spare) {
+		t.Fatal("spare did not take the IPv6 service address")
+	}
+	time.Sleep(200 * time.Millisecond)
+	spareMAC, _ := netns.MAC(p.Spare.NS, "eth1")
+	out, _ := exec.Command("ip", "-n", p.Client, "-6", "neigh", "show", "fd77::10").CombinedOutput()
+	if !strings.Contains(string(out), spareMAC) {
+		t.Errorf("client's neighbour entry %q, want the spare's %s (unsolicited NA)", out, spareMAC)
+	}
+	if out, err := netns.Exec(p.Client, "ping", "-6", "-c", "1", "-W", "2", "fd77::10"); err != nil {
+		t.Errorf("client ping6 after takeover: %v\n%s", err, out)
+	}
+}

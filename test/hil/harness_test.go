@@ -570,7 +570,12 @@ type status struct {
 		State  string `json:"state"`
 		Missed int    `json:"missed"`
 	} `json:"peer"`
-	Alarms []string `json:"alarms"`
+	Mirror struct {
+		State string `json:"state"`
+	} `json:"mirror"`
+	Alarms   []string `json:"alarms"`
+	Unacked  bool     `json:"unacknowledged"`
+	Failover bool     `json:"failover-led"`
 }
 
 // status asks the daemon through the console; ok is false while the daemon

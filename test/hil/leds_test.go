@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pairguard/pairguard/firmware/panel"
 )
 
 // ledEvent is one change of a PL061 output seen by QEMU's trace.
@@ -53,22 +55,22 @@ type pattern struct {
 	window  time.Duration
 }
 
+// String names the pattern as firmware/panel does (off, solid, slow-blink,
+// fast-blink), or "changing(N)" for too few changes to call it a blink.
 func (p pattern) String() string {
 	switch {
 	case p.changes == 0 && p.on:
-		return "solid"
+		return panel.Solid.String()
 	case p.changes == 0:
-		return "off"
+		return panel.Off.String()
 	case p.changes < 3:
 		return fmt.Sprintf("changing(%d)", p.changes)
 	}
-	half := p.window / time.Duration(p.changes)
-	switch {
-	case half < 300*time.Millisecond:
-		return "fast-blink"
-	default:
-		return "slow-blink"
+	// Slow blink has 500 ms halves, fast blink 100 ms.
+	if half := p.window / time.Duration(p.changes); half < (panel.SlowHalf+panel.FastHalf)/2 {
+		return panel.FastBlink.String()
 	}
+	return panel.SlowBlink.String()
 }
 
 // active reports whether the line was lit for at least a quarter of the
@@ -110,13 +112,50 @@ func (n *node) ledPattern(name string, to time.Time, window time.Duration) patte
 
 // leds describes all named lines over the window, for failure messages.
 func (n *node) leds(to time.Time, window time.Duration) string {
-	var parts []string
+	parts := []string{"role=" + n.roleLight(to, window)}
 	for _, name := range []string{"led-role-green", "led-role-red", "led-failover"} {
 		if _, ok := n.img.lines[name]; ok {
 			parts = append(parts, fmt.Sprintf("%s=%v", strings.TrimPrefix(name, "led-"), n.ledPattern(name, to, window)))
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// roleLight is what the bicolour role LED showed over the window, named as
+// panel.Light names it ("green solid", "amber slow-blink", "off").
+func (n *node) roleLight(to time.Time, window time.Duration) string {
+	g := n.ledPattern("led-role-green", to, window)
+	r := n.ledPattern("led-role-red", to, window)
+	gs, rs := g.String(), r.String()
+	switch {
+	case gs == "off" && rs == "off":
+		return "off"
+	case rs == "off":
+		return "green " + gs
+	case gs == "off":
+		return "red " + rs
+	case gs == rs:
+		return "amber " + gs
+	}
+	return fmt.Sprintf("mixed(green %s, red %s)", gs, rs)
+}
+
+// waitRoleLight waits until the role LED shows want over the last window.
+func (n *node) waitRoleLight(want panel.Light, timeout time.Duration) {
+	n.t.Helper()
+	const window = 3 * time.Second
+	n.waitLEDs(want.String(), window, timeout, func(at time.Time) bool {
+		return n.roleLight(at, window) == want.String()
+	})
+}
+
+// waitFailoverLED waits until the failover LED shows want over the last window.
+func (n *node) waitFailoverLED(want panel.Pattern, timeout time.Duration) {
+	n.t.Helper()
+	const window = 3 * time.Second
+	n.waitLEDs("failover "+want.String(), window, timeout, func(at time.Time) bool {
+		return n.ledPattern("led-failover", at, window).String() == want.String()
+	})
 }
 
 // waitLEDs waits until cond holds for the lines over the last window.

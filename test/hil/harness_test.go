@@ -38,6 +38,8 @@ const (
 	heartbeatMissed    = 5
 	failoverTime       = 1 * time.Second
 	connectionWaitTime = 4 * time.Second
+
+	sdSize = 16 << 20 // the SD card image; QEMU wants a power of two
 )
 
 // spec is one board of the pair.
@@ -47,6 +49,11 @@ type spec struct {
 	n        int    // 1 for main, 2 for spare: MACs, taps, addresses
 	peerN    int
 	lan1Addr string // management address on LAN 1
+	// datastore, when set, adds a [datastore] table with these lines (the
+	// device is the board's SD card).
+	datastore string
+	// sdFill fills the first bytes of the SD card image before boot.
+	sdFill []byte
 }
 
 var (
@@ -82,8 +89,15 @@ interval = %q
 missed = %d
 failover-time = %q
 connection-wait-time = %q
-`, s.mode, s.name, boardName, pairKey, b.LAN1, serviceAddr, b.LAN2, s.lan2Addr(), s.peerLAN2Addr(),
-		heartbeatInterval, heartbeatMissed, failoverTime, connectionWaitTime)
+%s`, s.mode, s.name, boardName, pairKey, b.LAN1, serviceAddr, b.LAN2, s.lan2Addr(), s.peerLAN2Addr(),
+		heartbeatInterval, heartbeatMissed, failoverTime, connectionWaitTime, s.datastoreTable(b))
+}
+
+func (s spec) datastoreTable(b *board.Board) string {
+	if s.datastore == "" {
+		return ""
+	}
+	return fmt.Sprintf("\n[datastore]\ndevice = %q\n%s\n", b.Datastore, s.datastore)
 }
 
 // boardEnv is /etc/hil/board.env, read by the image's /init.
@@ -319,10 +333,10 @@ func (p *pair) start(s spec) *node {
 	}
 	// The datastore: an SD card, whose size must be a power of two.
 	sd := filepath.Join(dir, "sd.img")
-	if err := os.WriteFile(sd, nil, 0o644); err != nil {
+	if err := os.WriteFile(sd, s.sdFill, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(sd, 64<<20); err != nil {
+	if err := os.Truncate(sd, sdSize); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"netns", "exec", nsSwitch, "qemu-system-aarch64", "-M", "virt"}
@@ -570,6 +584,9 @@ type status struct {
 		State  string `json:"state"`
 		Missed int    `json:"missed"`
 	} `json:"peer"`
+	Data struct {
+		State string `json:"state"`
+	} `json:"data"`
 	Mirror struct {
 		State string `json:"state"`
 	} `json:"mirror"`

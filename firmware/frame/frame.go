@@ -406,7 +406,8 @@ func (f *Frame) UnmarshalBinary(b []byte) error {
 // (ErrMalformed) and the pair id against key.PairID() (ErrPair). Trailing
 // bytes after the announced length (Ethernet padding) are ignored. f is
 // written only on success or ErrPair, so a foreign pair id can be logged.
-// Decode allocates only when the software version string changes.
+// Decode allocates only when the software version string changes. key must
+// not be nil.
 func Decode(b []byte, key *Key, f *Frame) error {
 	n, err := prefix(b)
 	if err != nil {

@@ -321,3 +321,36 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestKeyConcurrent(t *testing.T) {
+	key := NewKey(testSecret)
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			f := testFrame()
+			f.NodeID = uint64(g)
+			buf := make([]byte, 0, Len)
+			var got Frame
+			for i := range 500 {
+				f.Seq = uint64(i)
+				var err error
+				if buf, err = f.AppendBinary(buf[:0], key); err == nil {
+					err = Decode(buf, key, &got)
+				}
+				if err == nil && got != f {
+					err = errors.New("frame changed under concurrent use")
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

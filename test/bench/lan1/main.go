@@ -1,0 +1,373 @@
+// Command lan1 compares Pairguard with keepalived (VRRPv3) on LAN 1, in
+// network namespaces (issue 4, item 7):
+//
+//   - takeover: the gap a LAN 1 client sees when the main loses power, from the
+//     power cut to the first echo reply from the new primary (the client pings
+//     the service address every 5 ms);
+//   - load: false takeovers in -load (default 10m) with both cores busy and 1%
+//     loss on each pair's heartbeat path, all settings at once;
+//   - arp: with the failover line cut (LAN 1 intact), how many MACs answer ARP
+//     for the service address.
+//
+// Run as root: go run ./test/bench/lan1 -runs 20 -load 10m
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pairguard/pairguard/test/netns"
+)
+
+func main() {
+	runs := flag.Int("runs", 20, "power losses per setting")
+	load := flag.Duration("load", 10*time.Minute, "duration of the load test")
+	phases := flag.String("phases", "takeover,load,arp", "phases to run (comma separated)")
+	flag.Parse()
+	if err := run(*runs, *load, strings.Split(*phases, ","), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "lan1:", err)
+		os.Exit(1)
+	}
+}
+
+// settings are compared side by side: keepalived's master-down interval is
+// 3 x advert_int + skew, so pairguard runs with missed = 3 at the same
+// interval. advert_int 1s is keepalived's default.
+var settings = []Setting{
+	{Name: "pairguard defaults (100ms x 5)", Impl: Pairguard},
+	{Name: "keepalived advert_int 1s (default)", Impl: Keepalived, Interval: time.Second},
+	{Name: "pairguard 20ms x 3", Impl: Pairguard, Interval: 20 * time.Millisecond, Missed: 3},
+	{Name: "keepalived advert_int 20ms", Impl: Keepalived, Interval: 20 * time.Millisecond},
+	{Name: "pairguard 10ms x 3", Impl: Pairguard, Interval: 10 * time.Millisecond, Missed: 3},
+	{Name: "keepalived advert_int 10ms", Impl: Keepalived, Interval: 10 * time.Millisecond},
+}
+
+func run(runs int, load time.Duration, phases []string, out io.Writer) error {
+	if why := netns.Available(); why != "" {
+		return fmt.Errorf("%s", why)
+	}
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		return fmt.Errorf("keepalived is not installed (apt-get install -y keepalived nftables stress-ng)")
+	}
+	dir, err := os.MkdirTemp("", "pg-lan1")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := netns.Build(dir)
+	if err != nil {
+		return err
+	}
+	for _, ph := range phases {
+		switch ph {
+		case "takeover":
+			err = takeoverPhase(dir, bin, runs, out)
+		case "load":
+			err = loadPhase(dir, bin, load, out)
+		case "arp":
+			err = arpPhase(dir, bin, out)
+		default:
+			err = fmt.Errorf("unknown phase %q", ph)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func takeoverPhase(dir, bin string, runs int, out io.Writer) error {
+	fmt.Fprintf(out, "\nClient-visible gap after power loss of the main (%d runs each, echo every 5 ms):\n\n", runs)
+	fmt.Fprintln(out, "| setting | detection | runs | median | min | max |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|")
+	for _, s := range settings {
+		ts, err := measure(dir, bin, s, runs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		slices.Sort(ts)
+		fmt.Fprintf(out, "| %s | %s | %d | %v | %v | %v |\n", s.Name, s.detect(), len(ts),
+			median(ts).Round(time.Millisecond), ts[0].Round(time.Millisecond), ts[len(ts)-1].Round(time.Millisecond))
+	}
+	return nil
+}
+
+// measure runs power losses of the main and returns the client-visible gaps.
+func measure(dir, bin string, s Setting, runs int) ([]time.Duration, error) {
+	b, err := NewBed(dir, bin, s)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	probe, err := StartProbe(b.P.Client, 5*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	defer probe.Close()
+	var ts []time.Duration
+	for i := 0; i < runs; i++ {
+		if err := b.Up(); err != nil {
+			return nil, err
+		}
+		// The client must be talking to the main before the cut.
+		if _, err := probe.WaitReply(b.MainMAC, time.Now(), 5*time.Second); err != nil {
+			return nil, fmt.Errorf("run %d, before the cut: %w", i, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		probe.Trim()
+		start := time.Now()
+		if err := b.PowerOff(b.P.Main); err != nil {
+			return nil, err
+		}
+		at, err := probe.WaitReply(b.SpareMAC, start, 15*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("run %d, after the cut: %w", i, err)
+		}
+		ts = append(ts, at.Sub(start))
+		fmt.Fprintf(os.Stderr, "lan1: %s run %d: %v\n", s.Name, i, at.Sub(start).Round(time.Millisecond))
+		if err := b.Reset(); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+// loadResult is what one bed saw during the load test.
+type loadResult struct {
+	S          Setting
+	Takeovers  int      // the spare became primary while the main was alive
+	MainLosses int      // the main stopped serving
+	Both       int      // polls that saw both serving
+	Notes      []string // logbook or keepalived state changes
+	Err        error
+}
+
+func loadPhase(dir, bin string, d time.Duration, out io.Writer) error {
+	beds := make([]*Bed, len(settings))
+	defer func() {
+		for _, b := range beds {
+			if b != nil {
+				b.Close()
+			}
+		}
+	}()
+	for i, s := range settings {
+		b, err := NewBed(dir, bin, s)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		beds[i] = b
+		if err := b.Up(); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		if err := addLoss(b); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+	}
+	stress := exec.Command("stress-ng", "--cpu", "2", "--timeout", fmt.Sprintf("%ds", int((d+5*time.Second).Seconds())), "--quiet")
+	stress.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := stress.Start(); err != nil {
+		return fmt.Errorf("stress-ng: %w", err)
+	}
+	defer func() {
+		syscall.Kill(-stress.Process.Pid, syscall.SIGKILL)
+		stress.Wait()
+	}()
+	began := time.Now()
+	res := make([]loadResult, len(beds))
+	var wg sync.WaitGroup
+	for i, b := range beds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = watch(b, began, d)
+		}()
+	}
+	wg.Wait()
+	fmt.Fprintf(out, "\nFalse takeovers in %v, both cores busy (stress-ng --cpu 2), 1%% ingress loss on the heartbeat path:\n\n", d)
+	fmt.Fprintln(out, "| setting | detection | false takeovers | main lost the role | both primary (polls) | dropped by the loss rule |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|")
+	for i, r := range res {
+		if r.Err != nil {
+			fmt.Fprintf(out, "| %s | %s | error: %v | | | |\n", r.S.Name, r.S.detect(), r.Err)
+			continue
+		}
+		fmt.Fprintf(out, "| %s | %s | %d | %d | %d | %s |\n", r.S.Name, r.S.detect(), r.Takeovers, r.MainLosses, r.Both, lossCounters(beds[i]))
+	}
+	for _, r := range res {
+		for _, n := range r.Notes {
+			fmt.Fprintf(out, "\n%s: %s", r.S.Name, n)
+		}
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+// addLoss drops 1% of the frames arriving on each node's heartbeat path:
+// all of LAN 2 (eth2, raw 0x88B5 frames included) for pairguard; for
+// keepalived, whose adverts travel on LAN 1, also 1% of the VRRP packets
+// arriving on eth1. An nftables netdev ingress rule, since there is no netem.
+func addLoss(b *Bed) error {
+	for _, n := range b.nodes() {
+		rules := "table netdev pgloss {\n\tchain lan2 { type filter hook ingress device \"eth2\" priority -500; numgen random mod 100 < 1 counter drop; }\n"
+		if b.S.Impl == Keepalived {
+			rules += "\tchain vrrp { type filter hook ingress device \"eth1\" priority -500; meta protocol ip ip protocol vrrp numgen random mod 100 < 1 counter drop; }\n"
+		}
+		rules += "}\n"
+		cmd := exec.Command("ip", "netns", "exec", n.NS, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rules)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("nft in %s: %v: %s", n.NS, err, o)
+		}
+	}
+	return nil
+}
+
+// lossCounters sums the packets the loss rules dropped on both nodes.
+func lossCounters(b *Bed) string {
+	var parts []string
+	for _, n := range b.nodes() {
+		o, _ := exec.Command("ip", "netns", "exec", n.NS, "nft", "list", "table", "netdev", "pgloss").CombinedOutput()
+		var pk []string
+		for _, l := range strings.Split(string(o), "\n") {
+			if i := strings.Index(l, "packets "); i >= 0 {
+				pk = append(pk, strings.Fields(l[i:])[1])
+			}
+		}
+		parts = append(parts, n.Name+" "+strings.Join(pk, "+"))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// watch polls a bed every 50 ms for d and counts the spare's rises to
+// primary while the main was alive; at the end it reads the logbooks (or
+// keepalived's recorded states) for changes the polls may have missed.
+func watch(b *Bed, began time.Time, d time.Duration) loadResult {
+	r := loadResult{S: b.S}
+	spareWas, mainWas := false, true
+	for time.Since(began) < d {
+		sp, err1 := b.IsPrimary(b.P.Spare)
+		mp, err2 := b.IsPrimary(b.P.Main)
+		if err1 == nil && err2 == nil {
+			if sp && !spareWas && b.Alive(b.P.Main) {
+				r.Takeovers++
+				r.Notes = append(r.Notes, fmt.Sprintf("spare became primary at +%v", time.Since(began).Round(time.Millisecond)))
+			}
+			if !mp && mainWas {
+				r.MainLosses++
+			}
+			if sp && mp {
+				r.Both++
+			}
+			spareWas, mainWas = sp, mp
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !b.Alive(b.P.Main) || !b.Alive(b.P.Spare) {
+		r.Err = fmt.Errorf("a daemon died during the load test (see %s)", b.P.Dir)
+	}
+	// What the polls cannot see: short flaps.
+	if b.S.Impl == Pairguard {
+		kinds := map[string]int{}
+		spPrimary := 0
+		for _, e := range b.Logbook(b.P.Spare) {
+			k, _ := e["kind"].(string)
+			kinds[k]++
+			if role, _ := e["role"].(string); role == "primary" {
+				spPrimary++
+			}
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("spare logbook kinds %v, entries with role primary %d", kinds, spPrimary))
+		if spPrimary > r.Takeovers {
+			r.Takeovers = spPrimary
+		}
+	} else {
+		masters := 0
+		for _, st := range b.kaStates(b.P.Spare) {
+			if st == "MASTER" {
+				masters++
+			}
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("spare keepalived states %v", b.kaStates(b.P.Spare)))
+		if masters > r.Takeovers {
+			r.Takeovers = masters
+		}
+	}
+	return r
+}
+
+func arpPhase(dir, bin string, out io.Writer) error {
+	fmt.Fprintln(out, "\nFailover line cut (the main's LAN 2 port at the switch), LAN 1 intact: ARP responders for the service address")
+	fmt.Fprintln(out, "seen by the client (a request every 100 ms from the cut until 2 s after failover-time x 4):")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| setting | responders (MAC: replies) | spare role, alarms | main role |")
+	fmt.Fprintln(out, "|---|---|---|---|")
+	for _, s := range []Setting{
+		settings[0], settings[2], settings[4],
+		{Name: "pairguard 20ms x 3, on-line-loss = takeover (control)", Impl: Pairguard, Interval: 20 * time.Millisecond, Missed: 3, Extra: ""},
+	} {
+		b, err := NewBed(dir, bin, s)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(s.Name, "takeover") {
+			for _, n := range b.nodes() {
+				if err := b.P.WriteConfig(n, netns.Options{Interval: s.Interval, Missed: s.Missed, ConnectionWait: time.Second, OnLineLoss: "takeover"}); err != nil {
+					b.Close()
+					return err
+				}
+			}
+		}
+		line, err := cutLine(b)
+		b.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		fmt.Fprintf(out, "| %s | %s |\n", s.Name, line)
+	}
+	return nil
+}
+
+func cutLine(b *Bed) (string, error) {
+	if err := b.Up(); err != nil {
+		return "", err
+	}
+	ft := 500 * time.Millisecond
+	if b.S.Interval > 0 {
+		ft = b.S.Interval * time.Duration(b.S.Missed)
+	}
+	if err := b.P.CutLine(b.P.Main, true); err != nil {
+		return "", err
+	}
+	got, err := arpResponders(b.P.Client, 4*ft+2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	sp, _ := b.P.Status(b.P.Spare)
+	mp, _ := b.P.Status(b.P.Main)
+	var macs []string
+	for mac, n := range got {
+		who := "?"
+		switch mac {
+		case b.MainMAC.String():
+			who = "main"
+		case b.SpareMAC.String():
+			who = "spare"
+		}
+		macs = append(macs, fmt.Sprintf("%s (%s): %d", who, mac, n))
+	}
+	slices.Sort(macs)
+	verdict := "one"
+	if len(got) != 1 {
+		verdict = fmt.Sprintf("**%d**", len(got))
+	}
+	return fmt.Sprintf("%s: %s | %s %v | %s", verdict, strings.Join(macs, ", "), sp.Role, sp.Alarms, mp.Role), nil
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -149,6 +150,11 @@ func (b *Bed) startKA(n *netns.Node) error {
 	if err != nil {
 		return err
 	}
+	// A SIGKILLed keepalived leaves its pid files; a new one refuses to
+	// start while a pid in them looks alive.
+	for _, f := range []string{"keepalived.pid", "vrrp.pid", "checkers.pid"} {
+		os.Remove(filepath.Join(n.Dir, f))
+	}
 	cmd := exec.Command("ip", "netns", "exec", n.NS, "keepalived", "--dont-fork", "--log-console", "--vrrp",
 		"--use-file", filepath.Join(n.Dir, "keepalived.conf"),
 		"--pid", filepath.Join(n.Dir, "keepalived.pid"),
@@ -171,8 +177,18 @@ func (b *Bed) killKA(n *netns.Node) {
 	if kp == nil {
 		return
 	}
+	// The VRRP child is in the same process group; wait until it is gone.
+	child, _ := os.ReadFile(filepath.Join(n.Dir, "vrrp.pid"))
 	syscall.Kill(-kp.cmd.Process.Pid, syscall.SIGKILL)
 	<-kp.done
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(child))); err == nil {
+		for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z ") {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	delete(b.ka, n)
 }
 

@@ -308,7 +308,7 @@ func arpPhase(dir, bin string, out io.Writer) error {
 	fmt.Fprintln(out, "\nFailover line cut (the main's LAN 2 port at the switch), LAN 1 intact: ARP responders for the service address")
 	fmt.Fprintln(out, "seen by the client (a request every 100 ms from the cut until 2 s after failover-time x 4):")
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "| setting | responders (MAC: replies) | spare role, alarms | main role |")
+	fmt.Fprintln(out, "| setting | MACs answering (answers to requests, gratuitous) | spare at the end | main at the end |")
 	fmt.Fprintln(out, "|---|---|---|---|")
 	for _, s := range []Setting{
 		settings[0], settings[2], settings[4],
@@ -353,21 +353,25 @@ func cutLine(b *Bed) (string, error) {
 	}
 	sp, _ := b.P.Status(b.P.Spare)
 	mp, _ := b.P.Status(b.P.Main)
-	var macs []string
-	for mac, n := range got {
-		who := "?"
-		switch mac {
-		case b.MainMAC.String():
-			who = "main"
-		case b.SpareMAC.String():
-			who = "spare"
-		}
-		macs = append(macs, fmt.Sprintf("%s (%s): %d", who, mac, n))
+	name := map[string]string{b.MainMAC.String(): "main", b.SpareMAC.String(): "spare"}
+	macs := map[string]bool{}
+	var parts []string
+	for k, n := range got {
+		mac, kind, _ := strings.Cut(k, " ")
+		macs[mac] = true
+		parts = append(parts, fmt.Sprintf("%s %d %s", name[mac], n, kind))
 	}
-	slices.Sort(macs)
+	slices.Sort(parts)
 	verdict := "one"
-	if len(got) != 1 {
-		verdict = fmt.Sprintf("**%d**", len(got))
+	if len(macs) != 1 {
+		verdict = fmt.Sprintf("**%d**", len(macs))
 	}
-	return fmt.Sprintf("%s: %s | %s %v | %s", verdict, strings.Join(macs, ", "), sp.Role, sp.Alarms, mp.Role), nil
+	demotes := 0
+	for _, e := range b.Logbook(b.P.Main) {
+		if e["kind"] == "demote" {
+			demotes++
+		}
+	}
+	return fmt.Sprintf("%s (%s) | %s, epoch %d %v | %s, epoch %d, %d demotions in its logbook", verdict, strings.Join(parts, ", "),
+		sp.Role, sp.Epoch, sp.Alarms, mp.Role, mp.Epoch, demotes), nil
 }

@@ -231,8 +231,9 @@ func (p *Probe) Trim() {
 }
 
 // arpResponders sends an ARP request for the service address from the client
-// every 100 ms during d and returns every MAC that answered for it, with the
-// number of answers of each.
+// every 100 ms during d and returns, for every MAC that answered for it or
+// announced it, the number of answers and of gratuitous announcements
+// (keys "MAC answers" and "MAC gratuitous").
 func arpResponders(ns string, d time.Duration) (map[string]int, error) {
 	var c *arp.Client
 	err := inNS(ns, func() error {
@@ -266,8 +267,14 @@ func arpResponders(ns string, d time.Duration) (map[string]int, error) {
 				}
 				return
 			}
-			if pkt.Operation == arp.OperationReply && pkt.SenderIP == svc {
-				got[pkt.SenderHardwareAddr.String()]++
+			// Answers to the client's requests and gratuitous ARP (target
+			// the service address itself) both steer the client's cache.
+			if (pkt.Operation == arp.OperationReply || pkt.TargetIP == svc) && pkt.SenderIP == svc {
+				kind := "answers"
+				if pkt.TargetIP == svc {
+					kind = "gratuitous"
+				}
+				got[pkt.SenderHardwareAddr.String()+" "+kind]++
 			}
 		}
 	}()

@@ -87,7 +87,13 @@ func (m *helloMsg) decode(r *decoder) {
 	m.Size = r.u64()
 	m.BlockSize = r.u32()
 	m.Hash = HashKind(r.u8())
-	m.Primary = r.u8() != 0
+	switch r.u8() {
+	case 0:
+	case 1:
+		m.Primary = true
+	default:
+		r.fail(errors.New("invalid primary flag"))
+	}
 	m.Gen.Data = engine.DataState(r.u8())
 	m.Gen.Current = r.u64()
 	n := int(r.u8())
@@ -317,7 +323,13 @@ func decodeData(p []byte) (dataMsg, error) {
 	r := decoder{b: p}
 	m.Block = r.u64()
 	m.Sub = r.u16()
-	m.Zero = r.u8() != 0
+	switch r.u8() {
+	case 0:
+	case 1:
+		m.Zero = true
+	default:
+		r.fail(errors.New("invalid kind"))
+	}
 	if r.err == nil {
 		m.Bytes = r.b
 		r.b = nil

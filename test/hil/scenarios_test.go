@@ -128,6 +128,12 @@ func TestPowerLossOfMain(t *testing.T) {
 	if st.Peer.State == "up" {
 		t.Errorf("spare sees the dead main as up: %+v", st)
 	}
+	// A dead main is silent on both paths at once: no failover-line alarm.
+	// (LAN 2 going silent a moment before LAN 1 does, because the last LAN 1
+	// heartbeat came after the last LAN 2 one, is not a cut line.)
+	if slices.Contains(st.Alarms, "failover-line-down") || st.Unacked {
+		t.Errorf("spare raised a failover-line alarm for a power loss: alarms %v, unacknowledged %v", st.Alarms, st.Unacked)
+	}
 	// Primary with the peer missing, failover LED lit until acknowledged.
 	s.waitFailoverLED(panel.Solid, 10*time.Second)
 	s.waitRoleLight(panel.Light{Colour: panel.ColourGreen, Pattern: panel.SlowBlink}, 10*time.Second)

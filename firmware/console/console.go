@@ -84,7 +84,8 @@ const (
 // Run runs the prompt on rw until the user leaves (nil), rw's input ends
 // (nil on io.EOF, else the error) or ctx is done (ctx.Err()). A read that is
 // pending when Run returns finishes in the background: close rw afterwards to
-// end it.
+// end it. Input is read ahead, so what is typed after `exit` before the shell
+// prompt returns may be consumed by the console.
 func Run(ctx context.Context, rw io.ReadWriter, run RunFunc) error {
 	in := make(chan readResult)
 	stop := make(chan struct{})

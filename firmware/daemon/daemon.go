@@ -27,9 +27,6 @@ import (
 // Version is the software version sent in every frame; set by the linker.
 var Version = "0.1.0"
 
-// flagEligible marks a sender that could become primary now.
-const flagEligible = frame.Flags(1 << 4)
-
 // Deps are the daemon's connections to the outside. Open fills them with
 // the real drivers; tests pass fakes.
 type Deps struct {
@@ -368,7 +365,7 @@ func peerInfo(f *frame.Frame) engine.PeerInfo {
 		Role:       engine.Role(f.Role),
 		Preferred:  f.Flags.Has(frame.FlagPreferred),
 		Handover:   f.Flags.Has(frame.FlagHandover),
-		Eligible:   f.Flags.Has(flagEligible),
+		Eligible:   f.Flags.Has(frame.FlagEligible),
 		Epoch:      f.Epoch,
 		Data:       engine.DataState(f.DataState),
 		Generation: f.Generation,
@@ -397,7 +394,7 @@ func (d *Daemon) frameFrom(st engine.Status, kind engine.FrameKind) frame.Frame 
 		fl |= frame.FlagHandover
 	}
 	if st.Eligible {
-		fl |= flagEligible
+		fl |= frame.FlagEligible
 	}
 	return frame.Frame{
 		Type:          t,

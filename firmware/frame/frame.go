@@ -143,9 +143,12 @@ const (
 	FlagLAN1 Flags = 1 << 2
 	// FlagForced: the sender's role was forced by an operator.
 	FlagForced Flags = 1 << 3
+	// FlagEligible: the sender could become primary now (up-to-date data,
+	// witness reachable, no fault).
+	FlagEligible Flags = 1 << 4
 )
 
-var flagNames = [...]string{"preferred", "handover", "lan1", "forced"}
+var flagNames = [...]string{"preferred", "handover", "lan1", "forced", "eligible"}
 
 // Has reports whether all flags of g are set in f.
 func (f Flags) Has(g Flags) bool { return f&g == g }

@@ -84,7 +84,7 @@ menu "External options"
 source "\$BR2_EXTERNAL_PAIRGUARD_PATH/Config.in"
 endmenu
 KC
-		CONFIG_= BR2_EXTERNAL_PAIRGUARD_PATH=$here /usr/bin/python3 - "$stub" "$here/configs/pairguard_qemu_aarch64_virt_defconfig" "$2" <<'PY'
+		CONFIG_='' BR2_EXTERNAL_PAIRGUARD_PATH=$here /usr/bin/python3 - "$stub" "$here/configs/pairguard_qemu_aarch64_virt_defconfig" "$2" <<'PY'
 import sys, kconfiglib
 k = kconfiglib.Kconfig(sys.argv[1], warn_to_stderr=False)
 for w in k.warnings:

@@ -74,3 +74,24 @@ func clientPing(t *testing.T, addr string) bool {
 	err := exec.Command("ip", "netns", "exec", nsClient, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", addr).Run()
 	return err == nil
 }
+
+// maxGap returns the longest time without a reply between from and to.
+func (p *pinger) maxGap(from, to time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var gap time.Duration
+	last := from
+	for _, r := range p.replies {
+		if r.Before(from) || r.After(to) {
+			continue
+		}
+		if d := r.Sub(last); d > gap {
+			gap = d
+		}
+		last = r
+	}
+	if d := to.Sub(last); d > gap {
+		gap = d
+	}
+	return gap
+}

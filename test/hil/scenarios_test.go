@@ -338,3 +338,37 @@ func TestDatastoreMirror(t *testing.T) {
 		t.Errorf("spare's datastore changed at takeover: %s", got)
 	}
 }
+
+// TestCleanShutdownHandsOver: `poweroff` on the main's console runs the
+// init scripts' stop (S60pairguard stop, SIGTERM to the daemon), and the
+// primary hands over to the spare by RELEASE: the client's outage stays well
+// under failover-time, and the spare never sees a failover.
+func TestCleanShutdownHandsOver(t *testing.T) {
+	_, m, s := steady(t)
+	ping := startPinger(t, serviceAddr)
+	if _, ok := ping.firstAfter(time.Now().Add(-time.Second), 10*time.Second); !ok {
+		t.Fatalf("client cannot reach the service address %s", serviceAddr)
+	}
+	start := time.Now()
+	m.typeRaw("poweroff\r")
+	select {
+	case <-m.exited:
+		m.pid = 0
+		t.Logf("hil: main powered off %.1fs after the command", time.Since(start).Seconds())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("main did not power off")
+	}
+	st := s.waitStatus("primary", 10*time.Second, func(st status) bool { return st.Role == "primary" })
+	time.Sleep(time.Second) // replies after the handover
+	gap := ping.maxGap(start, time.Now())
+	t.Logf("hil: HANDOVER longest client outage %v during the main's clean shutdown", gap.Round(time.Millisecond))
+	if gap >= failoverTime {
+		t.Errorf("outage %v during a planned handover, want less than failover-time %v", gap, failoverTime)
+	}
+	if st.Failover {
+		t.Errorf("failover LED lit after a planned handover: %+v", st)
+	}
+	if slices.Contains(st.Alarms, "failover-line-down") {
+		t.Errorf("alarm after a planned handover: %v", st.Alarms)
+	}
+}

@@ -532,6 +532,12 @@ func (m *Mirror) discardLocal(reason string) error {
 }
 
 func (m *Mirror) do(ctx context.Context, k cmdKind) (cmdResult, error) {
+	m.mu.Lock()
+	running := m.running
+	m.mu.Unlock()
+	if !running {
+		return cmdResult{}, ErrNotConnected
+	}
 	c := command{kind: k, reply: make(chan cmdResult, 1)}
 	select {
 	case m.cmds <- c:

@@ -33,7 +33,7 @@ func freeAddrs(t testing.TB) (string, string) {
 			t.Fatal(err)
 		}
 		out = append(out, l.Addr().String())
-		l.Close()
+		defer l.Close() // both held open, so the two ports differ
 	}
 	slices.Sort(out)
 	return out[0], out[1]
@@ -388,4 +388,29 @@ func TestReconnect(t *testing.T) {
 	a.dev.WriteAt(bytes.Repeat([]byte{4}, 4096), 0)
 	b.start(t)
 	waitFor(t, "resynced", func() bool { return bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) })
+}
+
+func TestCommandsWithoutRun(t *testing.T) {
+	la, lb := freeAddrs(t)
+	a := newNode(t, randomDev(1<<20, 1), la, lb, nil)
+	if _, err := a.m.SyncNow(context.Background()); err != ErrNotConnected {
+		t.Fatalf("SyncNow without Run: %v", err)
+	}
+	if s := a.m.Status(); s.State != engine.MirrorOff || s.Data != engine.DataInconsistent {
+		t.Fatalf("status %+v", s)
+	}
+	g, err := a.m.NewGeneration(3)
+	if err != nil || g.Current == 0 || g.Data != engine.DataUpToDate || a.m.Status().Epoch != 3 {
+		t.Fatalf("NewGeneration = %+v, %v", g, err)
+	}
+	h, _ := a.m.NewGeneration(4)
+	if h.History[0] != g.Current {
+		t.Fatalf("history %x does not start with %x", h.History, g.Current)
+	}
+	a.start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := a.m.Verify(ctx); err != ErrNotConnected {
+		t.Fatalf("Verify without a peer: %v", err)
+	}
 }

@@ -244,7 +244,7 @@ func freeAddrs() (string, string) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		check(err)
 		out = append(out, l.Addr().String())
-		l.Close()
+		defer l.Close() // both held open, so the two ports differ
 	}
 	slices.Sort(out)
 	return out[0], out[1]

@@ -214,8 +214,8 @@ func (c *Config) Validate() error {
 	if c.LAN1.ProbeTime.Duration == 0 {
 		c.LAN1.ProbeTime.Duration = min(DefaultProbeTime, hb.FailoverTime.Duration/5)
 	}
-	if c.LAN1.ProbeTime.Duration >= hb.FailoverTime.Duration {
-		bad("lan1.probe-time", "%v must be below heartbeat.failover-time (%v)", c.LAN1.ProbeTime, hb.FailoverTime)
+	if 3*c.LAN1.ProbeTime.Duration > hb.FailoverTime.Duration {
+		bad("lan1.probe-time", "%v must be at most a third of heartbeat.failover-time (%v): the probe starts twice probe-time before it", c.LAN1.ProbeTime, hb.FailoverTime)
 	}
 
 	// GARP.

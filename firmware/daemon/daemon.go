@@ -568,7 +568,9 @@ func (d *Daemon) startProbe() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*total)
 		defer cancel()
 		// Two probes half the probe time apart, listening until the end.
+		t0 := time.Now()
 		inUse, holder, err := d.deps.ARP.Probe(ctx, ip, 2, total/2)
+		d.log.Debug("ARP probe done", "addr", ip, "in-use", inUse, "took", time.Since(t0))
 		if err != nil {
 			d.log.Warn("ARP probe failed; treating the address as in use", "err", err)
 			inUse = true

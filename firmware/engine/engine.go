@@ -67,8 +67,8 @@ func (c *Config) Validate() error {
 	if d.ConnectionWait < d.FailoverTime {
 		errs = append(errs, fmt.Errorf("heartbeat.connection-wait-time: %v must be at least heartbeat.failover-time (%v)", d.ConnectionWait, d.FailoverTime))
 	}
-	if d.ProbeTimeout < 0 || d.ProbeTimeout >= d.FailoverTime {
-		errs = append(errs, fmt.Errorf("lan1.probe-time: %v must be below heartbeat.failover-time (%v)", d.ProbeTimeout, d.FailoverTime))
+	if d.ProbeTimeout < 0 || 3*d.ProbeTimeout > d.FailoverTime {
+		errs = append(errs, fmt.Errorf("lan1.probe-time: %v must be at most a third of heartbeat.failover-time (%v)", d.ProbeTimeout, d.FailoverTime))
 	}
 	if c.NodeID == 0 {
 		errs = append(errs, errors.New("node id must not be zero"))
@@ -484,8 +484,12 @@ func (e *Engine) updatePeerState() {
 	case !alive && e.peerState == PeerUnknown && e.now-e.roleSince >= e.cfg.ConnectionWait:
 		e.peerState = PeerDown
 	}
-	// Only the failover line is silent: the second path still carries the peer.
-	if e.peerState == PeerUp && e.everLAN2Silent() && e.recent(e.everLAN1, e.heardLAN1) {
+	// Only the failover line is silent: the second path still carries the
+	// peer, with frames sent well after the last one on LAN 2 (a dead peer's
+	// last LAN 1 frame may trail its last LAN 2 frame, but not by half a
+	// failover-time: lan1-interval is at most that).
+	if e.peerState == PeerUp && e.everLAN2Silent() && e.recent(e.everLAN1, e.heardLAN1) &&
+		(!e.everLAN2 || e.heardLAN1-e.heardLAN2 >= e.cfg.FailoverTime/2) {
 		e.raise(AlarmFailoverLineDown, "peer heard on LAN 1 only")
 	}
 }
@@ -541,8 +545,23 @@ func (e *Engine) evalStarting() {
 }
 
 func (e *Engine) evalSecondary() {
+	silentSince := e.roleSince
+	if e.everLAN2 && e.heardLAN2 > silentSince {
+		silentSince = e.heardLAN2
+	}
+	if e.everLAN1 && e.heardLAN1 > silentSince {
+		silentSince = e.heardLAN1
+	}
+	silent := e.now - silentSince
+	// Start the probe twice probe-time before failover-time is up (the probe
+	// listens for probe-time; the rest covers opening its socket), so that
+	// the answer is in when the decision falls due: it adds no delay.
+	fresh := e.probeResult != nil && e.probeResult.started >= silentSince
+	if e.cfg.OnLineLoss == LineLossProbe && e.eligible() && !e.probing && !fresh &&
+		!e.incompatibleRecent() && silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout {
+		e.startProbe()
+	}
 	if e.peerAlive() || e.incompatibleRecent() {
-		e.probeResult = nil
 		if e.recent(e.everLAN2, e.heardLAN2) || e.peer.Role == RolePrimary {
 			e.clearTakeoverRefusals()
 		}
@@ -560,19 +579,6 @@ func (e *Engine) evalSecondary() {
 			e.elect("no primary in the pair")
 		}
 		return
-	}
-	silentSince := e.roleSince
-	if e.everLAN2 && e.heardLAN2 > silentSince {
-		silentSince = e.heardLAN2
-	}
-	if e.everLAN1 && e.heardLAN1 > silentSince {
-		silentSince = e.heardLAN1
-	}
-	silent := e.now - silentSince
-	fresh := e.probeResult != nil && e.probeResult.started >= silentSince
-	if e.cfg.OnLineLoss == LineLossProbe && e.eligible() && !e.probing && !fresh &&
-		silent >= e.cfg.FailoverTime-e.cfg.ProbeTimeout {
-		e.startProbe()
 	}
 	if silent < e.cfg.FailoverTime {
 		return

@@ -64,6 +64,7 @@ type sim struct {
 	cut    map[Path]bool
 	drop   int // percent of frames dropped
 	delay  time.Duration
+	lan1   time.Duration // extra delay of the LAN 1 path
 	rng    *rand.Rand
 	queue  []delivery
 	claims int // how many times two nodes held the address at once (ms)
@@ -134,7 +135,11 @@ func (s *sim) apply(i int, acts []Action) {
 				if s.drop > 0 && s.rng.IntN(100) < s.drop {
 					continue
 				}
-				s.queue = append(s.queue, delivery{at: s.now + s.delay, to: 1 - i, ev: FrameReceived{Path: p, Peer: info}, path: p})
+				at := s.now + s.delay
+				if p == PathLAN1 {
+					at += s.lan1
+				}
+				s.queue = append(s.queue, delivery{at: at, to: 1 - i, ev: FrameReceived{Path: p, Peer: info}, path: p})
 			}
 		case StartProbe:
 			n.probes++
@@ -290,6 +295,26 @@ func TestPairMainDies(t *testing.T) {
 	}
 	if !slices.Contains(s.nodes[1].hooks, "to-primary") {
 		t.Errorf("hooks = %v, want to-primary", s.nodes[1].hooks)
+	}
+	if hasAlarm(st, AlarmFailoverLineDown) {
+		t.Errorf("a dead main raised failover-line-down: %v", st.Alarms)
+	}
+}
+
+func TestPowerLossNeverLooksLikeCutLine(t *testing.T) {
+	// Whatever the phase of the LAN 1 heartbeat at the power cut, a dead
+	// main is not a cut failover line.
+	for off := time.Duration(0); off < 200*time.Millisecond; off += 10 * time.Millisecond {
+		s := pair(t)
+		s.lan1 = 40 * time.Millisecond // the second path is slower
+		s.boot(0)
+		s.boot(1)
+		s.run(time.Second + off)
+		s.powerOff(0)
+		s.run(time.Second)
+		if st := s.nodes[1].e.Status(); hasAlarm(st, AlarmFailoverLineDown) || st.Role != RolePrimary {
+			t.Fatalf("power cut at +%v: spare %s with alarms %v", off, st.Role, st.Alarms)
+		}
 	}
 }
 

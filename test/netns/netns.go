@@ -210,7 +210,7 @@ func (p *Pair) Start(n *Node) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.NS, p.Bin, "run", "--config", n.Config)
+	cmd := exec.Command("ip", "netns", "exec", n.NS, p.Bin, "run", "--config", n.Config, "--log-level", logLevel())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -235,6 +235,13 @@ func (p *Pair) Start(n *Node) error {
 		}
 	}
 	return fmt.Errorf("%s: no control socket after 10s", n.Name)
+}
+
+func logLevel() string {
+	if l := os.Getenv("PAIRGUARD_TEST_LOG"); l != "" {
+		return l
+	}
+	return "info"
 }
 
 // Running reports whether n's daemon runs.

@@ -74,6 +74,8 @@ func run(runs int, load time.Duration, phases []string, out io.Writer) error {
 			err = loadPhase(dir, bin, load, out)
 		case "arp":
 			err = arpPhase(dir, bin, out)
+		case "flaplog":
+			err = flapLog(dir, bin, out)
 		default:
 			err = fmt.Errorf("unknown phase %q", ph)
 		}
@@ -374,4 +376,39 @@ func cutLine(b *Bed) (string, error) {
 	}
 	return fmt.Sprintf("%s (%s) | %s, epoch %d %v | %s, epoch %d, %d demotions in its logbook", verdict, strings.Join(parts, ", "),
 		sp.Role, sp.Epoch, sp.Alarms, mp.Role, mp.Epoch, demotes), nil
+}
+
+// flapLog runs the cut-line control (on-line-loss = takeover, LAN 1 intact)
+// for one second and prints both logbooks and daemon logs, for a bug report.
+func flapLog(dir, bin string, out io.Writer) error {
+	s := Setting{Name: "control", Impl: Pairguard, Interval: 20 * time.Millisecond, Missed: 3}
+	b, err := NewBed(dir, bin, s)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for _, n := range b.nodes() {
+		if err := b.P.WriteConfig(n, netns.Options{Interval: s.Interval, Missed: s.Missed, ConnectionWait: time.Second, OnLineLoss: "takeover"}); err != nil {
+			return err
+		}
+	}
+	if err := b.Up(); err != nil {
+		return err
+	}
+	cut := time.Now()
+	if err := b.P.CutLine(b.P.Main, true); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	fmt.Fprintf(out, "line cut at %s\n", cut.Format("15:04:05.000"))
+	for _, n := range b.nodes() {
+		cfg, _ := os.ReadFile(n.Config)
+		fmt.Fprintf(out, "\n== %s config\n%s\n== %s logbook\n", n.Name, cfg, n.Name)
+		for _, e := range b.Logbook(n) {
+			fmt.Fprintln(out, e)
+		}
+		log, _ := os.ReadFile(n.LogFile)
+		fmt.Fprintf(out, "\n== %s daemon log\n%s\n", n.Name, log)
+	}
+	return nil
 }

@@ -57,7 +57,16 @@ func main() {
 	doRsync := flag.Bool("rsync", false, "also time rsync between network namespaces with tc tbf shaping")
 	rsyncRate := flag.String("rsync-rate", "1gbit", "tc tbf rate of the rsync comparison")
 	verbose := flag.Bool("v", false, "log the mirrors")
+	roleFlag := flag.String("role", "", "internal: run one end (sender|receiver) for -rsync")
+	img := flag.String("img", "", "internal: the end's image")
+	state := flag.String("state", "", "internal: the end's state dir")
+	listen := flag.String("listen", "", "internal: the end's address")
+	peer := flag.String("peer", "", "internal: the peer's address")
 	flag.Parse()
+	if *roleFlag != "" {
+		role(*roleFlag, *img, *state, *listen, *peer)
+		return
+	}
 
 	size, err := parseSize(*sizeFlag)
 	check(err)
@@ -309,7 +318,11 @@ func changeRegion(path string, size, region int64, r *rand.Rand) int64 {
 	region = min(region, size)
 	off := r.Int64N((size-region)/4096+1) * 4096
 	buf := make([]byte, region)
-	rand.NewChaCha8([32]byte{9}).Read(buf)
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(r.Uint32())
+	}
+	rand.NewChaCha8(seed).Read(buf) // new content each time: not a move rsync could find
 	_, err = f.WriteAt(buf, off)
 	check(err)
 	check(f.Sync())

@@ -455,8 +455,14 @@ func (d *Daemon) apply(acts []engine.Action) {
 	skipClaim := false
 	for _, a := range acts {
 		switch a := a.(type) {
+		case engine.ReserveEpoch:
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.queue(engine.EpochReserved{Epoch: a.Epoch, Err: d.state.raiseEpoch(a.Epoch)})
+			}()
 		case engine.PersistEpoch:
-			if err := d.state.writeUint("epoch", a.Epoch); err != nil {
+			if err := d.state.raiseEpoch(a.Epoch); err != nil {
 				d.log.Error("cannot persist the epoch; not claiming the address", "epoch", a.Epoch, "err", err)
 				skipClaim = true
 				d.queue(engine.FaultChanged{Reason: "state-dir-unwritable", Active: true})

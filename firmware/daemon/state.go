@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pairguard/pairguard/firmware/frame"
 )
@@ -19,6 +20,21 @@ import (
 // write-fsync-rename followed by an fsync of the directory, so a power cut
 // leaves the old or the new value.
 type stateDir string
+
+// epochMu serialises writers of the epoch file: a reservation in the
+// background and a claim in the loop.
+var epochMu sync.Mutex
+
+// raiseEpoch writes v as the epoch unless the file already holds more.
+func (d stateDir) raiseEpoch(v uint64) error {
+	epochMu.Lock()
+	defer epochMu.Unlock()
+	cur, _, err := d.readUint("epoch")
+	if err == nil && cur >= v {
+		return nil
+	}
+	return d.writeUint("epoch", v)
+}
 
 func (d stateDir) path(name string) string { return filepath.Join(string(d), name) }
 

@@ -5,8 +5,8 @@
 // (Step) and ticks (Tick), both carrying the current monotonic time, and
 // carries out the actions they return, in order. The order matters:
 //
-//   - becoming primary: PersistEpoch (write and fsync the epoch), then
-//     ClaimAddress (add the address, announce it with gratuitous ARP), then
+//   - becoming primary: PersistEpoch (write and fsync the epoch; left out
+//     when a ReserveEpoch already put it on disk), then ClaimAddress (add the address, announce it with gratuitous ARP), then
 //     Send (tell the peer at once), then SetMirrorRole, RunHook to-primary,
 //     Log and RoleChanged;
 //   - leaving primary: ReleaseAddress first, before anything tells the peer
@@ -84,6 +84,8 @@ type Engine struct {
 	role      Role
 	roleSince time.Duration
 	epoch     uint64
+	onDisk    uint64 // the highest epoch known to be on stable storage
+	reserving bool   // a ReserveEpoch is under way
 
 	peer       PeerInfo
 	peerHeard  bool
@@ -141,6 +143,7 @@ func New(cfg Config, epoch uint64, now time.Duration) (*Engine, error) {
 		cfg:       cfg,
 		now:       now,
 		epoch:     epoch,
+		onDisk:    epoch,
 		peerState: PeerUnknown,
 		data:      DataUpToDate,
 		mirror:    MirrorOff,
@@ -326,6 +329,11 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 	case FlushDone:
 		if e.handover {
 			e.finishHandover(ev.Err)
+		}
+	case EpochReserved:
+		e.reserving = false
+		if ev.Err == nil {
+			e.onDisk = max(e.onDisk, ev.Epoch)
 		}
 	default:
 		panic(fmt.Sprintf("engine: unknown event %T in role %s", ev, e.role))
@@ -557,9 +565,16 @@ func (e *Engine) evalSecondary() {
 	// listens for probe-time; the rest covers opening its socket), so that
 	// the answer is in when the decision falls due: it adds no delay.
 	fresh := e.probeResult != nil && e.probeResult.started >= silentSince
-	if e.cfg.OnLineLoss == LineLossProbe && e.eligible() && !e.probing && !fresh &&
-		!e.incompatibleRecent() && silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout {
-		e.startProbe()
+	if e.eligible() && !e.incompatibleRecent() && silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout {
+		if e.cfg.OnLineLoss == LineLossProbe && !e.probing && !fresh {
+			e.startProbe()
+		}
+		// Reserve the takeover's epoch now: its fsync is then off the
+		// critical path.
+		if want := max(e.epoch, e.peer.Epoch) + 1; e.onDisk < want && !e.reserving {
+			e.reserving = true
+			e.out = append(e.out, ReserveEpoch{Epoch: want})
+		}
 	}
 	if e.peerAlive() || e.incompatibleRecent() {
 		if e.recent(e.everLAN2, e.heardLAN2) || e.peer.Role == RolePrimary {
@@ -745,7 +760,10 @@ func cmpBool(b bool) int {
 func (e *Engine) adoptEpoch(epoch uint64) {
 	if epoch > e.epoch {
 		e.epoch = epoch
-		e.out = append(e.out, PersistEpoch{Epoch: epoch})
+		if e.onDisk < epoch {
+			e.onDisk = epoch
+			e.out = append(e.out, PersistEpoch{Epoch: epoch})
+		}
 	}
 }
 
@@ -756,9 +774,11 @@ func (e *Engine) becomePrimary(reason string, failure bool) {
 	e.epoch = epoch
 	e.probeResult = nil
 	e.probing = false
-	e.out = append(e.out,
-		PersistEpoch{Epoch: epoch},
-		ClaimAddress{})
+	if e.onDisk < epoch {
+		e.onDisk = epoch
+		e.out = append(e.out, PersistEpoch{Epoch: epoch})
+	}
+	e.out = append(e.out, ClaimAddress{})
 	prev := e.role
 	e.role, e.roleSince = RolePrimary, e.now
 	e.sendHeartbeat(true, true)

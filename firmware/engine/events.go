@@ -118,6 +118,13 @@ type HookDone struct {
 	Err  error
 }
 
+// EpochReserved: the epoch asked for by ReserveEpoch is on stable storage
+// (or could not be written: Err).
+type EpochReserved struct {
+	Epoch uint64
+	Err   error
+}
+
 // FlushDone: the mirror has sent its last data to the peer (FlushMirror).
 type FlushDone struct {
 	Err error
@@ -135,6 +142,7 @@ func (CheckChanged) isEvent()     {}
 func (CommandIssued) isEvent()    {}
 func (HookDone) isEvent()         {}
 func (FlushDone) isEvent()        {}
+func (EpochReserved) isEvent()    {}
 
 // Action is an output of the engine. The daemon carries actions out in the
 // order they are returned; see the package documentation.
@@ -142,6 +150,12 @@ type Action interface{ isAction() }
 
 // PersistEpoch: write the epoch to stable storage and fsync it before the next action.
 type PersistEpoch struct{ Epoch uint64 }
+
+// ReserveEpoch: write the epoch a takeover would use to stable storage in
+// the background and report EpochReserved. The engine asks for it while the
+// peer falls silent, so that the fsync is off the takeover's critical path;
+// an epoch on disk higher than the one in use is harmless.
+type ReserveEpoch struct{ Epoch uint64 }
 
 // ClaimAddress: add the service address to LAN 1 and announce it (gratuitous ARP).
 type ClaimAddress struct{}
@@ -200,6 +214,7 @@ type RoleChanged struct {
 
 func (PersistEpoch) isAction()   {}
 func (ClaimAddress) isAction()   {}
+func (ReserveEpoch) isAction()   {}
 func (ReleaseAddress) isAction() {}
 func (Send) isAction()           {}
 func (StartProbe) isAction()     {}

@@ -105,6 +105,9 @@ func (s *sim) step(i int, ev Event) {
 	if s.nodes[i].down {
 		return
 	}
+	if er, ok := ev.(EpochReserved); ok {
+		s.nodes[i].disk = max(s.nodes[i].disk, er.Epoch)
+	}
 	s.apply(i, s.nodes[i].e.Step(s.now, ev))
 }
 
@@ -117,7 +120,9 @@ func (s *sim) apply(i int, acts []Action) {
 		}
 		switch a := a.(type) {
 		case PersistEpoch:
-			n.disk = a.Epoch
+			n.disk = max(n.disk, a.Epoch)
+		case ReserveEpoch:
+			s.queue = append(s.queue, delivery{at: s.now + 3*time.Millisecond, to: i, ev: EpochReserved{Epoch: a.Epoch}})
 		case ClaimAddress:
 			if n.disk < n.e.epoch {
 				s.t.Fatalf("%s claimed the address before persisting epoch %d (disk %d)", n.name, n.e.epoch, n.disk)
@@ -278,6 +283,7 @@ func TestPairMainDies(t *testing.T) {
 	s.wantRoles(RolePrimary, RoleSecondary)
 	s.powerOff(0)
 	died := s.now
+	s.nodes[1].actions = nil
 	took, ok := s.runUntil(3*time.Second, func() bool { return s.role(1) == RolePrimary })
 	if !ok {
 		t.Fatalf("spare did not take over\n%s", s.trace())
@@ -298,6 +304,11 @@ func TestPairMainDies(t *testing.T) {
 	}
 	if hasAlarm(st, AlarmFailoverLineDown) {
 		t.Errorf("a dead main raised failover-line-down: %v", st.Alarms)
+	}
+	// The epoch was reserved while the main fell silent: no fsync at the claim.
+	if !before(s.nodes[1].actions, ReserveEpoch{}, ClaimAddress{}) ||
+		slices.ContainsFunc(s.nodes[1].actions, func(a Action) bool { _, ok := a.(PersistEpoch); return ok }) {
+		t.Errorf("takeover actions %v: want ReserveEpoch ahead of the claim and no PersistEpoch", s.nodes[1].actions)
 	}
 }
 

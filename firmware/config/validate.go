@@ -60,6 +60,13 @@ func (c *Config) Validate() error {
 	if err != nil {
 		bad("on-line-loss", "must be probe or takeover, not %q", c.OnLineLoss)
 	}
+	if c.Nice == nil {
+		n := -10
+		c.Nice = &n
+	}
+	if *c.Nice < -20 || *c.Nice > 19 {
+		bad("nice", "must be between -20 and 19, not %d", *c.Nice)
+	}
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}

@@ -198,6 +198,11 @@ func runDaemon(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Heartbeats must not starve on a busy board (keepalived raises its
+	// priority for the same reason).
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, *cfg.Nice); err != nil {
+		log.Warn("cannot raise the daemon's priority", "nice", *cfg.Nice, "err", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d, err := daemon.Open(ctx, cfg, log)

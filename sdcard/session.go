@@ -426,7 +426,7 @@ func (m *Mirror) recvSums(s *sess, each func(n uint64)) ([]Sum, error) {
 
 // compareSums runs the local scan and receives the remote one at once,
 // and returns the differing blocks over the longer of the two.
-func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint64, error) {
+func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint64, []Sum, error) {
 	type res struct {
 		sums []Sum
 		err  error
@@ -444,16 +444,16 @@ func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint
 	})
 	l := <-lc
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if l.err != nil {
-		return nil, l.err
+		return nil, nil, l.err
 	}
 	diff := DiffCoarse(0, l.sums, remote)
 	for i := min(len(l.sums), len(remote)); i < max(len(l.sums), len(remote)); i++ {
 		diff = append(diff, uint64(i))
 	}
-	return diff, nil
+	return diff, remote, nil
 }
 
 func (m *Mirror) verify(s *sess) ([]uint64, error) {
@@ -463,7 +463,7 @@ func (m *Mirror) verify(s *sess) ([]uint64, error) {
 	if err := s.fc.flush(); err != nil {
 		return nil, err
 	}
-	diff, err := m.compareSums(s, m.geom, nil)
+	diff, _, err := m.compareSums(s, m.geom, nil)
 	if err == nil {
 		m.log.Info("mirror verify", "differing", len(diff))
 	}
@@ -552,9 +552,10 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 		return st, err
 	}
 	var diff []uint64
+	var remote []Sum
 	if mode == RoundChecksum {
 		blocks := g.Blocks()
-		diff, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
+		diff, remote, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
 		if err != nil {
 			return st, err
 		}
@@ -571,70 +572,135 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 	if mode == RoundChecksum {
 		total = 2 * g.Blocks()
 	}
-	buf := make([]byte, fineBatch*g.BlockSize)
 	send := func(d dataMsg) error {
 		st.Records++
 		st.DataBytes += uint64(len(d.Bytes))
 		return s.fc.write(msgData, d.append(nil))
 	}
-	for i := 0; i < len(diff); i += fineBatch {
-		batch := diff[i:min(i+fineBatch, len(diff))]
-		var need []uint64
-		data := map[uint64][]byte{}
-		for k, b := range batch {
+	// sendSubs sends the listed sub-blocks of block b (all when subs is
+	// nil), zero ones as markers unless the target is known to be zero.
+	sendSubs := func(b uint64, p []byte, subs []int, targetZero bool) error {
+		if subs == nil {
+			for i := range (len(p) + FineSize - 1) / FineSize {
+				subs = append(subs, i)
+			}
+		}
+		for _, sub := range subs {
+			q := p[sub*FineSize : min((sub+1)*FineSize, len(p))]
+			d := dataMsg{Block: b, Sub: uint16(sub), Bytes: q}
+			if IsZero(q) {
+				if targetZero {
+					continue
+				}
+				d = dataMsg{Block: b, Sub: uint16(sub), Zero: true}
+			}
+			if err := send(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	zeroSums := map[int]Sum{}
+	targetZero := func(b uint64, n int) bool {
+		if b >= uint64(len(remote)) {
+			return false
+		}
+		z, ok := zeroSums[n]
+		if !ok {
+			z = m.cfg.Hash.Sum(zeroPage[:n])
+			zeroSums[n] = z
+		}
+		return remote[b] == z
+	}
+	// Two batches are in flight: the fine request of the next one goes
+	// out before the data of the current one, so the link does not idle
+	// while the target hashes.
+	type batch struct {
+		need []uint64
+		data map[uint64][]byte
+	}
+	bufs := [2][]byte{make([]byte, fineBatch*g.BlockSize), make([]byte, fineBatch*g.BlockSize)}
+	prepare := func(blocks []uint64, buf []byte) (batch, error) {
+		bt := batch{data: map[uint64][]byte{}}
+		for k, b := range blocks {
 			off, n := g.Span(b)
 			p := buf[k*g.BlockSize : k*g.BlockSize+n]
 			if _, err := m.dev.ReadAt(p, off); err != nil {
-				return st, m.abort(s, err)
+				return bt, m.abort(s, err)
 			}
-			if IsZero(p) {
+			switch {
+			case IsZero(p):
 				if err := send(dataMsg{Block: b, Sub: wholeBlock, Zero: true}); err != nil {
-					return st, err
+					return bt, err
 				}
+			case targetZero(b, n):
+				if err := sendSubs(b, p, nil, true); err != nil {
+					return bt, err
+				}
+			default:
+				bt.need = append(bt.need, b)
+				bt.data[b] = p
+			}
+		}
+		if len(bt.need) > 0 {
+			if err := s.fc.write(msgFineReq, encodeBlocks(bt.need)); err != nil {
+				return bt, err
+			}
+		}
+		return bt, s.fc.flush()
+	}
+	finish := func(bt batch) error {
+		if len(bt.need) == 0 {
+			return nil
+		}
+		f, err := m.expect(s)
+		if err != nil {
+			return err
+		}
+		if f.t != msgFineHashes {
+			return fmt.Errorf("sdcard: expected fine hashes, got %v", f.t)
+		}
+		es, err := decodeFine(f.p)
+		if err != nil {
+			return err
+		}
+		if len(es) != len(bt.need) {
+			return fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(bt.need))
+		}
+		for k, e := range es {
+			if e.Block != bt.need[k] {
+				return fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, bt.need[k])
+			}
+			p := bt.data[e.Block]
+			subs := DiffFine(m.cfg.Hash, p, e.Sums)
+			if len(subs) == 0 {
 				continue
 			}
-			need = append(need, b)
-			data[b] = p
-		}
-		if len(need) > 0 {
-			if err := s.fc.write(msgFineReq, encodeBlocks(need)); err != nil {
-				return st, err
-			}
-			if err := s.fc.flush(); err != nil {
-				return st, err
-			}
-			f, err := m.expect(s)
-			if err != nil {
-				return st, err
-			}
-			if f.t != msgFineHashes {
-				return st, fmt.Errorf("sdcard: expected fine hashes, got %v", f.t)
-			}
-			es, err := decodeFine(f.p)
-			if err != nil {
-				return st, err
-			}
-			if len(es) != len(need) {
-				return st, fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(need))
-			}
-			for k, e := range es {
-				if e.Block != need[k] {
-					return st, fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, need[k])
-				}
-				p := data[e.Block]
-				for _, sub := range DiffFine(m.cfg.Hash, p, e.Sums) {
-					q := p[sub*FineSize : min((sub+1)*FineSize, len(p))]
-					d := dataMsg{Block: e.Block, Sub: uint16(sub), Bytes: q}
-					if IsZero(q) {
-						d = dataMsg{Block: e.Block, Sub: uint16(sub), Zero: true}
-					}
-					if err := send(d); err != nil {
-						return st, err
-					}
-				}
+			if err := sendSubs(e.Block, p, subs, false); err != nil {
+				return err
 			}
 		}
-		m.setProgress(total, base+uint64(i+len(batch))*(total-base)/max(1, uint64(len(diff))))
+		return nil
+	}
+	var inflight *batch
+	for i, k := 0, 0; i < len(diff); i, k = i+fineBatch, k+1 {
+		bt, err := prepare(diff[i:min(i+fineBatch, len(diff))], bufs[k%2])
+		if err != nil {
+			return st, err
+		}
+		if inflight != nil {
+			if err := finish(*inflight); err != nil {
+				return st, err
+			}
+		}
+		inflight = &bt
+		done := uint64(min(i+fineBatch, len(diff)))
+		m.setProgress(total, base+done*(total-base)/max(1, uint64(len(diff))))
+	}
+	if inflight != nil {
+		if err := finish(*inflight); err != nil {
+			return st, err
+		}
 	}
 	if err := s.fc.write(msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: round, Records: st.Records})); err != nil {
 		return st, err

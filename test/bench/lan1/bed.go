@@ -346,3 +346,27 @@ func (b *Bed) Close() error {
 	}
 	return b.P.Close()
 }
+
+// Describe returns the addresses, neighbours, states and log tails of the
+// bed, for a failure report.
+func (b *Bed) Describe() string {
+	var sb strings.Builder
+	for _, ns := range []string{b.P.Main.NS, b.P.Spare.NS, b.P.Client} {
+		a, _ := exec.Command("ip", "-n", ns, "-br", "addr").CombinedOutput()
+		ne, _ := exec.Command("ip", "-n", ns, "neigh").CombinedOutput()
+		fmt.Fprintf(&sb, "-- %s addr:\n%s-- %s neigh:\n%s", ns, a, ns, ne)
+	}
+	for _, n := range b.nodes() {
+		if b.S.Impl == Keepalived {
+			fmt.Fprintf(&sb, "-- %s keepalived states %v\n", n.Name, b.kaStates(n))
+		} else if st, err := b.P.Status(n); err == nil {
+			fmt.Fprintf(&sb, "-- %s role %s epoch %d peer %s alarms %v\n", n.Name, st.Role, st.Epoch, st.Peer.State, st.Alarms)
+		}
+		log, _ := os.ReadFile(n.LogFile)
+		if len(log) > 1500 {
+			log = log[len(log)-1500:]
+		}
+		fmt.Fprintf(&sb, "-- %s log tail:\n%s\n", n.Name, log)
+	}
+	return sb.String()
+}

@@ -116,11 +116,23 @@ func measure(dir, bin string, s Setting, runs int) ([]time.Duration, error) {
 	defer probe.Close()
 	var ts []time.Duration
 	for i := 0; i < runs; i++ {
-		if err := b.Up(); err != nil {
-			return nil, err
+		// The client must be talking to the main before the cut. If it is
+		// not, say what the pair looked like and start the run again
+		// (twice at most).
+		var err error
+		for try := 0; try < 3; try++ {
+			if err = b.Up(); err != nil {
+				return nil, err
+			}
+			if _, err = probe.WaitReply(b.MainMAC, time.Now(), 5*time.Second); err == nil {
+				break
+			}
+			fmt.Fprintf(os.Stderr, "lan1: %s run %d, before the cut: %v\n%s", s.Name, i, err, b.Describe())
+			if err := b.Reset(); err != nil {
+				return nil, err
+			}
 		}
-		// The client must be talking to the main before the cut.
-		if _, err := probe.WaitReply(b.MainMAC, time.Now(), 5*time.Second); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("run %d, before the cut: %w", i, err)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -40,6 +40,10 @@ demo: deps
 hil: deps
 	bash test/hil/run.sh
 
+# hil-ci: the QEMU scenarios CI runs (cold boot and power loss).
+hil-ci: deps
+	bash test/hil/run.sh -run '^(TestColdBoot|TestPowerLossOfMain)$$'
+
 fuzz:
 	$(GO) test ./firmware/frame -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-5m}
 

@@ -15,6 +15,6 @@ if [ "${PAIRGUARD_SKIP_HIL:-}" = 1 ]; then
 	echo "== QEMU pair skipped (PAIRGUARD_SKIP_HIL=1)"
 elif [ -f test/hil/run.sh ]; then
 	echo "== QEMU pair: cold boot and power loss"
-	bash test/hil/run.sh -run 'TestColdBoot|TestPowerLoss'
+	make -s hil-ci
 fi
 echo "== all tests passed in $(( $(date +%s) - t0 ))s"

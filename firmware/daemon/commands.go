@@ -150,8 +150,9 @@ func (r Report) Text() string {
 		fmt.Fprintf(&b, "faults    %s\n", strings.Join(r.Faults, ", "))
 	}
 	f := r.Frames
-	fmt.Fprintf(&b, "frames    sent %d, accepted %d, dropped: forged %d, replayed %d, foreign %d, short %d, version %d\n",
-		f.Sent, f.Accepted, f.Forged, f.Replayed, f.Foreign, f.Short+f.Malformed, f.Version)
+	fmt.Fprintf(&b, "frames    sent %d, accepted %d\n", f.Sent, f.Accepted)
+	fmt.Fprintf(&b, "dropped   forged %d, replayed %d, foreign %d, short %d, version %d\n",
+		f.Forged, f.Replayed, f.Foreign, f.Short+f.Malformed+f.Magic+f.Other, f.Version)
 	if r.LastTakeover != nil {
 		fmt.Fprintf(&b, "takeover  %s: %s\n", r.LastTakeover.At.Local().Format("2006-01-02 15:04:05"), r.LastTakeover.Reason)
 	}

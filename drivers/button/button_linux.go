@@ -1,13 +1,13 @@
 package button
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/warthog618/go-gpiocdev"
+
+	"github.com/pairguard/pairguard/drivers/internal/gpioline"
 	"golang.org/x/sys/unix"
 
 	"github.com/pairguard/pairguard/board"
@@ -52,15 +52,11 @@ func Open(b board.Button) (*GPIO, error) {
 // press stamped with the time of opening, so a button held at boot (or
 // stuck) is seen as held.
 func OpenGPIO(chip, name string, offset int, activeLow bool, bias board.Bias, debounce time.Duration) (*GPIO, error) {
-	c, err := openChip(chip)
+	c, off, err := gpioline.Find(chip, name, offset)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("button: %w", err)
 	}
 	defer c.Close()
-	off, err := findLine(c, name, offset)
-	if err != nil {
-		return nil, err
-	}
 	g := &GPIO{events: make(chan Event, queue), desc: fmt.Sprintf("%s:%d", c.Name, off)}
 	opts := []gpiocdev.LineReqOption{
 		gpiocdev.WithConsumer(Consumer),
@@ -123,54 +119,3 @@ func (g *GPIO) Close() error {
 }
 
 func (g *GPIO) String() string { return g.desc }
-
-// openChip opens a chip by device name or path, or else by label.
-func openChip(chip string) (*gpiocdev.Chip, error) {
-	c, err := gpiocdev.NewChip(chip)
-	if err == nil {
-		return c, nil
-	}
-	if !strings.Contains(chip, "/") {
-		for _, name := range gpiocdev.Chips() {
-			cc, err := gpiocdev.NewChip(name)
-			if err != nil {
-				continue
-			}
-			if cc.Label == chip {
-				return cc, nil
-			}
-			cc.Close()
-		}
-	}
-	return nil, fmt.Errorf("button: GPIO chip %q: %w", chip, err)
-}
-
-// findLine returns the offset of the named line, or offset when name is
-// empty or the chip names none of its lines.
-func findLine(c *gpiocdev.Chip, name string, offset int) (int, error) {
-	if name != "" {
-		off, err := c.FindLine(name)
-		if err == nil {
-			return off, nil
-		}
-		if !errors.Is(err, gpiocdev.ErrNotFound) {
-			return 0, fmt.Errorf("button: %s line %q: %w", c.Name, name, err)
-		}
-		if offset < 0 || chipNamesLines(c) {
-			return 0, fmt.Errorf("button: %s (%s) has no line named %q", c.Name, c.Label, name)
-		}
-	}
-	if offset < 0 || offset >= c.Lines() {
-		return 0, fmt.Errorf("button: %s (%s) has no line %d (it has %d)", c.Name, c.Label, offset, c.Lines())
-	}
-	return offset, nil
-}
-
-func chipNamesLines(c *gpiocdev.Chip) bool {
-	for o := range c.Lines() {
-		if info, err := c.LineInfo(o); err == nil && info.Name != "" {
-			return true
-		}
-	}
-	return false
-}

@@ -1,11 +1,11 @@
 package led
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/warthog618/go-gpiocdev"
+
+	"github.com/pairguard/pairguard/drivers/internal/gpioline"
 )
 
 // GPIO is an LED on a GPIO line, requested as an output.
@@ -20,15 +20,11 @@ type GPIO struct {
 // lines; offset (>= 0) is used when name is empty or the chip names none of
 // its lines. activeLow makes on drive the line low.
 func OpenGPIO(chip, name string, offset int, activeLow bool) (*GPIO, error) {
-	c, err := openChip(chip)
+	c, off, err := gpioline.Find(chip, name, offset)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("led: %w", err)
 	}
 	defer c.Close()
-	off, err := findLine(c, name, offset)
-	if err != nil {
-		return nil, err
-	}
 	level := gpiocdev.AsActiveHigh
 	if activeLow {
 		level = gpiocdev.AsActiveLow
@@ -61,54 +57,3 @@ func (g *GPIO) Close() error {
 }
 
 func (g *GPIO) String() string { return g.desc }
-
-// openChip opens a chip by device name or path, or else by label.
-func openChip(chip string) (*gpiocdev.Chip, error) {
-	c, err := gpiocdev.NewChip(chip)
-	if err == nil {
-		return c, nil
-	}
-	if !strings.Contains(chip, "/") {
-		for _, name := range gpiocdev.Chips() {
-			cc, err := gpiocdev.NewChip(name)
-			if err != nil {
-				continue
-			}
-			if cc.Label == chip {
-				return cc, nil
-			}
-			cc.Close()
-		}
-	}
-	return nil, fmt.Errorf("led: GPIO chip %q: %w", chip, err)
-}
-
-// findLine returns the offset of the named line, or offset when name is
-// empty or the chip names none of its lines.
-func findLine(c *gpiocdev.Chip, name string, offset int) (int, error) {
-	if name != "" {
-		off, err := c.FindLine(name)
-		if err == nil {
-			return off, nil
-		}
-		if !errors.Is(err, gpiocdev.ErrNotFound) {
-			return 0, fmt.Errorf("led: %s line %q: %w", c.Name, name, err)
-		}
-		if offset < 0 || chipNamesLines(c) {
-			return 0, fmt.Errorf("led: %s (%s) has no line named %q", c.Name, c.Label, name)
-		}
-	}
-	if offset < 0 || offset >= c.Lines() {
-		return 0, fmt.Errorf("led: %s (%s) has no line %d (it has %d)", c.Name, c.Label, offset, c.Lines())
-	}
-	return offset, nil
-}
-
-func chipNamesLines(c *gpiocdev.Chip) bool {
-	for o := range c.Lines() {
-		if info, err := c.LineInfo(o); err == nil && info.Name != "" {
-			return true
-		}
-	}
-	return false
-}

@@ -7,12 +7,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/pairguard/pairguard/drivers/internal/nstest"
 )
 
 // netnsAvailable skips the test unless we may create network namespaces.
@@ -26,63 +25,26 @@ func netnsAvailable(t *testing.T) {
 	}
 }
 
-// run runs a command and fails the test on error, returning its output.
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // newNetns creates the namespace name (deleting a leftover first) and removes it in Cleanup.
 func newNetns(t *testing.T, name string) {
 	t.Helper()
 	_ = exec.Command("ip", "netns", "del", name).Run()
-	run(t, "ip", "netns", "add", name)
+	nstest.Run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
 		}
 	})
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-}
-
-// inNetns runs fn on an OS thread switched into the namespace name, then
-// switches the thread back.
-func inNetns(t *testing.T, name string, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("setns %s: %v", name, err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic("addr test: cannot return to the original network namespace: " + err.Error())
-		}
-	}()
-	fn()
+	nstest.Run(t, "ip", "-n", name, "link", "set", "lo", "up")
 }
 
 func TestNetlinkAddRemoveHas(t *testing.T) {
 	netnsAvailable(t)
 	newNetns(t, "pgl-addr")
-	run(t, "ip", "-n", "pgl-addr", "link", "add", "pgd0", "type", "veth", "peer", "name", "pgd1")
-	run(t, "ip", "-n", "pgl-addr", "link", "set", "pgd0", "up")
+	nstest.Run(t, "ip", "-n", "pgl-addr", "link", "add", "pgd0", "type", "veth", "peer", "name", "pgd1")
+	nstest.Run(t, "ip", "-n", "pgl-addr", "link", "set", "pgd0", "up")
 
-	inNetns(t, "pgl-addr", func() {
+	nstest.InNetns(t, "pgl-addr", func() {
 		m, err := Open("pgd0")
 		if err != nil {
 			t.Fatal(err)
@@ -109,7 +71,7 @@ func TestNetlinkAddRemoveHas(t *testing.T) {
 			if has, err := m.Has(other); err != nil || has {
 				t.Errorf("Has(%s) with only %s present = %t, %v; want false, nil", other, p, has, err)
 			}
-			out := run(t, "ip", "-n", "pgl-addr", "addr", "show", "dev", "pgd0")
+			out := nstest.Run(t, "ip", "-n", "pgl-addr", "addr", "show", "dev", "pgd0")
 			if !strings.Contains(out, " "+s+" ") {
 				t.Errorf("ip addr show lacks %s:\n%s", s, out)
 			}
@@ -127,7 +89,7 @@ func TestNetlinkAddRemoveHas(t *testing.T) {
 			if has, err := m.Has(p); err != nil || has {
 				t.Fatalf("Has(%s) after Remove = %t, %v; want false, nil", p, has, err)
 			}
-			if out := run(t, "ip", "-n", "pgl-addr", "addr", "show", "dev", "pgd0"); strings.Contains(out, s) {
+			if out := nstest.Run(t, "ip", "-n", "pgl-addr", "addr", "show", "dev", "pgd0"); strings.Contains(out, s) {
 				t.Errorf("ip addr show still has %s:\n%s", s, out)
 			}
 		}
@@ -137,8 +99,8 @@ func TestNetlinkAddRemoveHas(t *testing.T) {
 	})
 
 	// A restarted daemon finds the address left by a previous run.
-	run(t, "ip", "-n", "pgl-addr", "addr", "add", "192.0.2.20/24", "dev", "pgd0")
-	inNetns(t, "pgl-addr", func() {
+	nstest.Run(t, "ip", "-n", "pgl-addr", "addr", "add", "192.0.2.20/24", "dev", "pgd0")
+	nstest.InNetns(t, "pgl-addr", func() {
 		m, err := Open("pgd0")
 		if err != nil {
 			t.Fatal(err)
@@ -153,7 +115,7 @@ func TestNetlinkAddRemoveHas(t *testing.T) {
 		}
 	})
 
-	inNetns(t, "pgl-addr", func() {
+	nstest.InNetns(t, "pgl-addr", func() {
 		if _, err := Open("pgnope0"); err == nil {
 			t.Error("Open of a missing interface succeeded")
 		}
@@ -164,16 +126,16 @@ func TestMacvlan(t *testing.T) {
 	netnsAvailable(t)
 	newNetns(t, "pgl-addr-a")
 	newNetns(t, "pgl-addr-b")
-	run(t, "ip", "-n", "pgl-addr-a", "link", "add", "pgv0", "type", "veth", "peer", "name", "pgv1", "netns", "pgl-addr-b")
-	run(t, "ip", "-n", "pgl-addr-a", "addr", "add", "192.0.2.1/24", "dev", "pgv0")
-	run(t, "ip", "-n", "pgl-addr-b", "addr", "add", "192.0.2.2/24", "dev", "pgv1")
-	run(t, "ip", "-n", "pgl-addr-a", "link", "set", "pgv0", "up")
-	run(t, "ip", "-n", "pgl-addr-b", "link", "set", "pgv1", "up")
+	nstest.Run(t, "ip", "-n", "pgl-addr-a", "link", "add", "pgv0", "type", "veth", "peer", "name", "pgv1", "netns", "pgl-addr-b")
+	nstest.Run(t, "ip", "-n", "pgl-addr-a", "addr", "add", "192.0.2.1/24", "dev", "pgv0")
+	nstest.Run(t, "ip", "-n", "pgl-addr-b", "addr", "add", "192.0.2.2/24", "dev", "pgv1")
+	nstest.Run(t, "ip", "-n", "pgl-addr-a", "link", "set", "pgv0", "up")
+	nstest.Run(t, "ip", "-n", "pgl-addr-b", "link", "set", "pgv1", "up")
 	vmac := VirtualMAC(0x11223344)
 	service := netip.MustParsePrefix("192.0.2.10/24")
 
 	var m *Netlink
-	inNetns(t, "pgl-addr-a", func() {
+	nstest.InNetns(t, "pgl-addr-a", func() {
 		var err error
 		if m, err = OpenMacvlan("pgv0", "pgmv0", vmac); err != nil {
 			t.Fatal(err)
@@ -183,13 +145,13 @@ func TestMacvlan(t *testing.T) {
 		}
 	})
 	defer m.Close()
-	sysctls := run(t, "ip", "netns", "exec", "pgl-addr-a", "sh", "-c", "grep . /proc/sys/net/ipv4/conf/pg*/arp_*")
+	sysctls := nstest.Run(t, "ip", "netns", "exec", "pgl-addr-a", "sh", "-c", "grep . /proc/sys/net/ipv4/conf/pg*/arp_*")
 	for _, want := range []string{"pgv0/arp_ignore:1", "pgmv0/arp_ignore:1", "pgv0/arp_announce:2", "pgmv0/arp_announce:2"} {
 		if !strings.Contains(sysctls, want) {
 			t.Errorf("sysctl %s not set:\n%s", want, sysctls)
 		}
 	}
-	out := run(t, "ip", "-n", "pgl-addr-a", "-d", "link", "show", "pgmv0")
+	out := nstest.Run(t, "ip", "-n", "pgl-addr-a", "-d", "link", "show", "pgmv0")
 	for _, want := range []string{vmac.String(), "macvlan mode private", "state UP", "pgmv0@pgv0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ip -d link show pgmv0 lacks %q:\n%s", want, out)
@@ -205,7 +167,7 @@ func TestMacvlan(t *testing.T) {
 		t.Errorf("pgl-addr-b resolves the management address to the virtual MAC:\n%s", neigh)
 	}
 
-	inNetns(t, "pgl-addr-a", func() {
+	nstest.InNetns(t, "pgl-addr-a", func() {
 		if err := m.Remove(service); err != nil {
 			t.Fatal(err)
 		}
@@ -213,14 +175,14 @@ func TestMacvlan(t *testing.T) {
 			t.Errorf("Has after Remove = %t, %v", has, err)
 		}
 	})
-	if out := run(t, "ip", "-n", "pgl-addr-a", "link", "show", "pgmv0"); strings.Contains(out, "state UP") || strings.Contains(out, ",UP") {
+	if out := nstest.Run(t, "ip", "-n", "pgl-addr-a", "link", "show", "pgmv0"); strings.Contains(out, "state UP") || strings.Contains(out, ",UP") {
 		t.Errorf("pgmv0 still up after Remove:\n%s", out)
 	}
 
 	// A restart adopts the existing link, fixing its MAC; a name taken by
 	// another kind of link is refused.
-	run(t, "ip", "-n", "pgl-addr-a", "link", "set", "pgmv0", "address", "02:50:00:00:00:99")
-	inNetns(t, "pgl-addr-a", func() {
+	nstest.Run(t, "ip", "-n", "pgl-addr-a", "link", "set", "pgmv0", "address", "02:50:00:00:00:99")
+	nstest.InNetns(t, "pgl-addr-a", func() {
 		m2, err := OpenMacvlan("pgv0", "pgmv0", vmac)
 		if err != nil {
 			t.Fatal(err)
@@ -249,7 +211,7 @@ func TestMacvlan(t *testing.T) {
 // for dev once every address has a MAC, or after 3 s.
 func resolveFrom(t *testing.T, ns, dev string, addrs ...string) string {
 	t.Helper()
-	inNetns(t, ns, func() {
+	nstest.InNetns(t, ns, func() {
 		for _, a := range addrs {
 			c, err := net.Dial("udp4", net.JoinHostPort(a, "9"))
 			if err != nil {
@@ -261,7 +223,7 @@ func resolveFrom(t *testing.T, ns, dev string, addrs ...string) string {
 	})
 	var out string
 	for range 30 {
-		out = run(t, "ip", "-n", ns, "neigh", "show", "dev", dev)
+		out = nstest.Run(t, "ip", "-n", ns, "neigh", "show", "dev", dev)
 		done := true
 		for _, a := range addrs {
 			if !strings.Contains(out, a+" lladdr ") {

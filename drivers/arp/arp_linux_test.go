@@ -10,67 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/drivers/internal/nstest"
+
 	"github.com/pairguard/pairguard/drivers/addr"
-	"golang.org/x/sys/unix"
 )
-
-// run runs a command and fails the test on error, returning its output.
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// waitUp waits until dev in ns has carrier and its queueing discipline is
-// attached: frames sent before that (up to a second after `ip link set up`,
-// linkwatch's delay) are dropped by the kernel without an error.
-func waitUp(t *testing.T, ns, dev string) {
-	t.Helper()
-	var out string
-	for range 40 {
-		out = run(t, "ip", "-n", ns, "link", "show", dev)
-		if strings.Contains(out, "state UP") && !strings.Contains(out, "qdisc noop") {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s in %s did not come up:\n%s", dev, ns, out)
-}
-
-// inNetns runs fn on an OS thread switched into the namespace name, then
-// switches the thread back.
-func inNetns(t *testing.T, name string, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("setns %s: %v", name, err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic("arp test: cannot return to the original network namespace: " + err.Error())
-		}
-	}()
-	fn()
-}
 
 // pair is two namespaces joined by a veth: pgl-a/pga0 runs the driver and
 // has no IPv4 address; pgl-b/pgb0 has 192.0.2.2/24 and holds 192.0.2.20/24.
@@ -94,22 +41,22 @@ func setupPair(t *testing.T) pair {
 	}
 	for _, ns := range []string{"pgl-a", "pgl-b"} {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
-		run(t, "ip", "netns", "add", ns)
+		nstest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
 			}
 		})
 	}
-	run(t, "ip", "-n", "pgl-a", "link", "add", "pga0", "type", "veth", "peer", "name", "pgb0", "netns", "pgl-b")
-	run(t, "ip", "-n", "pgl-b", "addr", "add", bAddr.String()+"/24", "dev", "pgb0")
-	run(t, "ip", "-n", "pgl-b", "addr", "add", heldAddr.String()+"/24", "dev", "pgb0")
-	run(t, "ip", "-n", "pgl-a", "link", "set", "pga0", "up")
-	run(t, "ip", "-n", "pgl-b", "link", "set", "pgb0", "up")
-	waitUp(t, "pgl-a", "pga0")
-	waitUp(t, "pgl-b", "pgb0")
+	nstest.Run(t, "ip", "-n", "pgl-a", "link", "add", "pga0", "type", "veth", "peer", "name", "pgb0", "netns", "pgl-b")
+	nstest.Run(t, "ip", "-n", "pgl-b", "addr", "add", bAddr.String()+"/24", "dev", "pgb0")
+	nstest.Run(t, "ip", "-n", "pgl-b", "addr", "add", heldAddr.String()+"/24", "dev", "pgb0")
+	nstest.Run(t, "ip", "-n", "pgl-a", "link", "set", "pga0", "up")
+	nstest.Run(t, "ip", "-n", "pgl-b", "link", "set", "pgb0", "up")
+	nstest.WaitUp(t, "pgl-a", "pga0")
+	nstest.WaitUp(t, "pgl-b", "pgb0")
 	var p pair
-	inNetns(t, "pgl-b", func() {
+	nstest.InNetns(t, "pgl-b", func() {
 		ifi, err := net.InterfaceByName("pgb0")
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +70,7 @@ func setupPair(t *testing.T) pair {
 func openA(t *testing.T) *Conn {
 	t.Helper()
 	var c *Conn
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		var err error
 		if c, err = Open("pga0"); err != nil {
 			t.Fatal(err)
@@ -138,7 +85,7 @@ func TestProbeNetns(t *testing.T) {
 	c := openA(t)
 	const count, interval = 3, 100 * time.Millisecond
 	ctx := context.Background()
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		start := time.Now()
 		inUse, holder, err := c.Probe(ctx, heldAddr, count, interval)
 		took := time.Since(start)
@@ -181,7 +128,7 @@ func TestProbeNetns(t *testing.T) {
 		}
 	})
 	// Probing changed nothing in the holder's neighbour table.
-	if out := run(t, "ip", "-n", "pgl-b", "neigh", "show", "dev", "pgb0"); strings.Contains(out, "0.0.0.0") {
+	if out := nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "show", "dev", "pgb0"); strings.Contains(out, "0.0.0.0") {
 		t.Errorf("pgl-b learned a neighbour from the probe:\n%s", out)
 	}
 }
@@ -206,15 +153,15 @@ func TestAnnounceNetns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The neighbour must exist to be updated: an old holder's MAC.
-			run(t, "ip", "-n", "pgl-b", "neigh", "replace", svc.String(), "lladdr", "02:00:00:00:00:99", "dev", "pgb0", "nud", "stale")
-			inNetns(t, "pgl-a", func() {
+			nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "replace", svc.String(), "lladdr", "02:00:00:00:00:99", "dev", "pgb0", "nud", "stale")
+			nstest.InNetns(t, "pgl-a", func() {
 				if err := tt.send(); err != nil {
 					t.Fatal(err)
 				}
 			})
 			var out string
 			for range 20 {
-				out = run(t, "ip", "-n", "pgl-b", "neigh", "show", svc.String(), "dev", "pgb0")
+				out = nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "show", svc.String(), "dev", "pgb0")
 				if strings.Contains(out, vmac.String()) {
 					return
 				}
@@ -223,7 +170,7 @@ func TestAnnounceNetns(t *testing.T) {
 			t.Errorf("pgl-b's neighbour entry for %s was not updated to %v:\n%s", svc, vmac, out)
 		})
 	}
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		if err := c.Announce(netip.IPv4Unspecified(), nil); err == nil {
 			t.Error("Announce(0.0.0.0) succeeded")
 		}
@@ -236,7 +183,7 @@ func TestAnnounceNetns(t *testing.T) {
 func TestResolveNetns(t *testing.T) {
 	p := setupPair(t)
 	c := openA(t)
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		// pga0 has no IPv4 address: the request goes out from 0.0.0.0.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -260,13 +207,13 @@ func TestResolveNetns(t *testing.T) {
 			t.Errorf("unanswered Resolve took %v, want about 300ms", took)
 		}
 	})
-	if out := run(t, "ip", "-n", "pgl-b", "neigh", "show", "dev", "pgb0"); strings.Contains(out, "lladdr") {
+	if out := nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "show", "dev", "pgb0"); strings.Contains(out, "lladdr") {
 		t.Errorf("a request from 0.0.0.0 created a neighbour entry in pgl-b:\n%s", out)
 	}
 
 	// With a management address, that address is the sender.
-	run(t, "ip", "-n", "pgl-a", "addr", "add", "192.0.2.1/24", "dev", "pga0")
-	inNetns(t, "pgl-a", func() {
+	nstest.Run(t, "ip", "-n", "pgl-a", "addr", "add", "192.0.2.1/24", "dev", "pga0")
+	nstest.InNetns(t, "pgl-a", func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if _, err := c.Resolve(ctx, bAddr); err != nil {
@@ -274,14 +221,14 @@ func TestResolveNetns(t *testing.T) {
 		}
 	})
 	aMAC := c.HardwareAddr().String()
-	if out := run(t, "ip", "-n", "pgl-b", "neigh", "show", "192.0.2.1", "dev", "pgb0"); !strings.Contains(out, aMAC) {
+	if out := nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "show", "192.0.2.1", "dev", "pgb0"); !strings.Contains(out, aMAC) {
 		t.Errorf("pgl-b did not learn 192.0.2.1 at %s from the request:\n%s", aMAC, out)
 	}
 }
 
 func TestOpenErrors(t *testing.T) {
 	setupPair(t)
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		if _, err := Open("pgnope0"); err == nil {
 			t.Error("Open of a missing interface succeeded")
 		}
@@ -302,7 +249,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 	svc := netip.MustParsePrefix("192.0.2.10/24")
 	vmac := addr.VirtualMAC(0x0a0b0c0d)
 	var b *Conn
-	inNetns(t, "pgl-b", func() {
+	nstest.InNetns(t, "pgl-b", func() {
 		var err error
 		if b, err = Open("pgb0"); err != nil {
 			t.Fatal(err)
@@ -314,7 +261,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 		var inUse bool
 		var holder net.HardwareAddr
 		start := time.Now()
-		inNetns(t, "pgl-b", func() {
+		nstest.InNetns(t, "pgl-b", func() {
 			var err error
 			if inUse, holder, err = b.Probe(context.Background(), svc.Addr(), 3, 100*time.Millisecond); err != nil {
 				t.Fatal(err)
@@ -325,7 +272,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 	if inUse, holder, _ := probeFromB(); inUse {
 		t.Fatalf("service address in use by %v before the claim", holder)
 	}
-	run(t, "ip", "-n", "pgl-b", "neigh", "replace", svc.Addr().String(), "lladdr", "02:00:00:00:00:99", "dev", "pgb0", "nud", "stale")
+	nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "replace", svc.Addr().String(), "lladdr", "02:00:00:00:00:99", "dev", "pgb0", "nud", "stale")
 
 	var m *addr.Netlink
 	g, err := NewGARP(a, GARPConfig{Repeat: 3, Interval: 100 * time.Millisecond}, slog.New(slog.DiscardHandler))
@@ -333,7 +280,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		if m, err = addr.OpenMacvlan("pga0", "pgamv0", vmac); err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +294,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 	moved := false
 	var out string
 	for range 100 {
-		out = run(t, "ip", "-n", "pgl-b", "neigh", "show", svc.Addr().String(), "dev", "pgb0")
+		out = nstest.Run(t, "ip", "-n", "pgl-b", "neigh", "show", svc.Addr().String(), "dev", "pgb0")
 		if strings.Contains(out, vmac.String()) {
 			moved = true
 			break
@@ -365,7 +312,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 	t.Logf("probe of the claimed address answered in %v", took)
 
 	g.Stop()
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		if err := m.Remove(svc); err != nil {
 			t.Fatal(err)
 		}
@@ -373,7 +320,7 @@ func TestVirtualMACCycleNetns(t *testing.T) {
 	if inUse, holder, _ := probeFromB(); inUse {
 		t.Errorf("service address still held by %v after the release", holder)
 	}
-	inNetns(t, "pgl-a", func() {
+	nstest.InNetns(t, "pgl-a", func() {
 		if err := m.Delete(); err != nil {
 			t.Fatal(err)
 		}

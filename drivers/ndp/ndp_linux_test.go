@@ -7,65 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/pairguard/pairguard/drivers/internal/nstest"
 )
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// waitUp waits until dev in ns has carrier and its queueing discipline is
-// attached: frames sent before that (up to a second after `ip link set up`,
-// linkwatch's delay) are dropped by the kernel without an error.
-func waitUp(t *testing.T, ns, dev string) {
-	t.Helper()
-	var out string
-	for range 40 {
-		out = run(t, "ip", "-n", ns, "link", "show", dev)
-		if strings.Contains(out, "state UP") && !strings.Contains(out, "qdisc noop") {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s in %s did not come up:\n%s", dev, ns, out)
-}
-
-// inNetns runs fn on an OS thread switched into the namespace name, then
-// switches the thread back.
-func inNetns(t *testing.T, name string, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("setns %s: %v", name, err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic("ndp test: cannot return to the original network namespace: " + err.Error())
-		}
-	}()
-	fn()
-}
 
 func TestAnnounceNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -79,25 +26,25 @@ func TestAnnounceNetns(t *testing.T) {
 	}
 	for _, ns := range []string{"pgl-ndp-a", "pgl-ndp-b"} {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
-		run(t, "ip", "netns", "add", ns)
+		nstest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
 			}
 		})
 	}
-	run(t, "ip", "-n", "pgl-ndp-a", "link", "add", "pgna0", "type", "veth", "peer", "name", "pgnb0", "netns", "pgl-ndp-b")
-	run(t, "ip", "-n", "pgl-ndp-a", "addr", "add", "2001:db8::10/64", "dev", "pgna0", "nodad")
-	run(t, "ip", "-n", "pgl-ndp-b", "addr", "add", "2001:db8::2/64", "dev", "pgnb0", "nodad")
-	run(t, "ip", "-n", "pgl-ndp-a", "link", "set", "pgna0", "up")
-	run(t, "ip", "-n", "pgl-ndp-b", "link", "set", "pgnb0", "up")
-	waitUp(t, "pgl-ndp-a", "pgna0")
-	waitUp(t, "pgl-ndp-b", "pgnb0")
+	nstest.Run(t, "ip", "-n", "pgl-ndp-a", "link", "add", "pgna0", "type", "veth", "peer", "name", "pgnb0", "netns", "pgl-ndp-b")
+	nstest.Run(t, "ip", "-n", "pgl-ndp-a", "addr", "add", "2001:db8::10/64", "dev", "pgna0", "nodad")
+	nstest.Run(t, "ip", "-n", "pgl-ndp-b", "addr", "add", "2001:db8::2/64", "dev", "pgnb0", "nodad")
+	nstest.Run(t, "ip", "-n", "pgl-ndp-a", "link", "set", "pgna0", "up")
+	nstest.Run(t, "ip", "-n", "pgl-ndp-b", "link", "set", "pgnb0", "up")
+	nstest.WaitUp(t, "pgl-ndp-a", "pgna0")
+	nstest.WaitUp(t, "pgl-ndp-b", "pgnb0")
 
 	svc := netip.MustParseAddr("2001:db8::10")
 	vmac := net.HardwareAddr{0x02, 0x50, 0x11, 0x22, 0x33, 0x44}
 	var c *Conn
-	inNetns(t, "pgl-ndp-a", func() {
+	nstest.InNetns(t, "pgl-ndp-a", func() {
 		var err error
 		if c, err = Open("pgna0"); err != nil {
 			t.Fatal(err)
@@ -111,9 +58,9 @@ func TestAnnounceNetns(t *testing.T) {
 			want = c.HardwareAddr()
 		}
 		// The neighbour must exist to be updated: an old holder's MAC.
-		run(t, "ip", "-n", "pgl-ndp-b", "neigh", "replace", svc.String(), "lladdr", "02:00:00:00:00:99", "dev", "pgnb0", "nud", "stale")
+		nstest.Run(t, "ip", "-n", "pgl-ndp-b", "neigh", "replace", svc.String(), "lladdr", "02:00:00:00:00:99", "dev", "pgnb0", "nud", "stale")
 		start := time.Now()
-		inNetns(t, "pgl-ndp-a", func() {
+		nstest.InNetns(t, "pgl-ndp-a", func() {
 			if err := c.Announce(svc, mac); err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +68,7 @@ func TestAnnounceNetns(t *testing.T) {
 		var out string
 		updated := false
 		for range 20 {
-			out = run(t, "ip", "-n", "pgl-ndp-b", "neigh", "show", svc.String(), "dev", "pgnb0")
+			out = nstest.Run(t, "ip", "-n", "pgl-ndp-b", "neigh", "show", svc.String(), "dev", "pgnb0")
 			if strings.Contains(out, want.String()) {
 				updated = true
 				break
@@ -134,7 +81,7 @@ func TestAnnounceNetns(t *testing.T) {
 			t.Logf("neighbour updated to %v within %v", want, time.Since(start))
 		}
 	}
-	inNetns(t, "pgl-ndp-a", func() {
+	nstest.InNetns(t, "pgl-ndp-a", func() {
 		if err := c.Announce(netip.MustParseAddr("fe80::1"), nil); err == nil {
 			t.Error("Announce of a link-local address succeeded")
 		}

@@ -96,7 +96,12 @@ func measure(dir, bin string, interval time.Duration, missed, runs int) ([]time.
 		if _, err := p.WaitRole(p.Spare, "primary", 10*time.Second); err != nil {
 			return nil, err
 		}
-		ts = append(ts, time.Since(start))
+		took := time.Since(start)
+		ts = append(ts, took)
+		if ft := interval * time.Duration(max(missed, 1)); interval > 0 && took > ft+100*time.Millisecond || interval == 0 && took > 600*time.Millisecond {
+			out, _ := p.Run(p.Spare, "log", "-n", "6")
+			fmt.Fprintf(os.Stderr, "slow run %d: %v\n%s", i, took, out)
+		}
 		// Reset: stop the spare, wipe both state dirs' epochs by starting fresh.
 		if err := p.PowerOff(p.Spare); err != nil {
 			return nil, err

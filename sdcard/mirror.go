@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +120,11 @@ func (c *MirrorConfig) validate() error {
 		return errors.New("sdcard: lan2 address and peer-address: two different host:port values needed")
 	case c.BandwidthLimit < 0:
 		return errors.New("sdcard: bandwidth limit: negative")
+	}
+	if c.FreezeMount != "" {
+		if rel, err := filepath.Rel(c.FreezeMount, c.StateDir); err == nil && !strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("sdcard: freeze: %s holds the state-dir %s, which must stay writable during a round", c.FreezeMount, c.StateDir)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("sdcard: lan2 address: %w", err)

@@ -13,6 +13,9 @@ import (
 	"github.com/pairguard/pairguard/firmware/engine"
 )
 
+// errNotStarted marks a round that failed before anything was sent.
+var errNotStarted = errors.New("sdcard: round not started")
+
 // errReplaced ends a session when a newer connection from the peer arrives.
 var errReplaced = errors.New("sdcard: connection replaced")
 
@@ -113,9 +116,13 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 				w.reply <- cmdResult{stats: st, err: err}
 			}
 			waiting = nil
-			if errors.Is(err, ErrBusy) {
+			switch {
+			case errors.Is(err, ErrBusy):
 				retry = time.After(time.Second)
-			} else if err != nil {
+			case errors.Is(err, errNotStarted):
+				// A local failure before RoundStart: the stream is clean;
+				// the next tick or command tries again.
+			case err != nil:
 				return nil, err
 			}
 		}
@@ -279,7 +286,7 @@ func (m *Mirror) peerRequest(s *sess, f frame) error {
 			m.poke() // through kick: the loop sends Hello and runs a round
 		}
 		return nil
-	case msgBusy, msgHashes, msgHashesEnd, msgFineHashes, msgCommitted, msgAbort:
+	case msgBusy, msgHashes, msgHashesEnd, msgFineHashes, msgCommitted, msgAbort, msgRoundSize:
 		m.log.Debug("mirror ignores a stray frame", "type", f.t)
 		return nil
 	}
@@ -522,7 +529,18 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 	m.mu.Unlock()
 	round, start, w0 := m.beginRound(s)
 	st = RoundStats{Round: round, Mode: mode, Sender: true}
+	committed := false
+	// This runs last, after any thaw: the state dir may live on the frozen
+	// file system.
 	defer func() {
+		if err == nil && committed {
+			m.mu.Lock()
+			m.meta.SyncedGen = m.meta.Gen.Current
+			m.meta.BitmapValid = m.cfg.Mode == ModeOnline
+			m.peer.Gen = m.meta.Gen
+			err = m.meta.Save()
+			m.mu.Unlock()
+		}
 		st.Duration = time.Since(start)
 		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
 		if err != nil {
@@ -535,7 +553,7 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 	if m.cfg.FreezeMount != "" {
 		thaw, err := Freeze(m.cfg.FreezeMount)
 		if err != nil {
-			return st, err
+			return st, fmt.Errorf("%w: %w", errNotStarted, err)
 		}
 		defer func() {
 			if terr := thaw(); terr != nil {
@@ -634,7 +652,16 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 					return bt, err
 				}
 			case targetZero(b, n):
-				if err := sendSubs(b, p, nil, true); err != nil {
+				// One record for the whole block unless some of it is zero.
+				whole := true
+				for o := 0; o < n && whole; o += FineSize {
+					whole = !IsZero(p[o:min(o+FineSize, n)])
+				}
+				if whole {
+					if err := send(dataMsg{Block: b, Sub: wholeBlock, Bytes: p}); err != nil {
+						return bt, err
+					}
+				} else if err := sendSubs(b, p, nil, true); err != nil {
 					return bt, err
 				}
 			default:
@@ -682,6 +709,20 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 		}
 		return nil
 	}
+	// Tell the target how much it will surely receive (whole blocks onto
+	// zeros), so that a round that cannot fit its journal goes in place
+	// at once instead of journalling first.
+	var sure uint64
+	for _, b := range diff {
+		if _, n := g.Span(b); targetZero(b, n) {
+			sure += uint64(n)
+		}
+	}
+	if sure > 0 {
+		if err := s.fc.write(msgRoundSize, binary.LittleEndian.AppendUint64(nil, sure)); err != nil {
+			return st, err
+		}
+	}
 	var inflight *batch
 	for i, k := 0, 0; i < len(diff); i, k = i+fineBatch, k+1 {
 		bt, err := prepare(diff[i:min(i+fineBatch, len(diff))], bufs[k%2])
@@ -722,13 +763,8 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 	if r != round {
 		return st, fmt.Errorf("sdcard: committed round %d, sent %d", r, round)
 	}
-	m.mu.Lock()
-	m.meta.SyncedGen = m.meta.Gen.Current
-	m.meta.BitmapValid = m.cfg.Mode == ModeOnline
-	m.peer.Gen = m.meta.Gen
-	err = m.meta.Save()
-	m.mu.Unlock()
-	return st, err
+	committed = true
+	return st, nil
 }
 
 func (m *Mirror) abort(s *sess, cause error) error {
@@ -840,6 +876,17 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				return m.abort(s, err)
 			}
 			if m.journal.Bytes() > m.cfg.JournalLimit {
+				if err := m.goInPlace(g); err != nil {
+					return m.abort(s, err)
+				}
+				inPlace = true
+			}
+		case msgRoundSize:
+			n, err := decodeU64(msgRoundSize, f.p)
+			if err != nil {
+				return err
+			}
+			if !inPlace && int64(min(n, 1<<62)) > m.cfg.JournalLimit {
 				if err := m.goInPlace(g); err != nil {
 					return m.abort(s, err)
 				}

@@ -39,10 +39,11 @@ const (
 	msgDiscard            // no payload: the receiver must discard its generation (split brain resolved)
 	msgAbort              // reason string: the round is abandoned
 	msgSyncReq            // no payload: a secondary asks the primary for a round
+	msgRoundSize          // u64: bytes the round will certainly write, source → target
 )
 
 var msgNames = [...]string{"invalid", "hello", "round-start", "hashes", "hashes-end", "fine-req",
-	"fine-hashes", "data", "round-end", "committed", "busy", "verify-req", "discard", "abort", "sync-req"}
+	"fine-hashes", "data", "round-end", "committed", "busy", "verify-req", "discard", "abort", "sync-req", "round-size"}
 
 func (t msgType) String() string {
 	if int(t) < len(msgNames) {

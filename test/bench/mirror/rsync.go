@@ -240,12 +240,16 @@ func rsyncCompare(dir string, size, region int64, rate string) error {
 
 // role runs one end of the mirror for the namespace comparison.
 func role(which, img, state, listen, peer string) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("PGBENCH_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("end", which)
+	}
 	check(os.MkdirAll(state, 0o700))
 	m, err := sdcard.NewMirror(sdcard.MirrorConfig{
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, log)
 	check(err)
 	defer m.Close()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -168,7 +168,7 @@ type RoundStats struct {
 	Mode      RoundMode
 	Sender    bool          // this node sent
 	Scanned   uint64        // blocks whose coarse sums were compared
-	Blocks    uint64        // blocks that differed
+	Blocks    uint64        // blocks that differed (sender) or were written (receiver)
 	Records   uint64        // data and zero records sent
 	DataBytes uint64        // payload bytes of data records
 	WireBytes uint64        // frame bytes both ways

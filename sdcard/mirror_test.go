@@ -3,6 +3,7 @@ package sdcard
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -238,6 +239,14 @@ func TestSplitBrainNeedsOperator(t *testing.T) {
 	waitFor(t, "split-brain", func() bool {
 		return a.m.Status().State == engine.MirrorSplitBrain && b.m.Status().State == engine.MirrorSplitBrain
 	})
+	for e := range a.m.Events() {
+		if e.Kind == EventSplitBrain {
+			if e.Local.Current == e.Remote.Current || e.Remote.Current != b.m.Status().Generation {
+				t.Fatalf("split brain event %+v", e)
+			}
+			break
+		}
+	}
 	time.Sleep(200 * time.Millisecond)
 	if !bytes.Equal(bBefore, b.dev.Bytes()) {
 		t.Fatal("data written during split brain")
@@ -412,5 +421,103 @@ func TestCommandsWithoutRun(t *testing.T) {
 	defer cancel()
 	if _, err := a.m.Verify(ctx); err != ErrNotConnected {
 		t.Fatalf("Verify without a peer: %v", err)
+	}
+}
+
+// TestWireBudget is issue 5's budget at a small scale: a 1% random 4 KiB
+// change costs at most 1.5× the changed bytes plus 1 MiB of hashes per GiB.
+func TestWireBudget(t *testing.T) {
+	const size = 32 << 20
+	a, b := pair(t, size, nil)
+	waitInSync(t, a, b)
+	r := rand.New(rand.NewPCG(7, 8))
+	picked := map[int64]bool{}
+	for len(picked) < size/4096/100 {
+		picked[r.Int64N(size/4096)] = true
+	}
+	p := make([]byte, 4096)
+	for i := range picked {
+		for j := range p {
+			p[j] = byte(r.Uint32())
+		}
+		a.dev.WriteAt(p, i*4096)
+	}
+	st, err := a.m.SyncNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := uint64(len(picked)) * 4096
+	budget := changed*3/2 + size/1024 // 1 MiB per GiB
+	if st.WireBytes > budget || st.DataBytes != changed {
+		t.Fatalf("wire %d bytes (budget %d), data %d (changed %d)", st.WireBytes, budget, st.DataBytes, changed)
+	}
+	t.Logf("changed %d, wire %d (%.3f×)", changed, st.WireBytes, float64(st.WireBytes)/float64(changed))
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ")
+	}
+}
+
+// TestConcurrentCommands runs verifies from both sides and syncs at once:
+// every call returns (nil or ErrBusy), nothing deadlocks, data ends equal.
+func TestConcurrentCommands(t *testing.T) {
+	a, b := pair(t, 4<<20, nil)
+	waitInSync(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errc := make(chan error, 30)
+	for i := range 10 {
+		a.dev.WriteAt(bytes.Repeat([]byte{byte(i)}, 4096), int64(i)*65536)
+		go func() { _, err := a.m.Verify(ctx); errc <- err }()
+		go func() { _, err := b.m.Verify(ctx); errc <- err }()
+		go func() { _, err := a.m.SyncNow(ctx); errc <- err }()
+	}
+	for range 30 {
+		if err := <-errc; err != nil && !errors.Is(err, ErrBusy) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.m.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatal("images differ")
+	}
+}
+
+func TestStatusDuringRound(t *testing.T) {
+	const size = 4 << 20
+	la, lb := freeAddrs(t)
+	slow := func(c *MirrorConfig) { c.BandwidthLimit = 4 << 20 }
+	a := newNode(t, randomDev(size, 1), la, lb, slow)
+	b := newNode(t, NewMemDevice(size), lb, la, slow)
+	a.m.NewGeneration(1)
+	a.m.SetPrimary(true)
+	a.start(t)
+	b.start(t)
+	var seen Status
+	waitFor(t, "syncing with progress", func() bool {
+		s := a.m.Status()
+		if s.State == engine.MirrorSyncing && s.Percent > 0 && s.Rate > 0 {
+			seen = s
+			return true
+		}
+		return false
+	})
+	if seen.Percent >= 100 || seen.ETA <= 0 {
+		t.Fatalf("progress %+v", seen)
+	}
+	waitInSync(t, a, b)
+	for {
+		select {
+		case e := <-b.m.Events():
+			if e.Kind == EventRoundDone {
+				if e.Round.Blocks != size/65536 || e.Round.DataBytes != size || e.Round.Duration <= 0 {
+					t.Fatalf("round event %+v", e.Round)
+				}
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no round event")
+		}
 	}
 }

@@ -802,6 +802,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 	round, start, w0 := m.beginRound(s)
 	st := RoundStats{Round: round, Mode: rs.Mode}
 	inPlace, committed := false, false
+	touched := NewBitmap(g.Blocks()) // blocks the round writes
 	defer func() {
 		st.Duration = time.Since(start)
 		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
@@ -849,7 +850,6 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				}
 				es = append(es, fineEntry{Block: b, Sums: FineSums(m.cfg.Hash, buf[:n])})
 			}
-			st.Blocks += uint64(len(blocks))
 			if err := s.fc.write(msgFineHashes, encodeFine(es)); err != nil {
 				return err
 			}
@@ -866,6 +866,10 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			}
 			st.Records++
 			st.DataBytes += uint64(len(d.Bytes))
+			if !touched.Get(d.Block) {
+				touched.Set(d.Block)
+				st.Blocks++
+			}
 			if inPlace {
 				if err := applyRecord(m.dev, g, d); err != nil {
 					return m.abort(s, err)

@@ -291,15 +291,23 @@ func watch(b *Bed, began time.Time, d time.Duration) loadResult {
 	// What the polls cannot see: short flaps.
 	if b.S.Impl == Pairguard {
 		kinds := map[string]int{}
+		msgs := map[string]int{}
 		spPrimary := 0
 		for _, e := range b.Logbook(b.P.Spare) {
 			k, _ := e["kind"].(string)
 			kinds[k]++
+			if k == "alarm" || k == "peer-down" || k == "takeover" {
+				m, _ := e["message"].(string)
+				msgs[k+": "+m]++
+			}
 			if role, _ := e["role"].(string); role == "primary" {
 				spPrimary++
 			}
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("spare logbook kinds %v, entries with role primary %d", kinds, spPrimary))
+		for m, c := range msgs {
+			r.Notes = append(r.Notes, fmt.Sprintf("spare logbook %dx %q", c, m))
+		}
 		if spPrimary > r.Takeovers {
 			r.Takeovers = spPrimary
 		}

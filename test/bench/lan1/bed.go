@@ -41,6 +41,7 @@ type Setting struct {
 	Interval time.Duration // pairguard heartbeat.interval or keepalived advert_int (0: default)
 	Missed   int           // pairguard heartbeat.missed (keepalived: always 3)
 	Extra    string        // appended to pairguard's config
+	Nice     int           // keepalived: vrrp_priority (the VRRP process's nice; 0: as shipped)
 }
 
 // detect is the time after which the standby declares the active one dead.
@@ -119,8 +120,12 @@ func (b *Bed) writeConfig(n *netns.Node) error {
 	if err := os.WriteFile(notify, []byte(script), 0o755); err != nil {
 		return err
 	}
+	nice := ""
+	if b.S.Nice != 0 {
+		nice = fmt.Sprintf("\tvrrp_priority %d\n", b.S.Nice)
+	}
 	conf := fmt.Sprintf(`global_defs {
-	router_id %s
+%s	router_id %s
 	vrrp_version 3
 	script_user root
 	enable_script_security
@@ -141,7 +146,7 @@ vrrp_instance pg {
 	}
 	notify %s
 }
-`, n.Name, state, prio, advert.Seconds(), src, peer, netns.ServiceAddr, notify)
+`, nice, n.Name, state, prio, advert.Seconds(), src, peer, netns.ServiceAddr, notify)
 	return os.WriteFile(filepath.Join(n.Dir, "keepalived.conf"), []byte(conf), 0o644)
 }
 

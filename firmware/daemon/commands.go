@@ -178,6 +178,20 @@ func (d *Daemon) Handle(ctx context.Context, req control.Request) control.Respon
 		}
 		return control.Response{OK: true, Text: "walked red, green, amber, failover, all, off\n"}
 	}
+	if req.Cmd == "resolve" {
+		var keep bool
+		switch {
+		case slices.Contains(req.Args, "--keep-local"):
+			keep = true
+		case slices.Contains(req.Args, "--discard-local"):
+		default:
+			return control.Response{Error: "resolve: name the side to keep: --keep-local or --discard-local"}
+		}
+		if err := d.mirror.Resolve(ctx, keep); err != nil {
+			return control.Response{Error: "resolve: " + err.Error()}
+		}
+		return control.Response{OK: true, Text: "split brain resolved\n"}
+	}
 	if req.Cmd == "verify" {
 		text, err := d.mirror.Verify(ctx)
 		if err != nil {

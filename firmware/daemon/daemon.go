@@ -148,6 +148,13 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if d.eng, err = engine.New(ecfg, epoch, 0); err != nil {
 		return nil, err
 	}
+	if cfg.Datastore != nil {
+		ds, err := newDatastore(cfg, log, d.book, func() uint64 { return d.eng.Status().Epoch })
+		if err != nil {
+			return nil, fmt.Errorf("daemon: datastore: %w", err)
+		}
+		d.mirror = ds
+	}
 	if deps.ARP != nil {
 		d.vmac = deps.ARP.HardwareAddr()
 		g, err := arp.NewGARP(deps.ARP, arp.GARPConfig{Repeat: cfg.GARP.Repeat, Interval: cfg.GARP.Interval.Duration, Refresh: cfg.GARP.Refresh.Duration}, log)
@@ -192,6 +199,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	for _, c := range d.cfg.Checks {
 		d.goCheck(loopCtx, c)
+	}
+	if data, err := d.mirror.Open(); err != nil {
+		d.apply(d.eng.Step(d.mono(), engine.FaultChanged{Reason: "datastore-missing", Active: true}))
+	} else if data != nil {
+		d.apply(d.eng.Step(d.mono(), *data))
 	}
 	d.mirror.Start(loopCtx, d.events)
 	d.startPanel(loopCtx)

@@ -10,6 +10,9 @@ import (
 // Mirror is the datastore mirror as the daemon drives it. The sdcard
 // package implements it; noMirror stands in when no [datastore] is configured.
 type Mirror interface {
+	// Open opens the datastore before the engine starts and returns its
+	// state (nil: no datastore); an error is reported as a fault.
+	Open() (*engine.DataChanged, error)
 	// Start runs the mirror in the background; it reports DataChanged and
 	// MirrorChanged events on events.
 	Start(ctx context.Context, events chan<- engine.Event)
@@ -21,6 +24,8 @@ type Mirror interface {
 	Sync() error
 	// Verify compares both sides and returns a report.
 	Verify(ctx context.Context) (string, error)
+	// Resolve ends a split brain, keeping this node's data or the peer's.
+	Resolve(ctx context.Context, keepLocal bool) error
 	// Status returns a report for `status`.
 	Status() MirrorStatus
 	// Stop stops the mirror.
@@ -35,13 +40,17 @@ type MirrorStatus struct {
 	ETA        string  `json:"eta,omitempty"`
 	Device     string  `json:"device,omitempty"`
 	Generation string  `json:"generation,omitempty"`
+	Behind     uint64  `json:"behind,omitempty"` // blocks not yet on the peer
+	Direction  string  `json:"direction,omitempty"`
 }
 
 var errNoDatastore = errors.New("no [datastore] is configured")
 
 type noMirror struct{}
 
+func (noMirror) Open() (*engine.DataChanged, error)         { return nil, nil }
 func (noMirror) Start(context.Context, chan<- engine.Event) {}
+func (noMirror) Resolve(context.Context, bool) error        { return errNoDatastore }
 func (noMirror) SetPrimary(bool, bool)                      {}
 func (noMirror) Flush(context.Context) error                { return nil }
 func (noMirror) Sync() error                                { return errNoDatastore }

@@ -45,6 +45,7 @@ type Node struct {
 	Socket  string
 	Config  string
 	LogFile string
+	Image   string // the datastore image, when configured
 	proc    *exec.Cmd
 	waitErr chan error
 }
@@ -157,6 +158,8 @@ type Options struct {
 	OnLineLoss     string
 	VirtualMAC     bool
 	Service6       string // service-address6
+	Datastore      int64  // size of an image-file datastore per node (0: none)
+	SyncEvery      time.Duration
 	Extra          string // appended to the config
 }
 
@@ -200,6 +203,24 @@ func (p *Pair) WriteConfig(n *Node, o Options) error {
 	}
 	fmt.Fprintf(&b, "connection-wait-time = %q\n", cw.String())
 	fmt.Fprintf(&b, "\n[hooks]\ndir = %q\ntimeout = \"5s\"\n", filepath.Join(n.Dir, "hooks.d"))
+	if o.Datastore > 0 {
+		n.Image = filepath.Join(n.Dir, "datastore.img")
+		if _, err := os.Stat(n.Image); err != nil {
+			f, err := os.Create(n.Image)
+			if err != nil {
+				return err
+			}
+			err = errors.Join(f.Truncate(o.Datastore), f.Close())
+			if err != nil {
+				return err
+			}
+		}
+		every := o.SyncEvery
+		if every == 0 {
+			every = time.Second
+		}
+		fmt.Fprintf(&b, "\n[datastore]\ndevice = %q\nmode = \"periodic\"\ninterval = %q\n", n.Image, every.String())
+	}
 	b.WriteString(o.Extra)
 	return os.WriteFile(n.Config, []byte(b.String()), 0o600)
 }

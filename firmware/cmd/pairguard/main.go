@@ -37,6 +37,7 @@ client (each takes --socket PATH, or PAIRGUARD_SOCKET):
   ack                         acknowledge alarms and the failover LED
   sync                        start a datastore resync round now
   verify                      compare both datastores block by block
+  resolve --keep-local|--discard-local   end a split brain, naming the side to keep
   capture -n N -w FILE        write the next N failover-line frames as pcap
   leds test                   walk every LED and colour
   console --tty DEV           these commands as a prompt on a serial console
@@ -97,6 +98,8 @@ func client(ctx context.Context, cmd string, args []string, out io.Writer) error
 	n := fs.Int("n", 20, "count")
 	force := fs.Bool("force", false, "force")
 	write := fs.String("w", "", "pcap file")
+	keepLocal := fs.Bool("keep-local", false, "resolve: keep this node's data")
+	discardLocal := fs.Bool("discard-local", false, "resolve: discard this node's data")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -115,6 +118,14 @@ func client(ctx context.Context, cmd string, args []string, out io.Writer) error
 			return usageError{errors.New("capture needs -w FILE")}
 		}
 		req.Args = []string{"-n", fmt.Sprint(*n)}
+	case "resolve":
+		if *keepLocal == *discardLocal {
+			return usageError{errors.New("resolve needs exactly one of --keep-local or --discard-local")}
+		}
+		req.Args = []string{"--discard-local"}
+		if *keepLocal {
+			req.Args = []string{"--keep-local"}
+		}
 	case "leds":
 		if fs.Arg(0) != "test" {
 			return usageError{errors.New("leds: the only subcommand is test")}
@@ -124,7 +135,7 @@ func client(ctx context.Context, cmd string, args []string, out io.Writer) error
 		return usageError{fmt.Errorf("unknown command %q", cmd)}
 	}
 	timeout := 10 * time.Second
-	if cmd == "capture" || cmd == "verify" || cmd == "leds" {
+	if cmd == "capture" || cmd == "verify" || cmd == "leds" || cmd == "resolve" {
 		timeout = 10 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -1,0 +1,139 @@
+package pair
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pairguard/pairguard/test/netns"
+)
+
+const imageSize = 16 << 20
+
+func fileHash(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// scribble writes n random 4 KiB blocks into the image at random places.
+func scribble(t *testing.T, path string, n int, seed uint64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(seed, 7))
+	buf := make([]byte, 4096)
+	for range n {
+		for i := range buf {
+			buf[i] = byte(r.Uint32())
+		}
+		if _, err := f.WriteAt(buf, int64(r.IntN(imageSize/4096))*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitSame waits until both images hold the same bytes and the spare's
+// mirror says in-sync.
+func waitSame(t *testing.T, p *netns.Pair, from, to *netns.Node, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		st, err := p.Status(to)
+		if err == nil && st.Mirror.State == "in-sync" && fileHash(t, from.Image) == fileHash(t, to.Image) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st, _ := p.Status(to)
+	out, _ := p.Run(to, "log", "-n", "10")
+	t.Fatalf("%s's image differs from %s's after %v (mirror %+v)\n%s", to.Name, from.Name, limit, st.Mirror, out)
+}
+
+func TestDatastoreMirror(t *testing.T) {
+	p := setup(t, netns.Options{Datastore: imageSize, SyncEvery: 500 * time.Millisecond})
+	// The main's datastore holds data; the spare's is blank.
+	scribble(t, p.Main.Image, 500, 1)
+	startPair(t, p)
+	waitSame(t, p, p.Main, p.Spare, 30*time.Second)
+	st, _ := p.Status(p.Spare)
+	if st.Data.State != "up-to-date" {
+		t.Errorf("spare data %s after the initial sync", st.Data.State)
+	}
+	m, _ := p.Status(p.Main)
+	if m.Data.Generation != st.Data.Generation {
+		t.Errorf("generations differ after sync: main %s spare %s", m.Data.Generation, st.Data.Generation)
+	}
+
+	// Changes on the main reach the spare.
+	scribble(t, p.Main.Image, 50, 2)
+	waitSame(t, p, p.Main, p.Spare, 20*time.Second)
+	if out, err := p.Run(p.Main, "verify"); err != nil || !bytes.Contains([]byte(out), []byte("identical")) {
+		t.Errorf("verify: %v\n%s", err, out)
+	}
+
+	// Power loss of the main after the sync: the spare serves the same bytes.
+	want := fileHash(t, p.Main.Image)
+	measurePowerLoss(t, p)
+	if got := fileHash(t, p.Spare.Image); got != want {
+		t.Fatal("the spare's datastore differs from the main's last synced one after the takeover")
+	}
+
+	// The spare, now primary, changes its data; the old main returns with
+	// older data and is resynced from the new primary, never the other way.
+	scribble(t, p.Spare.Image, 30, 3)
+	newest := fileHash(t, p.Spare.Image)
+	p.PowerOn(p.Main)
+	if err := p.Start(p.Main); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitRole(p.Main, "secondary", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, p, p.Spare, p.Main, 30*time.Second)
+	if got := fileHash(t, p.Spare.Image); got != newest {
+		t.Fatal("the new primary's data was overwritten by the returning main")
+	}
+	out, _ := p.Run(p.Spare, "log", "-n", "40")
+	if !bytes.Contains([]byte(out), []byte("sync")) {
+		t.Errorf("no sync rounds in the logbook:\n%s", out)
+	}
+}
+
+func TestDatastoreMissingIsAFault(t *testing.T) {
+	p := setup(t, netns.Options{Datastore: imageSize})
+	os.Remove(p.Spare.Image)
+	startPairMainOnly := func() {
+		for _, n := range []*netns.Node{p.Main, p.Spare} {
+			if err := p.Start(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	startPairMainOnly()
+	if _, err := p.WaitRole(p.Spare, "fault", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitRole(p.Main, "primary", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The card comes back: the fault clears and the spare follows.
+	f, _ := os.Create(p.Spare.Image)
+	f.Truncate(imageSize)
+	f.Close()
+	if _, err := p.WaitRole(p.Spare, "secondary", 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -571,11 +571,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 		m.running, m.connected = false, false
 		m.mu.Unlock()
 	}()
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conns := make(chan net.Conn)
 	done := make(chan struct{}, 1)
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -585,7 +586,6 @@ func (m *Mirror) Run(ctx context.Context) error {
 			m.listenLoop(ctx, conns)
 		}
 	}()
-	defer wg.Wait()
 	var next net.Conn
 	for {
 		c := next

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -45,12 +47,17 @@ func run() error {
 		say("Cleaned up: namespaces %s-* removed", "pg"+p.ID)
 	}()
 	for _, n := range []*netns.Node{p.Main, p.Spare} {
-		if err := p.WriteConfig(n, netns.Options{}); err != nil {
+		if err := p.WriteConfig(n, netns.Options{Datastore: 16 << 20, SyncEvery: time.Second}); err != nil {
 			return err
 		}
 	}
 	cfg, _ := os.ReadFile(p.Main.Config)
 	fmt.Printf("\nThe main's config (%s):\n%s", p.Main.Config, indent(string(cfg)))
+	msg := fmt.Sprintf("order book of %s, written on the main", time.Now().Format(time.RFC3339))
+	if err := writeAt(p.Main.Image, 5<<20, msg); err != nil {
+		return err
+	}
+	say("Wrote %q into the main's datastore (%s, 16 MiB image) at offset 5 MiB", msg, p.Main.Image)
 	say("Starting both daemons")
 	for _, n := range []*netns.Node{p.Main, p.Spare} {
 		if err := p.Start(n); err != nil {
@@ -68,6 +75,10 @@ func run() error {
 		out, _ := p.Run(n, "status")
 		fmt.Printf("\n%s: pairguard status\n%s", n.Name, indent(out))
 	}
+	if err := waitInSync(p); err != nil {
+		return err
+	}
+	say("The mirror is in sync: main %s, spare %s (sha256 of the images)", sum(p.Main.Image), sum(p.Spare.Image))
 	out, err := netns.Exec(p.Client, "ping", "-c", "2", "-i", "0.2", netns.ServiceAddr)
 	say("The client pings the service address %s (held by the main):\n%s", netns.ServiceAddr, indent(out))
 	if err != nil {
@@ -92,11 +103,20 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("client ping after takeover: %w", err)
 	}
+	got, err := readAt(p.Spare.Image, 5<<20, len(msg))
+	if err != nil {
+		return err
+	}
+	say("The spare's datastore at offset 5 MiB holds %q (image sha256 %s)", got, sum(p.Spare.Image))
+	if got != msg {
+		return fmt.Errorf("the spare's datastore does not hold what the main wrote")
+	}
 	st, _ := p.Status(p.Spare)
 	say("What happened: the main held %s and sent heartbeats over the failover line.\n"+
 		"    When its power was cut, the spare missed %d heartbeats, checked LAN 1, ARP-probed the\n"+
 		"    address, found it free, raised its epoch to %d and claimed the address.\n"+
-		"    The spare became primary %v after the power cut; the client reaches it.",
+		"    The spare became primary %v after the power cut; the client reaches it, and the\n"+
+		"    spare's datastore holds the bytes the main wrote, mirrored before the power cut.",
 		netns.ServiceAddr, 5, st.Epoch, took.Round(time.Millisecond))
 	return nil
 }
@@ -104,4 +124,49 @@ func run() error {
 func indent(s string) string {
 	s = strings.TrimRight(s, "\n")
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+}
+
+func writeAt(path string, off int64, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt([]byte(text), off); err != nil {
+		f.Close()
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+func readAt(path string, off int64, n int) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+func sum(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unreadable"
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))[:16]
+}
+
+func waitInSync(p *netns.Pair) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := p.Status(p.Spare)
+		if err == nil && st.Mirror.State == "in-sync" && sum(p.Main.Image) == sum(p.Spare.Image) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("the mirror did not reach in-sync within 30s")
 }

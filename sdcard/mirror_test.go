@@ -218,6 +218,11 @@ loop:
 }
 
 func TestSplitBrainNeedsOperator(t *testing.T) {
+	t.Run("keep local on the primary", func(t *testing.T) { splitBrain(t, true) })
+	t.Run("discard local on the secondary", func(t *testing.T) { splitBrain(t, false) })
+}
+
+func splitBrain(t *testing.T, keepOnA bool) {
 	a, b := pair(t, 2<<20, nil)
 	waitInSync(t, a, b)
 	// Cut the pair; both become primary and write.
@@ -254,8 +259,22 @@ func TestSplitBrainNeedsOperator(t *testing.T) {
 	if _, err := a.m.SyncNow(context.Background()); err == nil {
 		t.Fatal("SyncNow succeeded in split brain")
 	}
-	// The operator keeps a's data, from a's side.
-	if err := a.m.Resolve(context.Background(), true); err != nil {
+	// The operator keeps a's data, from a's side or from b's.
+	if err := b.m.Resolve(context.Background(), true); err == nil && !keepOnA {
+		// b is secondary: keeping b's data means telling a (primary) to
+		// discard, which a refuses; nothing changes.
+		time.Sleep(100 * time.Millisecond)
+		if a.m.Status().State != engine.MirrorSplitBrain {
+			t.Fatal("a primary discarded its data")
+		}
+	}
+	var err error
+	if keepOnA {
+		err = a.m.Resolve(context.Background(), true)
+	} else {
+		err = b.m.Resolve(context.Background(), false)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	waitInSync(t, a, b)

@@ -49,6 +49,12 @@ func OpenJournal(stateDir string) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdcard: journal: %w", err)
 	}
+	// The file's directory entry must be durable before any commit relies
+	// on it.
+	if err := syncDir(stateDir); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &Journal{path: path, f: f}, nil
 }
 

@@ -3,6 +3,8 @@ package sdcard
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -539,4 +541,69 @@ func TestStatusDuringRound(t *testing.T) {
 			t.Fatal("no round event")
 		}
 	}
+}
+
+// TestGarbageFromAuthenticatedPeer sends malformed frames over a valid
+// TLS connection: the mirror drops the connection, writes nothing and
+// keeps serving.
+func TestGarbageFromAuthenticatedPeer(t *testing.T) {
+	la, lb := freeAddrs(t)
+	// b listens (its address sorts higher); we play a.
+	b := newNode(t, NewMemDevice(1<<20), lb, la, nil)
+	b.start(t)
+	tc, _ := TLSConfig(testKey)
+	r := rand.New(rand.NewPCG(1, 2))
+	hello := helloMsg{Version: ProtocolVersion, NodeID: 5, Size: 1 << 20, BlockSize: 65536, Hash: HashXXH3,
+		Primary: true, Gen: GenInfo{Current: 9, Data: engine.DataUpToDate}}
+	frames := [][]byte{
+		{0, 0, 0, 0, 1},             // zero length
+		{0xff, 0xff, 0xff, 0xff, 1}, // oversized
+	}
+	for range 20 {
+		p := make([]byte, r.IntN(64))
+		for i := range p {
+			p[i] = byte(r.Uint32())
+		}
+		f := binary.LittleEndian.AppendUint32(nil, uint32(len(p)+1))
+		frames = append(frames, append(append(f, byte(1+r.IntN(16))), p...))
+	}
+	// A round start whose data record points beyond the device.
+	bad := newFrameBuf(msgHello, hello.append(nil))
+	bad = append(bad, newFrameBuf(msgRoundStart, encodeRoundStart(roundStartMsg{Round: 1, Mode: RoundBitmap, Source: hello}))...)
+	bad = append(bad, newFrameBuf(msgData, dataMsg{Block: 1 << 30, Sub: 0, Bytes: make([]byte, 4096)}.append(nil))...)
+	for i, f := range append(frames, bad) {
+		var c net.Conn
+		var err error
+		for range 50 {
+			if c, err = tls.Dial("tcp", lb, tc); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < len(frames) {
+			c.Write(newFrameBuf(msgHello, hello.append(nil)))
+		}
+		c.Write(f)
+		// b drops us, or ignores a stray frame and keeps the session.
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	if !IsZero(b.dev.Bytes()) || b.m.Status().Generation != 0 {
+		t.Fatal("garbage changed the datastore")
+	}
+	// Still serving: a real primary syncs.
+	a := newNode(t, randomDev(1<<20, 3), la, lb, nil)
+	a.m.NewGeneration(1)
+	a.m.SetPrimary(true)
+	a.start(t)
+	waitInSync(t, a, b)
+}
+
+func newFrameBuf(t msgType, p []byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(p)+1))
+	return append(append(b, byte(t)), p...)
 }

@@ -578,6 +578,7 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 			return st, err
 		}
 		st.Scanned = blocks
+		m.log.Debug("mirror sums compared", "round", round, "differing", len(diff), "after", time.Since(start))
 	} else {
 		diff = snap.List()
 	}
@@ -906,9 +907,11 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 					re.Round, re.Records, rs.Round, st.Records)
 			}
 			committed = true
+			t0 := time.Now()
 			if err := m.commit(g, rs.Source.Gen, inPlace); err != nil {
 				return m.abort(s, err)
 			}
+			m.log.Debug("mirror round committed", "round", rs.Round, "in-place", inPlace, "commit", time.Since(t0))
 			if err := s.fc.write(msgCommitted, binary.LittleEndian.AppendUint64(nil, rs.Round)); err != nil {
 				return err
 			}

@@ -149,6 +149,13 @@ func (r *reader) close() error {
 	return r.c.Close()
 }
 
+// closeLater closes the reader in the background: closing a packet socket
+// waits for an RCU grace period (synchronize_net), 4 to 15 ms measured on
+// veth, which must not delay a probe's answer and so a takeover.
+func (r *reader) closeLater() {
+	go r.close()
+}
+
 // readUntil reads ARP packets until deadline, returning the first for which
 // match is true, or nil when the deadline passes. It returns ctx's error
 // when ctx ends first.
@@ -208,7 +215,7 @@ func (c *Conn) Probe(ctx context.Context, ip netip.Addr, count int, interval tim
 	if err != nil {
 		return false, nil, err
 	}
-	defer r.close()
+	defer r.closeLater()
 	match := func(q *marp.Packet) bool { return conflict(q, ip, c.ifi.HardwareAddr) }
 	for range count {
 		if err := send(r.c, p, broadcast); err != nil {
@@ -264,7 +271,7 @@ func (c *Conn) Resolve(ctx context.Context, ip netip.Addr) (net.HardwareAddr, er
 	if err != nil {
 		return nil, err
 	}
-	defer r.close()
+	defer r.closeLater()
 	match := func(q *marp.Packet) bool { return answers(q, ip, c.ifi.HardwareAddr) }
 	for {
 		if err := send(r.c, p, broadcast); err != nil {

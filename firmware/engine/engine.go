@@ -96,6 +96,7 @@ type Engine struct {
 	peerUpAt   time.Duration // when the peer last came up
 	peerState  PeerState
 	notPrimary time.Duration // since when a live peer has not been primary while we are secondary
+	lan2Epoch  uint64        // the peer's epoch in its last frame on LAN 2
 	incompat   time.Duration // last incompatible frame
 	everIncomp bool
 
@@ -361,6 +362,7 @@ func (e *Engine) stepFrame(ev FrameReceived) {
 	e.peer, e.peerHeard = p, true
 	if ev.Path == PathLAN2 {
 		e.heardLAN2, e.everLAN2 = e.now, true
+		e.lan2Epoch = p.Epoch
 		e.clear(AlarmFailoverLineDown)
 	} else {
 		e.heardLAN1, e.everLAN1 = e.now, true
@@ -581,8 +583,13 @@ func (e *Engine) evalSecondary() {
 			e.clearTakeoverRefusals()
 		}
 		if e.peer.Role == RolePrimary {
-			// Only LAN 2 silent: a cut failover line. Take over only by policy.
-			if e.everLAN2Silent() && e.cfg.OnLineLoss == LineLossTakeover && e.eligible() {
+			// Only LAN 2 silent: a cut failover line. Take over only by
+			// policy, and only from the primary last heard on LAN 2: a
+			// primary with a newer epoch took over after the cut (from
+			// this node, perhaps) and is followed, or the two would take
+			// the role from each other for ever.
+			if e.everLAN2Silent() && e.cfg.OnLineLoss == LineLossTakeover && e.eligible() &&
+				e.peer.Epoch <= e.lan2Epoch {
 				e.becomePrimary("failover line silent, on-line-loss = takeover", true)
 			}
 			return

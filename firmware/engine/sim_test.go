@@ -496,6 +496,35 @@ func TestFailoverLineCutPolicyTakeover(t *testing.T) {
 	// The spare takes over (Kentix behaviour); the main hears its higher
 	// epoch on LAN 1 and steps down, so the pair still has one primary.
 	s.wantRoles(RoleSecondary, RolePrimary)
+	// And it stays that way: no node takes the role back and forth.
+	changes := len(s.nodes[0].roles) + len(s.nodes[1].roles)
+	s.run(3 * time.Second)
+	s.wantRoles(RoleSecondary, RolePrimary)
+	if n := len(s.nodes[0].roles) + len(s.nodes[1].roles) - changes; n != 0 {
+		t.Errorf("%d role changes with the line still cut; epochs %d/%d", n, s.nodes[0].e.Status().Epoch, s.nodes[1].e.Status().Epoch)
+	}
+}
+
+func TestFailoverLineCutPolicyTakeoverBothSides(t *testing.T) {
+	m, sp := testConfig(ModeMain, 1), testConfig(ModeSpare, 2)
+	m.OnLineLoss, sp.OnLineLoss = LineLossTakeover, LineLossTakeover
+	s := newSim(t, m, sp)
+	s.boot(0)
+	s.boot(1)
+	s.run(time.Second)
+	s.cut[PathLAN2] = true
+	s.run(5 * time.Second)
+	if e := s.nodes[1].e.Status().Epoch; e > 3 {
+		t.Fatalf("epoch %d after a cut line: the nodes took the role from each other", e)
+	}
+	if (s.role(0) == RolePrimary) == (s.role(1) == RolePrimary) {
+		t.Fatalf("roles %s/%s, want exactly one primary", s.role(0), s.role(1))
+	}
+	s.cut[PathLAN2] = false
+	s.run(time.Second)
+	if (s.role(0) == RolePrimary) == (s.role(1) == RolePrimary) {
+		t.Fatalf("roles %s/%s after the line returned", s.role(0), s.role(1))
+	}
 }
 
 func TestProbeFindsAddressHeld(t *testing.T) {

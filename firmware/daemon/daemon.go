@@ -503,7 +503,7 @@ func (d *Daemon) apply(acts []engine.Action) {
 				d.queue(engine.FlushDone{Err: d.mirror.Flush(ctx)})
 			}()
 		case engine.Log:
-			d.logbook(a.Kind, a.Message)
+			d.logEntry(logbook.Entry{Kind: a.Kind, Role: a.Role.String(), Epoch: a.Epoch, Message: a.Message})
 		case engine.AlarmRaised:
 			d.log.Warn("alarm", "alarm", string(a.Alarm), "reason", a.Reason)
 		case engine.AlarmCleared:
@@ -624,10 +624,14 @@ func (d *Daemon) runHook(h engine.RunHook) {
 
 func (d *Daemon) logbook(kind, msg string) {
 	st := d.eng.Status()
-	if err := d.book.Add(logbook.Entry{Kind: kind, Role: st.Role.String(), Epoch: st.Epoch, Message: msg}); err != nil {
+	d.logEntry(logbook.Entry{Kind: kind, Role: st.Role.String(), Epoch: st.Epoch, Message: msg})
+}
+
+func (d *Daemon) logEntry(e logbook.Entry) {
+	if err := d.book.Add(e); err != nil {
 		d.log.Warn("logbook write failed", "err", err)
 	}
-	d.log.Info(msg, "kind", kind)
+	d.log.Info(e.Message, "kind", e.Kind, "role", e.Role, "epoch", e.Epoch)
 }
 
 func (d *Daemon) goWitness(ctx context.Context) {

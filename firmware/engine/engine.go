@@ -165,11 +165,11 @@ func New(cfg Config, epoch uint64, now time.Duration) (*Engine, error) {
 func (e *Engine) Start(now time.Duration) []Action {
 	e.now = now
 	if e.cfg.Mode == ModeIndependent {
-		e.out = append(e.out, ClaimAddress{})
+		e.emit(ClaimAddress{})
 		e.setRole(RoleStandalone, "independent mode")
 		return e.flush()
 	}
-	e.out = append(e.out, Log{Kind: "start", Message: fmt.Sprintf("starting as %s, epoch %d, waiting up to %v for the peer", e.cfg.Mode, e.epoch, e.cfg.ConnectionWait)})
+	e.emit(Log{Kind: "start", Message: fmt.Sprintf("starting as %s, epoch %d, waiting up to %v for the peer", e.cfg.Mode, e.epoch, e.cfg.ConnectionWait)})
 	e.sendHeartbeat(true, true)
 	return e.flush()
 }
@@ -187,6 +187,18 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	}
 	e.cfg = cfg
 	return nil
+}
+
+// emit queues actions, stamping log entries with the role and epoch of
+// the moment they describe.
+func (e *Engine) emit(acts ...Action) {
+	for _, a := range acts {
+		if l, ok := a.(Log); ok {
+			l.Role, l.Epoch = e.role, e.epoch
+			a = l
+		}
+		e.out = append(e.out, a)
+	}
 }
 
 func (e *Engine) flush() []Action {
@@ -283,7 +295,7 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 		} else {
 			e.lan2Up = ev.Up
 		}
-		e.out = append(e.out, Log{Kind: "link", Message: fmt.Sprintf("%s link %s", ev.Path, upDown(ev.Up))})
+		e.emit(Log{Kind: "link", Message: fmt.Sprintf("%s link %s", ev.Path, upDown(ev.Up))})
 	case ProbeDone:
 		e.probing = false
 		e.probeResult = &probeResult{started: e.probeStarted, inUse: ev.InUse}
@@ -325,7 +337,7 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 			e.raise(AlarmHookFailed, fmt.Sprintf("hook %s: %v", ev.Name, ev.Err))
 		}
 		if e.handover && ev.Name == "to-secondary" {
-			e.out = append(e.out, FlushMirror{})
+			e.emit(FlushMirror{})
 		}
 	case FlushDone:
 		if e.handover {
@@ -408,19 +420,19 @@ func (e *Engine) stepFault(ev FaultChanged) {
 	}
 	if ev.Active {
 		e.faults[ev.Reason] = true
-		e.out = append(e.out, Log{Kind: "fault", Message: ev.Reason})
+		e.emit(Log{Kind: "fault", Message: ev.Reason})
 		if e.role != RoleFault {
 			if e.role == RolePrimary {
 				e.demote(RoleFault, ev.Reason)
 			} else {
 				e.setRole(RoleFault, ev.Reason)
 			}
-			e.out = append(e.out, RunHook{Name: "fault", Reason: ev.Reason})
+			e.emit(RunHook{Name: "fault", Reason: ev.Reason})
 		}
 		return
 	}
 	delete(e.faults, ev.Reason)
-	e.out = append(e.out, Log{Kind: "fault-cleared", Message: ev.Reason})
+	e.emit(Log{Kind: "fault-cleared", Message: ev.Reason})
 	if len(e.faults) == 0 && e.role == RoleFault {
 		e.setRole(RoleSecondary, "fault cleared: "+ev.Reason)
 	}
@@ -433,7 +445,7 @@ func (e *Engine) stepCommand(c Command) {
 			e.alarms[a] = true
 		}
 		e.failoverLit = false
-		e.out = append(e.out, Log{Kind: "acknowledge", Message: "alarms acknowledged"})
+		e.emit(Log{Kind: "acknowledge", Message: "alarms acknowledged"})
 	case CmdForceTakeover:
 		if e.role == RolePrimary {
 			return
@@ -441,11 +453,11 @@ func (e *Engine) stepCommand(c Command) {
 		e.becomePrimary("forced by the operator", false)
 	case CmdSwap:
 		if e.role != RolePrimary {
-			e.out = append(e.out, Log{Kind: "swap-refused", Message: "swap: this node is not primary"})
+			e.emit(Log{Kind: "swap-refused", Message: "swap: this node is not primary"})
 			return
 		}
 		if why := e.peerCannotTake(); why != "" {
-			e.out = append(e.out, Log{Kind: "swap-refused", Message: "swap: " + why})
+			e.emit(Log{Kind: "swap-refused", Message: "swap: " + why})
 			return
 		}
 		e.startHandover("swap requested by the operator")
@@ -487,10 +499,10 @@ func (e *Engine) updatePeerState() {
 	case alive && e.peerState != PeerUp:
 		e.peerState = PeerUp
 		e.peerUpAt = e.now
-		e.out = append(e.out, Log{Kind: "peer-up", Message: fmt.Sprintf("peer %016x is up (%s, epoch %d)", e.peer.NodeID, e.peer.Role, e.peer.Epoch)})
+		e.emit(Log{Kind: "peer-up", Message: fmt.Sprintf("peer %016x is up (%s, epoch %d)", e.peer.NodeID, e.peer.Role, e.peer.Epoch)})
 	case !alive && e.peerState == PeerUp:
 		e.peerState = PeerDown
-		e.out = append(e.out, Log{Kind: "peer-down", Message: fmt.Sprintf("peer silent for %v", e.cfg.FailoverTime)})
+		e.emit(Log{Kind: "peer-down", Message: fmt.Sprintf("peer silent for %v", e.cfg.FailoverTime)})
 	case !alive && e.peerState == PeerUnknown && e.now-e.roleSince >= e.cfg.ConnectionWait:
 		e.peerState = PeerDown
 	}
@@ -520,9 +532,9 @@ func (e *Engine) updateRedundancy() {
 	}
 	e.redundant = active
 	if active {
-		e.out = append(e.out, Log{Kind: "redundancy-active", Message: fmt.Sprintf("%s with peer %s", e.role, e.peer.Role)})
+		e.emit(Log{Kind: "redundancy-active", Message: fmt.Sprintf("%s with peer %s", e.role, e.peer.Role)})
 	} else {
-		e.out = append(e.out, Log{Kind: "redundancy-lost", Message: fmt.Sprintf("role %s, peer %s", e.role, e.peerState)})
+		e.emit(Log{Kind: "redundancy-lost", Message: fmt.Sprintf("role %s, peer %s", e.role, e.peerState)})
 	}
 }
 
@@ -575,7 +587,7 @@ func (e *Engine) evalSecondary() {
 		// critical path.
 		if want := max(e.epoch, e.peer.Epoch) + 1; e.onDisk < want && !e.reserving {
 			e.reserving = true
-			e.out = append(e.out, ReserveEpoch{Epoch: want})
+			e.emit(ReserveEpoch{Epoch: want})
 		}
 	}
 	if e.peerAlive() || e.incompatibleRecent() {
@@ -640,7 +652,7 @@ func (e *Engine) guardAllows(reason string, since time.Duration) bool {
 func (e *Engine) startProbe() {
 	e.probing = true
 	e.probeStarted = e.now
-	e.out = append(e.out, StartProbe{})
+	e.emit(StartProbe{})
 }
 
 func (e *Engine) refuse() {
@@ -691,7 +703,7 @@ func (e *Engine) peerCannotTake() string {
 func (e *Engine) startHandover(reason string) {
 	e.handover = true
 	e.handoverReason = reason
-	e.out = append(e.out,
+	e.emit(
 		Log{Kind: "handover", Message: "handing over: " + reason},
 		RunHook{Name: "to-secondary", Reason: reason, Wait: true})
 	e.sendHeartbeat(true, true)
@@ -699,16 +711,16 @@ func (e *Engine) startHandover(reason string) {
 
 func (e *Engine) finishHandover(flushErr error) {
 	if flushErr != nil {
-		e.out = append(e.out, Log{Kind: "handover", Message: "mirror flush failed: " + flushErr.Error()})
+		e.emit(Log{Kind: "handover", Message: "mirror flush failed: " + flushErr.Error()})
 	}
 	e.handover = false
 	e.failback = false
-	e.out = append(e.out, ReleaseAddress{})
-	e.out = append(e.out, Send{Kind: FrameRelease, LAN2: true, LAN1: true})
+	e.emit(ReleaseAddress{})
+	e.emit(Send{Kind: FrameRelease, LAN2: true, LAN1: true})
 	prev := e.role
 	e.role, e.roleSince = RoleSecondary, e.now
 	e.notPrimary = e.now
-	e.out = append(e.out,
+	e.emit(
 		SetMirrorRole{Primary: false},
 		Log{Kind: "handover", Message: "released the service address: " + e.handoverReason},
 		RoleChanged{Role: RoleSecondary, Prev: prev, Reason: e.handoverReason})
@@ -769,7 +781,7 @@ func (e *Engine) adoptEpoch(epoch uint64) {
 		e.epoch = epoch
 		if e.onDisk < epoch {
 			e.onDisk = epoch
-			e.out = append(e.out, PersistEpoch{Epoch: epoch})
+			e.emit(PersistEpoch{Epoch: epoch})
 		}
 	}
 }
@@ -783,13 +795,13 @@ func (e *Engine) becomePrimary(reason string, failure bool) {
 	e.probing = false
 	if e.onDisk < epoch {
 		e.onDisk = epoch
-		e.out = append(e.out, PersistEpoch{Epoch: epoch})
+		e.emit(PersistEpoch{Epoch: epoch})
 	}
-	e.out = append(e.out, ClaimAddress{})
+	e.emit(ClaimAddress{})
 	prev := e.role
 	e.role, e.roleSince = RolePrimary, e.now
 	e.sendHeartbeat(true, true)
-	e.out = append(e.out,
+	e.emit(
 		SetMirrorRole{Primary: true, NewGeneration: true},
 		RunHook{Name: "to-primary", Reason: reason},
 		Log{Kind: "takeover", Message: fmt.Sprintf("primary with epoch %d: %s", epoch, reason)},
@@ -808,11 +820,11 @@ func (e *Engine) demote(to Role, reason string) {
 	}
 	e.handover = false
 	e.failback = false
-	e.out = append(e.out, ReleaseAddress{})
+	e.emit(ReleaseAddress{})
 	prev := e.role
 	e.role, e.roleSince = to, e.now
 	e.notPrimary = e.now
-	e.out = append(e.out,
+	e.emit(
 		SetMirrorRole{Primary: false},
 		RunHook{Name: "to-secondary", Reason: reason},
 		Log{Kind: "demote", Message: reason},
@@ -828,9 +840,9 @@ func (e *Engine) setRole(to Role, reason string) {
 	e.role, e.roleSince = to, e.now
 	if to == RoleSecondary {
 		e.notPrimary = e.now
-		e.out = append(e.out, SetMirrorRole{Primary: false})
+		e.emit(SetMirrorRole{Primary: false})
 	}
-	e.out = append(e.out,
+	e.emit(
 		Log{Kind: "role", Message: fmt.Sprintf("%s: %s", to, reason)},
 		RoleChanged{Role: to, Prev: prev, Reason: reason})
 	e.sendHeartbeat(true, true) // tell the peer at once
@@ -841,7 +853,7 @@ func (e *Engine) raise(a Alarm, reason string) {
 		return
 	}
 	e.alarms[a] = false
-	e.out = append(e.out,
+	e.emit(
 		AlarmRaised{Alarm: a, Reason: reason},
 		Log{Kind: "alarm", Message: fmt.Sprintf("%s: %s", a, reason)},
 		RunHook{Name: "alarm", Reason: string(a) + ": " + reason})
@@ -852,7 +864,7 @@ func (e *Engine) clear(a Alarm) {
 		return
 	}
 	delete(e.alarms, a)
-	e.out = append(e.out, AlarmCleared{Alarm: a}, Log{Kind: "alarm-cleared", Message: string(a)})
+	e.emit(AlarmCleared{Alarm: a}, Log{Kind: "alarm-cleared", Message: string(a)})
 }
 
 // heartbeats emits the heartbeats that fall due: often on LAN 2, less often on LAN 1.
@@ -871,7 +883,7 @@ func (e *Engine) sendHeartbeat(lan2, lan1 bool) {
 	if lan1 {
 		e.nextLAN1 = e.now + e.cfg.LAN1Interval
 	}
-	e.out = append(e.out, Send{Kind: FrameHeartbeat, LAN2: lan2, LAN1: lan1})
+	e.emit(Send{Kind: FrameHeartbeat, LAN2: lan2, LAN1: lan1})
 }
 
 func upDown(up bool) string {

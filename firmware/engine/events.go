@@ -191,10 +191,13 @@ type SetMirrorRole struct {
 // FlushMirror: send the last mirror data to the peer, then report FlushDone.
 type FlushMirror struct{}
 
-// Log: an entry for the persistent logbook.
+// Log: an entry for the persistent logbook, with the role and epoch of
+// the moment it describes.
 type Log struct {
 	Kind    string
 	Message string
+	Role    Role
+	Epoch   uint64
 }
 
 // AlarmRaised and AlarmCleared report alarm changes (also logged).

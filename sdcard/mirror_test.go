@@ -515,17 +515,18 @@ func TestStatusDuringRound(t *testing.T) {
 	a.m.SetPrimary(true)
 	a.start(t)
 	b.start(t)
-	var seen Status
-	waitFor(t, "syncing with progress", func() bool {
+	var seen []Status
+	deadline := time.Now().Add(20 * time.Second)
+	for {
 		s := a.m.Status()
-		if s.State == engine.MirrorSyncing && s.Percent > 0 && s.Rate > 0 {
-			seen = s
-			return true
+		if s.State == engine.MirrorSyncing && s.Percent > 50 && s.Percent < 100 && s.Rate > 0 && s.ETA > 0 {
+			break
 		}
-		return false
-	})
-	if seen.Percent >= 100 || seen.ETA <= 0 {
-		t.Fatalf("progress %+v", seen)
+		seen = append(seen, s)
+		if s.State == engine.MirrorInSync || time.Now().After(deadline) {
+			t.Fatalf("never saw the data phase in progress; saw %d states, last %+v", len(seen), s)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	waitInSync(t, a, b)
 	for {

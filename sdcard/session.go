@@ -639,6 +639,11 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 		data map[uint64][]byte
 	}
 	bufs := [2][]byte{make([]byte, fineBatch*g.BlockSize), make([]byte, fineBatch*g.BlockSize)}
+	var sent uint64 // differing blocks handled, for the progress
+	step := func() {
+		sent++
+		m.setProgress(total, base+sent*(total-base)/max(1, uint64(len(diff))))
+	}
 	prepare := func(blocks []uint64, buf []byte) (batch, error) {
 		bt := batch{data: map[uint64][]byte{}}
 		for k, b := range blocks {
@@ -652,6 +657,7 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 				if err := send(dataMsg{Block: b, Sub: wholeBlock, Zero: true}); err != nil {
 					return bt, err
 				}
+				step()
 			case targetZero(b, n):
 				// One record for the whole block unless some of it is zero.
 				whole := true
@@ -665,6 +671,7 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 				} else if err := sendSubs(b, p, nil, true); err != nil {
 					return bt, err
 				}
+				step()
 			default:
 				bt.need = append(bt.need, b)
 				bt.data[b] = p
@@ -701,6 +708,7 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 			}
 			p := bt.data[e.Block]
 			subs := DiffFine(m.cfg.Hash, p, e.Sums)
+			step()
 			if len(subs) == 0 {
 				continue
 			}
@@ -736,8 +744,6 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 			}
 		}
 		inflight = &bt
-		done := uint64(min(i+fineBatch, len(diff)))
-		m.setProgress(total, base+done*(total-base)/max(1, uint64(len(diff))))
 	}
 	if inflight != nil {
 		if err := finish(*inflight); err != nil {

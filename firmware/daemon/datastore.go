@@ -315,7 +315,7 @@ func (s *datastore) Status() MirrorStatus {
 		Device:     s.cfg.Device,
 		Generation: fmt.Sprintf("%016x", st.Generation),
 		Behind:     st.Behind,
-		Direction:  st.Direction.String(),
+		Direction:  direction(st.Direction),
 	}
 	if st.ETA > 0 {
 		ms.ETA = st.ETA.Round(time.Second).String()
@@ -334,4 +334,13 @@ func (s *datastore) Stop() {
 			s.log.Warn("closing the datastore", "err", err)
 		}
 	}
+}
+
+// direction names the direction of the last exchange, "" when disconnected.
+func direction(d sdcard.Direction) string {
+	switch d {
+	case sdcard.DirNone, sdcard.DirFromLocal, sdcard.DirFromRemote, sdcard.DirSplitBrain:
+		return d.String()
+	}
+	return ""
 }

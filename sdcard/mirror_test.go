@@ -139,6 +139,10 @@ func TestInitialSyncThenChanges(t *testing.T) {
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
 		t.Fatal("images differ after the initial sync")
 	}
+	// The target never held data: every block went without a sum scan.
+	if r := a.m.Status().LastRound; r.Mode != RoundBitmap || r.Scanned != 0 || r.Blocks != size/65536+1 {
+		t.Errorf("initial sync %+v: want every block sent without a sum scan", r)
+	}
 	sa, sb := a.m.Status(), b.m.Status()
 	if sb.Data != engine.DataUpToDate || sb.Generation != sa.Generation {
 		t.Fatalf("secondary status %+v, primary generation %x", sb, sa.Generation)

@@ -524,6 +524,13 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 		m.peer.Gen.Current == m.meta.Gen.Current && m.peer.Gen.Data == engine.DataUpToDate {
 		mode = RoundBitmap
 	}
+	// A target that never held data has nothing worth comparing: every
+	// block goes (zero ones as markers) without waiting for its sums, so
+	// an initial sync streams at once, at line rate.
+	full := m.peer.Gen.Current == 0
+	if full {
+		mode = RoundBitmap
+	}
 	snap := m.meta.Dirty.Clone()
 	m.meta.Dirty.Clear()
 	m.mu.Unlock()
@@ -579,6 +586,11 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 		}
 		st.Scanned = blocks
 		m.log.Debug("mirror sums compared", "round", round, "differing", len(diff), "after", time.Since(start))
+	} else if full {
+		diff = make([]uint64, g.Blocks())
+		for i := range diff {
+			diff[i] = uint64(i)
+		}
 	} else {
 		diff = snap.List()
 	}

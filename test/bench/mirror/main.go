@@ -57,6 +57,7 @@ func main() {
 	doRsync := flag.Bool("rsync", false, "also time rsync between network namespaces with tc tbf shaping")
 	rsyncRate := flag.String("rsync-rate", "1gbit", "tc tbf rate of the rsync comparison")
 	verbose := flag.Bool("v", false, "log the mirrors")
+	flag.Float64Var(&zeroFrac, "zero", 0, "fraction of the source image (its end) left as zero blocks, like free space")
 	roleFlag := flag.String("role", "", "internal: run one end (sender|receiver) for -rsync")
 	img := flag.String("img", "", "internal: the end's image")
 	state := flag.String("state", "", "internal: the end's state dir")
@@ -86,7 +87,7 @@ func main() {
 	}
 
 	src, dst := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
-	fmt.Printf("writing a %s random source image in %s\n", human(size), dir)
+	fmt.Printf("writing a %s random source image in %s (%.0f%% zero blocks)\n", human(size), dir, zeroFrac*100)
 	check(writeRandom(src, size, 1))
 	f, err := os.Create(dst)
 	check(err)
@@ -267,6 +268,9 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// zeroFrac is the fraction of the source image, at its end, left zero.
+var zeroFrac float64
+
 func writeRandom(path string, size int64, seed uint64) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -277,7 +281,11 @@ func writeRandom(path string, size int64, seed uint64) error {
 	buf := make([]byte, 4<<20)
 	for off := int64(0); off < size; off += int64(len(buf)) {
 		n := min(int64(len(buf)), size-off)
-		r.Read(buf[:n])
+		if float64(off) >= float64(size)*(1-zeroFrac) {
+			clear(buf[:n])
+		} else {
+			r.Read(buf[:n])
+		}
 		if _, err := f.Write(buf[:n]); err != nil {
 			return err
 		}

@@ -223,10 +223,7 @@ func mustPanic(t *testing.T, name string, f func()) {
 }
 
 func TestHandoverWaitsForHookAndFlush(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	m := s.nodes[0]
 	m.actions = nil
 	s.step(0, CommandIssued{Cmd: CmdSwap})
@@ -276,10 +273,7 @@ func TestFlushFailureStillHandsOver(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.step(0, CommandIssued{Cmd: CmdShutdown})
 	took, ok := s.runUntil(time.Second, func() bool { return s.role(1) == RolePrimary })
 	if !ok || took > 50*time.Millisecond {

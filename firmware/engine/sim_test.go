@@ -236,6 +236,15 @@ func pair(t *testing.T) *sim {
 	return newSim(t, testConfig(ModeMain, 1), testConfig(ModeSpare, 2))
 }
 
+// formedPair boots a main and a spare together and lets them form the pair.
+func formedPair(t *testing.T) *sim {
+	s := pair(t)
+	s.boot(0)
+	s.boot(1)
+	s.run(time.Second)
+	return s
+}
+
 func TestPairBothBootTogether(t *testing.T) {
 	s := pair(t)
 	s.boot(0)
@@ -276,10 +285,7 @@ func TestPairSpareBootsFirstAndTakes(t *testing.T) {
 }
 
 func TestPairMainDies(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.wantRoles(RolePrimary, RoleSecondary)
 	s.powerOff(0)
 	died := s.now
@@ -366,10 +372,7 @@ func TestRecovery(t *testing.T) {
 }
 
 func TestSwap(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.step(0, CommandIssued{Cmd: CmdSwap})
 	took, ok := s.runUntil(time.Second, func() bool { return s.role(1) == RolePrimary })
 	if !ok {
@@ -458,10 +461,7 @@ func TestEqualEpochDualPrimaryTieBreak(t *testing.T) {
 }
 
 func TestFailoverLineCut(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.cut[PathLAN2] = true
 	s.run(3 * time.Second)
 	s.wantRoles(RolePrimary, RoleSecondary)
@@ -530,10 +530,7 @@ func TestFailoverLineCutPolicyTakeoverBothSides(t *testing.T) {
 func TestProbeFindsAddressHeld(t *testing.T) {
 	// The spare's LAN 2 and LAN 1 frames are lost (a deaf spare), but the
 	// main still holds the address: the probe stops the takeover.
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.nodes[0].faulty = func(a Action) bool { _, ok := a.(Send); return ok }
 	s.run(2 * time.Second)
 	if s.role(1) != RoleSecondary {
@@ -618,10 +615,7 @@ func TestOutdatedDataNeverPrimary(t *testing.T) {
 }
 
 func TestSpareWithInconsistentDataDoesNotTakeOver(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.step(1, DataChanged{State: DataInconsistent})
 	s.powerOff(0)
 	s.run(3 * time.Second)
@@ -631,10 +625,7 @@ func TestSpareWithInconsistentDataDoesNotTakeOver(t *testing.T) {
 }
 
 func TestRestartKeepsEpoch(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.powerOff(0)
 	s.run(2 * time.Second) // spare primary, epoch 2
 	s.powerOff(1)
@@ -649,10 +640,7 @@ func TestRestartKeepsEpoch(t *testing.T) {
 }
 
 func TestFaultAndHealthCheck(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	s.step(0, FaultChanged{Reason: "datastore-missing", Active: true})
 	if s.role(0) != RoleFault || s.nodes[0].holds {
 		t.Fatalf("main in fault still %s", s.role(0))
@@ -714,10 +702,7 @@ func TestLossyLinkNoFalseTakeover(t *testing.T) {
 }
 
 func TestLostReleaseIsRecovered(t *testing.T) {
-	s := pair(t)
-	s.boot(0)
-	s.boot(1)
-	s.run(time.Second)
+	s := formedPair(t)
 	// Drop the RELEASE frames: nobody is primary until the election.
 	s.nodes[0].faulty = func(a Action) bool { x, ok := a.(Send); return ok && x.Kind == FrameRelease }
 	s.step(0, CommandIssued{Cmd: CmdSwap})

@@ -41,6 +41,9 @@ for pc in qemu-system-arm:qemu-system-aarch64 kmod:depmod cpio:cpio e2fsprogs:mk
 	device-tree-compiler:fdtput iproute2:ip iputils-ping:ping; do
 	command -v "${pc#*:}" >/dev/null 2>&1 || need+=("${pc%%:*}")
 done
+# QEMU's default NIC (used while dumping the device tree) wants the iPXE ROM,
+# a Recommends of qemu-system-arm that --no-install-recommends leaves out.
+[ -e /usr/share/qemu/efi-virtio.rom ] || [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || need+=(ipxe-qemu)
 if [ ${#need[@]} -gt 0 ]; then
 	log "installing host packages: ${need[*]}"
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -413,6 +413,11 @@ func (c *Config) Reloadable(next *Config) error {
 	same("control.socket", c.Control.Socket, next.Control.Socket)
 	same("datastore", datastoreString(c.Datastore), datastoreString(next.Datastore))
 	same("board", c.Board, next.Board)
+	same("lan1.witness", c.LAN1.WitAddr, next.LAN1.WitAddr)
+	same("garp", c.GARP, next.GARP)
+	same("check", fmt.Sprintf("%+v", c.Checks), fmt.Sprintf("%+v", next.Checks))
+	same("watchdog", c.Watchdog, next.Watchdog)
+	same("panel", fmt.Sprintf("%v", c.Panel), fmt.Sprintf("%v", next.Panel))
 	return errors.Join(errs...)
 }
 

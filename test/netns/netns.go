@@ -265,6 +265,14 @@ func logLevel() string {
 	return "info"
 }
 
+// Signal sends sig to n's daemon.
+func (n *Node) Signal(sig syscall.Signal) error {
+	if n.proc == nil {
+		return errors.New(n.Name + " is not running")
+	}
+	return n.proc.Process.Signal(sig)
+}
+
 // Running reports whether n's daemon runs.
 func (n *Node) Running() bool { return n.proc != nil }
 

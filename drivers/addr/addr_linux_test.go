@@ -5,7 +5,6 @@ package addr
 import (
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,33 +13,9 @@ import (
 	"github.com/pairguard/pairguard/drivers/internal/nstest"
 )
 
-// netnsAvailable skips the test unless we may create network namespaces.
-func netnsAvailable(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create network namespaces (run: sudo go test ./drivers/addr/)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs iproute2's ip command")
-	}
-}
-
-// newNetns creates the namespace name (deleting a leftover first) and removes it in Cleanup.
-func newNetns(t *testing.T, name string) {
-	t.Helper()
-	_ = exec.Command("ip", "netns", "del", name).Run()
-	nstest.Run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
-		}
-	})
-	nstest.Run(t, "ip", "-n", name, "link", "set", "lo", "up")
-}
-
 func TestNetlinkAddRemoveHas(t *testing.T) {
-	netnsAvailable(t)
-	newNetns(t, "pgl-addr")
+	nstest.Require(t, "drivers/addr")
+	nstest.NewNetns(t, "pgl-addr")
 	nstest.Run(t, "ip", "-n", "pgl-addr", "link", "add", "pgd0", "type", "veth", "peer", "name", "pgd1")
 	nstest.Run(t, "ip", "-n", "pgl-addr", "link", "set", "pgd0", "up")
 
@@ -123,9 +98,9 @@ func TestNetlinkAddRemoveHas(t *testing.T) {
 }
 
 func TestMacvlan(t *testing.T) {
-	netnsAvailable(t)
-	newNetns(t, "pgl-addr-a")
-	newNetns(t, "pgl-addr-b")
+	nstest.Require(t, "drivers/addr")
+	nstest.NewNetns(t, "pgl-addr-a")
+	nstest.NewNetns(t, "pgl-addr-b")
 	nstest.Run(t, "ip", "-n", "pgl-addr-a", "link", "add", "pgv0", "type", "veth", "peer", "name", "pgv1", "netns", "pgl-addr-b")
 	nstest.Run(t, "ip", "-n", "pgl-addr-a", "addr", "add", "192.0.2.1/24", "dev", "pgv0")
 	nstest.Run(t, "ip", "-n", "pgl-addr-b", "addr", "add", "192.0.2.2/24", "dev", "pgv1")

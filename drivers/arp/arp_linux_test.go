@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -33,21 +31,9 @@ var (
 
 func setupPair(t *testing.T) pair {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces and AF_PACKET (run: sudo go test ./drivers/arp/)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs iproute2's ip command")
-	}
-	for _, ns := range []string{"pgl-a", "pgl-b"} {
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-		nstest.Run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
-			}
-		})
-	}
+	nstest.Require(t, "drivers/arp")
+	nstest.NewNetns(t, "pgl-a")
+	nstest.NewNetns(t, "pgl-b")
 	nstest.Run(t, "ip", "-n", "pgl-a", "link", "add", "pga0", "type", "veth", "peer", "name", "pgb0", "netns", "pgl-b")
 	nstest.Run(t, "ip", "-n", "pgl-b", "addr", "add", bAddr.String()+"/24", "dev", "pgb0")
 	nstest.Run(t, "ip", "-n", "pgl-b", "addr", "add", heldAddr.String()+"/24", "dev", "pgb0")

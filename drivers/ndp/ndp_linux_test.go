@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,24 +14,12 @@ import (
 )
 
 func TestAnnounceNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces and raw ICMPv6 (run: sudo go test ./drivers/ndp/)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs iproute2's ip command")
-	}
+	nstest.Require(t, "drivers/ndp")
 	if _, err := os.Stat("/proc/sys/net/ipv6"); err != nil {
 		t.Skip("skipping: IPv6 is disabled in this kernel")
 	}
-	for _, ns := range []string{"pgl-ndp-a", "pgl-ndp-b"} {
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-		nstest.Run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
-			}
-		})
-	}
+	nstest.NewNetns(t, "pgl-ndp-a")
+	nstest.NewNetns(t, "pgl-ndp-b")
 	nstest.Run(t, "ip", "-n", "pgl-ndp-a", "link", "add", "pgna0", "type", "veth", "peer", "name", "pgnb0", "netns", "pgl-ndp-b")
 	nstest.Run(t, "ip", "-n", "pgl-ndp-a", "addr", "add", "2001:db8::10/64", "dev", "pgna0", "nodad")
 	nstest.Run(t, "ip", "-n", "pgl-ndp-b", "addr", "add", "2001:db8::2/64", "dev", "pgnb0", "nodad")

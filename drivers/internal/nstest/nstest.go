@@ -68,3 +68,29 @@ func InNetns(t testing.TB, name string, fn func()) {
 	}()
 	fn()
 }
+
+// Require skips the test unless it may create network namespaces; pkg
+// names the package for the hint.
+func Require(t testing.TB, pkg string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("skipping: needs root for network namespaces (run: sudo go test ./%s/)", pkg)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("skipping: needs iproute2's ip command")
+	}
+}
+
+// NewNetns creates the namespace name (deleting a leftover first), brings
+// its loopback up and removes it in Cleanup.
+func NewNetns(t testing.TB, name string) {
+	t.Helper()
+	_ = exec.Command("ip", "netns", "del", name).Run()
+	Run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
+		}
+	})
+	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
+}

@@ -92,7 +92,7 @@ func (d *Daemon) report() Report {
 		r.Peer.NodeID = fmt.Sprintf("%016x", st.Peer.NodeID)
 		r.Peer.Role = st.Peer.Role.String()
 	}
-	if d.mirror.Status().State == "off" {
+	if r.Mirror.State == "off" {
 		r.Mirror.State = st.Mirror.String()
 		r.Mirror.Percent = float64(st.Percent)
 	}
@@ -309,6 +309,7 @@ func (d *Daemon) feedCaptures(path engine.Path, src net.HardwareAddr, payload []
 		keep = append(keep, c)
 	}
 	d.captures = keep
+	d.capturing.Store(len(keep) > 0)
 }
 
 func (d *Daemon) handleCapture(ctx context.Context, req control.Request) control.Response {
@@ -324,7 +325,7 @@ func (d *Daemon) handleCapture(ctx context.Context, req control.Request) control
 	}
 	c := &capture{want: n, done: make(chan struct{})}
 	select {
-	case d.ctl <- func() { d.captures = append(d.captures, c) }:
+	case d.ctl <- func() { d.captures = append(d.captures, c); d.capturing.Store(true) }:
 	case <-ctx.Done():
 		return control.Response{Error: "the daemon is stopping"}
 	}
@@ -338,6 +339,7 @@ func (d *Daemon) handleCapture(ctx context.Context, req control.Request) control
 	select {
 	case d.ctl <- func() {
 		d.captures = slices.DeleteFunc(d.captures, func(x *capture) bool { return x == c })
+		d.capturing.Store(len(d.captures) > 0)
 		got <- c.frames
 	}:
 	case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pairguard/pairguard/drivers/addr"
@@ -78,6 +79,7 @@ type Daemon struct {
 	peerBoot     uint64 // the peer's boot id last persisted
 	lastTakeover takeoverInfo
 	captures     []*capture
+	capturing    atomic.Bool // a capture is running: receivers keep the raw bytes
 	mirror       Mirror
 	panelDev     *Panel
 	panel        *frontPanel
@@ -325,7 +327,9 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 			}
 			r := received{path: path, src: src, atMon: d.mono()}
 			r.err = frame.Decode(buf[:n], d.key, &r.f)
-			r.raw = append([]byte(nil), buf[:n]...)
+			if d.capturing.Load() {
+				r.raw = append([]byte(nil), buf[:n]...)
+			}
 			select {
 			case d.rx <- r:
 			case <-ctx.Done():
@@ -339,7 +343,9 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 // receive handles one frame from a receive goroutine: counts it, checks
 // replay and feeds the engine.
 func (d *Daemon) receive(r received) {
-	d.feedCaptures(r.path, r.src, r.raw, false)
+	if r.raw != nil { // kept only while a capture runs
+		d.feedCaptures(r.path, r.src, r.raw, false)
+	}
 	if r.err != nil {
 		d.frames.Record(r.err)
 		var ve *frame.VersionError

@@ -591,9 +591,6 @@ func (e *Engine) evalSecondary() {
 		}
 	}
 	if e.peerAlive() || e.incompatibleRecent() {
-		if e.recent(e.everLAN2, e.heardLAN2) || e.peer.Role == RolePrimary {
-			e.clearTakeoverRefusals()
-		}
 		if e.peer.Role == RolePrimary {
 			// Only LAN 2 silent: a cut failover line. Take over only by
 			// policy, and only from the primary last heard on LAN 2: a
@@ -662,10 +659,6 @@ func (e *Engine) refuse() {
 	case !e.witnessOK:
 		e.raise(AlarmWitnessLost, "the witness does not answer ARP")
 	}
-}
-
-func (e *Engine) clearTakeoverRefusals() {
-	e.clear(AlarmAddressInUse)
 }
 
 func (e *Engine) evalPrimary() {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,18 +102,8 @@ func (w *ARPWatch) Wait() ([]map[string]bool, error) {
 	return w.rounds, err
 }
 
-// MAC returns the MAC of n's interface in its namespace.
+// MAC returns the MAC of interface ifname in namespace ns.
 func MAC(ns, ifname string) (string, error) {
 	out, err := Exec(ns, "cat", "/sys/class/net/"+ifname+"/address")
-	if err != nil {
-		return "", err
-	}
-	return string(trimNL(out)), nil
-}
-
-func trimNL(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
-		s = s[:len(s)-1]
-	}
-	return s
+	return strings.TrimSpace(out), err
 }

@@ -142,6 +142,12 @@ func bodyShape(k Kind) (reason bool, tag int, share bool, ok bool) {
 // minShareLen: a CPace message holds at least lv(Y) and an empty lv(AD).
 const minShareLen = 1 + cpace.ShareLen + 1
 
+// validShare reports whether b is lv(Y) lv(AD) with a share of the group's length.
+func validShare(b []byte) bool {
+	_, _, err := cpace.ParseMessage(b)
+	return err == nil
+}
+
 // AppendBinary appends the encoded message to b.
 func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 	hasReason, tagLen, hasShare, ok := bodyShape(m.Kind)
@@ -152,8 +158,8 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 		return b, fmt.Errorf("%w: %s tag of %d bytes, want %d", ErrMalformed, m.Kind, len(m.Tag), tagLen)
 	case hasShare != (len(m.Share) > 0):
 		return b, fmt.Errorf("%w: %s with a share of %d bytes", ErrMalformed, m.Kind, len(m.Share))
-	case hasShare && len(m.Share) < minShareLen:
-		return b, fmt.Errorf("%w: share of %d bytes", ErrMalformed, len(m.Share))
+	case hasShare && !validShare(m.Share):
+		return b, fmt.Errorf("%w: CPace message of %d bytes", ErrMalformed, len(m.Share))
 	case hasReason != (m.Reason != reasonInvalid):
 		return b, fmt.Errorf("%w: %s with reason %v", ErrMalformed, m.Kind, m.Reason)
 	}
@@ -228,6 +234,9 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: reason %d", ErrMalformed, rest[0])
 		}
 		rest = rest[1:]
+	}
+	if hasShare && !validShare(rest[tagLen:]) {
+		return fmt.Errorf("%w: CPace message", ErrMalformed)
 	}
 	if len(rest) > 0 {
 		body := append([]byte(nil), rest...)

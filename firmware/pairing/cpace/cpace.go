@@ -168,15 +168,18 @@ func newWithScalar(y *ristretto255.Scalar, initiator bool, prs, ci, sid, ad []by
 func (p *Party) Message() []byte { return p.msg }
 
 // ParseMessage splits a CPace message into its share and associated data.
+// The results alias msg; nothing is allocated.
 func ParseMessage(msg []byte) (share, ad []byte, err error) {
-	parts, err := SplitPrefixFree(msg, 2)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(parts[0]) != ShareLen {
+	l, used, ok := readLen(msg)
+	if !ok || l != ShareLen || len(msg)-used < l {
 		return nil, nil, ErrMessage
 	}
-	return parts[0], parts[1], nil
+	share, rest := msg[used:used+l], msg[used+l:]
+	l, used, ok = readLen(rest)
+	if !ok || l != len(rest)-used {
+		return nil, nil, ErrMessage
+	}
+	return share, rest[used:], nil
 }
 
 // Finish computes the ISK from the peer's message. It fails with

@@ -1,0 +1,265 @@
+package pairing
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/pairguard/pairguard/firmware/pairing/cpace"
+)
+
+// Kind is the kind of a pairing message.
+type Kind uint8
+
+const (
+	kindInvalid Kind = iota
+	// KindHello: spare → broadcast. "I am node From, joining with nonce S."
+	KindHello
+	// KindShare: main → spare. The main's CPace message MSGa (share, identity, settings).
+	KindShare
+	// KindReply: spare → main. The spare's CPace message MSGb and its confirmation tag.
+	KindReply
+	// KindFinish: main → spare. The main's confirmation tag.
+	KindFinish
+	// KindAccept: either way, after the operator's approval; authenticated.
+	KindAccept
+	// KindReject: either way, the approval was refused or timed out; authenticated.
+	KindReject
+	// KindAbort: either way, the exchange failed before confirmation; not authenticated.
+	KindAbort
+)
+
+var kindNames = [...]string{"invalid", "hello", "share", "reply", "finish", "accept", "reject", "abort"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Reason says why an exchange or a pairing ended; it travels in Reject and
+// Abort and is the reason of the state change.
+type Reason uint8
+
+const (
+	reasonInvalid Reason = iota
+	ReasonWrongCode
+	ReasonBadMessage
+	ReasonRejected
+	ReasonTimeout
+	ReasonCancelled
+	ReasonConfirmFailed
+	ReasonTooManyAttempts
+	ReasonPersistFailed
+	ReasonUnpaired
+)
+
+var reasonNames = [...]string{"invalid", "wrong-code", "bad-message", "rejected", "timeout",
+	"cancelled", "confirmation-failed", "too-many-attempts", "persist-failed", "unpaired"}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Version is the version of the pairing messages.
+const Version = 1
+
+// NonceLen is the length of each side's nonce; sid = nonce S || nonce M.
+const NonceLen = 16
+
+// HeaderLen is the length of the header every message starts with.
+const HeaderLen = 2 + 8 + 8 + 2*NonceLen
+
+// MaxLen bounds a message, to fit a PAIR-HELLO frame on the failover line.
+const MaxLen = 1400
+
+// authTagLen is the length of the tag of Accept and Reject (HMAC-SHA256).
+const authTagLen = 32
+
+var (
+	// ErrMalformed: the message is not one this version writes.
+	ErrMalformed = errors.New("pairing: malformed message")
+	// ErrVersion: the message is of another version.
+	ErrVersion = errors.New("pairing: unknown message version")
+)
+
+// Message is a pairing message, the payload of a PAIR-HELLO frame.
+//
+//	 0       1       2               10              18              34              50
+//	+-------+-------+---------------+---------------+---------------+---------------+--------
+//	|version| kind  | from node id  | to node id    | nonce S       | nonce M       | body…
+//	+-------+-------+---------------+---------------+---------------+---------------+--------
+//
+// Node ids are big-endian; To is 0 in a Hello (broadcast), nonce M is zero
+// until the main has chosen it. The body depends on the kind:
+//
+//	hello   (none)
+//	share   CPace MSGa = lv(Ya) lv(ADa), 34..MaxLen-50 bytes
+//	reply   tag (64) | CPace MSGb = lv(Yb) lv(ADb)
+//	finish  tag (64)
+//	accept  tag (32)
+//	reject  reason (1) | tag (32)
+//	abort   reason (1)
+//
+// AD (ADa, ADb) = lv(node name) lv(software version) lv(ed25519 key) lv(settings),
+// settings empty in the spare's.
+type Message struct {
+	Kind           Kind
+	From, To       uint64
+	NonceS, NonceM [NonceLen]byte
+	Share          []byte // share and reply: the CPace message
+	Tag            []byte // reply, finish: key-confirmation tag; accept, reject: session tag
+	Reason         Reason // reject, abort
+}
+
+// bodyShape gives, per kind, whether it has a reason byte, the tag length
+// and whether a CPace message follows.
+func bodyShape(k Kind) (reason bool, tag int, share bool, ok bool) {
+	switch k {
+	case KindHello:
+		return false, 0, false, true
+	case KindShare:
+		return false, 0, true, true
+	case KindReply:
+		return false, cpace.TagLen, true, true
+	case KindFinish:
+		return false, cpace.TagLen, false, true
+	case KindAccept:
+		return false, authTagLen, false, true
+	case KindReject:
+		return true, authTagLen, false, true
+	case KindAbort:
+		return true, 0, false, true
+	}
+	return false, 0, false, false
+}
+
+// minShareLen: a CPace message holds at least lv(Y) and an empty lv(AD).
+const minShareLen = 1 + cpace.ShareLen + 1
+
+// validShare reports whether b is lv(Y) lv(AD) with a share of the group's length.
+func validShare(b []byte) bool {
+	_, _, err := cpace.ParseMessage(b)
+	return err == nil
+}
+
+// AppendBinary appends the encoded message to b.
+func (m *Message) AppendBinary(b []byte) ([]byte, error) {
+	hasReason, tagLen, hasShare, ok := bodyShape(m.Kind)
+	switch {
+	case !ok:
+		return b, fmt.Errorf("%w: kind %d", ErrMalformed, m.Kind)
+	case len(m.Tag) != tagLen:
+		return b, fmt.Errorf("%w: %s tag of %d bytes, want %d", ErrMalformed, m.Kind, len(m.Tag), tagLen)
+	case hasShare != (len(m.Share) > 0):
+		return b, fmt.Errorf("%w: %s with a share of %d bytes", ErrMalformed, m.Kind, len(m.Share))
+	case hasShare && !validShare(m.Share):
+		return b, fmt.Errorf("%w: CPace message of %d bytes", ErrMalformed, len(m.Share))
+	case hasReason != (m.Reason != reasonInvalid):
+		return b, fmt.Errorf("%w: %s with reason %v", ErrMalformed, m.Kind, m.Reason)
+	}
+	n := m.len(hasReason)
+	if n > MaxLen {
+		return b, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, n, MaxLen)
+	}
+	b = append(b, Version, byte(m.Kind))
+	b = binary.BigEndian.AppendUint64(b, m.From)
+	b = binary.BigEndian.AppendUint64(b, m.To)
+	b = append(b, m.NonceS[:]...)
+	b = append(b, m.NonceM[:]...)
+	if hasReason {
+		b = append(b, byte(m.Reason))
+	}
+	b = append(b, m.Tag...)
+	return append(b, m.Share...), nil
+}
+
+func (m *Message) len(hasReason bool) int {
+	n := HeaderLen + len(m.Tag) + len(m.Share)
+	if hasReason {
+		n++
+	}
+	return n
+}
+
+// MarshalBinary encodes the message.
+func (m *Message) MarshalBinary() ([]byte, error) {
+	return m.AppendBinary(make([]byte, 0, HeaderLen+cpace.TagLen+256))
+}
+
+// UnmarshalBinary decodes a message. Lengths are checked before any field
+// is read: a message shorter than its kind needs is io.ErrUnexpectedEOF,
+// one longer than MaxLen or with bytes its kind does not have is
+// ErrMalformed. Tag and Share are copied (one allocation), so b may be reused.
+func (m *Message) UnmarshalBinary(b []byte) error {
+	if len(b) < 2 {
+		return io.ErrUnexpectedEOF
+	}
+	if b[0] != Version {
+		return fmt.Errorf("%w: %d", ErrVersion, b[0])
+	}
+	kind := Kind(b[1])
+	hasReason, tagLen, hasShare, ok := bodyShape(kind)
+	if !ok {
+		return fmt.Errorf("%w: kind %d", ErrMalformed, b[1])
+	}
+	fixed := HeaderLen + tagLen
+	if hasReason {
+		fixed++
+	}
+	switch {
+	case len(b) > MaxLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(b), MaxLen)
+	case len(b) < fixed:
+		return io.ErrUnexpectedEOF
+	case hasShare && len(b) < fixed+minShareLen:
+		return io.ErrUnexpectedEOF
+	case !hasShare && len(b) != fixed:
+		return fmt.Errorf("%w: %s of %d bytes, want %d", ErrMalformed, kind, len(b), fixed)
+	}
+	out := Message{Kind: kind}
+	out.From = binary.BigEndian.Uint64(b[2:])
+	out.To = binary.BigEndian.Uint64(b[10:])
+	copy(out.NonceS[:], b[18:34])
+	copy(out.NonceM[:], b[34:50])
+	rest := b[HeaderLen:]
+	if hasReason {
+		out.Reason = Reason(rest[0])
+		if out.Reason == reasonInvalid || int(out.Reason) >= len(reasonNames) {
+			return fmt.Errorf("%w: reason %d", ErrMalformed, rest[0])
+		}
+		rest = rest[1:]
+	}
+	if hasShare && !validShare(rest[tagLen:]) {
+		return fmt.Errorf("%w: CPace message", ErrMalformed)
+	}
+	if len(rest) > 0 {
+		body := append([]byte(nil), rest...)
+		out.Tag = body[:tagLen:tagLen]
+		if hasShare {
+			out.Share = body[tagLen:]
+		}
+	}
+	if tagLen == 0 {
+		out.Tag = nil
+	}
+	*m = out
+	return nil
+}
+
+// authInput is what the tag of Accept and Reject covers: the header and
+// the reason byte.
+func (m *Message) authInput() []byte {
+	b := make([]byte, 0, HeaderLen+1)
+	b = append(b, Version, byte(m.Kind))
+	b = binary.BigEndian.AppendUint64(b, m.From)
+	b = binary.BigEndian.AppendUint64(b, m.To)
+	b = append(b, m.NonceS[:]...)
+	b = append(b, m.NonceM[:]...)
+	return append(b, byte(m.Reason))
+}

@@ -461,3 +461,44 @@ func TestNewWithForeignRecord(t *testing.T) {
 		t.Fatal("a record of another node was accepted")
 	}
 }
+
+// TestStrayMessages: messages that do not belong to the window's exchange
+// change nothing: reflections, hellos addressed to someone, and aborts,
+// replies and finishes with other nonces or from other nodes.
+func TestStrayMessages(t *testing.T) {
+	cfg := testConfig(t, RoleMain, mainID, "main-a")
+	m, _ := New(cfg, nil)
+	now := time.Hour
+	m.Step(now, Begin{})
+	hello := Message{Kind: KindHello, From: spareID, NonceS: [16]byte{1}}
+	acts, _ := m.Step(now, Received{Msg: hello})
+	var share Message
+	for _, a := range acts {
+		if s, ok := a.(Send); ok {
+			share = s.Msg
+		}
+	}
+	if share.Kind != KindShare {
+		t.Fatalf("no share: %v", acts)
+	}
+	other := share
+	other.NonceM[0] ^= 1
+	for name, msg := range map[string]Message{
+		"reflected hello":  {Kind: KindHello, From: mainID, NonceS: [16]byte{2}},
+		"addressed hello":  {Kind: KindHello, From: thirdID, To: spareID, NonceS: [16]byte{2}},
+		"abort, other":     {Kind: KindAbort, From: thirdID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled},
+		"abort, nonce":     {Kind: KindAbort, From: spareID, To: mainID, NonceS: other.NonceS, NonceM: other.NonceM, Reason: ReasonCancelled},
+		"reply, other":     {Kind: KindReply, From: thirdID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Share: share.Share, Tag: make([]byte, 64)},
+		"abort, not to us": {Kind: KindAbort, From: spareID, To: thirdID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled},
+	} {
+		acts, err := m.Step(now, Received{Msg: msg})
+		if err != nil || m.State() != StateWindow || len(acts) != 0 {
+			t.Fatalf("%s: state %v, actions %v, err %v", name, m.State(), acts, err)
+		}
+	}
+	// The real spare's abort does end the window.
+	m.Step(now, Received{Msg: Message{Kind: KindAbort, From: spareID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled}})
+	if m.State() != StateUnpaired || m.Status().Code != "" {
+		t.Fatalf("after the spare's abort: %v", m.Status())
+	}
+}

@@ -148,3 +148,11 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+func TestUnmarshalAllocs(t *testing.T) {
+	b, _ := (&sampleMessages()[2]).MarshalBinary() // a reply: tag and share
+	var m Message
+	if n := testing.AllocsPerRun(100, func() { m.UnmarshalBinary(b) }); n > 1 {
+		t.Fatalf("%v allocations per decode, want 1", n)
+	}
+}

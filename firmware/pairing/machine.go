@@ -144,7 +144,12 @@ type exchange struct {
 	check    string
 	localOK  bool
 	peerOK   bool
+	answers  int // accepts repeated while paired
 }
+
+// maxAnswers bounds the accepts a paired node repeats for a peer that
+// missed its own.
+const maxAnswers = 5
 
 func (ex *exchange) sid() []byte { return append(ex.nonceS[:], ex.nonceM[:]...) }
 
@@ -527,8 +532,11 @@ func (m *Machine) receiveConfirmed(msg Message) {
 		}
 		switch {
 		case m.state == StatePaired:
-			// The peer missed our accept: repeat it, at most once per Retry.
-			if m.now-ex.lastSent >= m.cfg.Retry {
+			// The peer missed our accept: repeat it, at most once per
+			// Retry and a few times in all, so that two paired nodes on a
+			// slow line cannot keep answering each other.
+			if m.now-ex.lastSent >= m.cfg.Retry && ex.answers < maxAnswers {
+				ex.answers++
 				m.send(m.authMsg(KindAccept, reasonInvalid))
 			}
 		case ex.peerOK:
@@ -547,7 +555,7 @@ func (m *Machine) receiveConfirmed(msg Message) {
 			m.emit(Forget{})
 			m.record = nil
 		}
-		m.toUnpaired(fmt.Sprintf("node %016x refused the pairing (%s)", ex.peer, msg.Reason))
+		m.toUnpaired(fmt.Sprintf("node %016x ended the pairing (%s)", ex.peer, msg.Reason))
 	}
 }
 

@@ -361,7 +361,7 @@ func TestRejectAndCancel(t *testing.T) {
 	n.step(spareID, Reject{})
 	n.wantState(mainID, StateUnpaired)
 	n.wantState(spareID, StateUnpaired)
-	if r := n.node(mainID).m.Status().Reason; !strings.Contains(r, "refused") {
+	if r := n.node(mainID).m.Status().Reason; !strings.Contains(r, "ended the pairing (rejected)") {
 		t.Fatalf("main: %q", r)
 	}
 
@@ -500,5 +500,37 @@ func TestStrayMessages(t *testing.T) {
 	m.Step(now, Received{Msg: Message{Kind: KindAbort, From: spareID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled}})
 	if m.State() != StateUnpaired || m.Status().Code != "" {
 		t.Fatalf("after the spare's abort: %v", m.Status())
+	}
+}
+
+// TestNoAcceptPingPong: two paired nodes on a line slower than Retry do
+// not keep answering each other's accepts.
+func TestNoAcceptPingPong(t *testing.T) {
+	n := pairedSim(t)
+	n.step(mainID, Accept{})
+	n.step(spareID, Accept{})
+	n.wantState(spareID, StatePaired)
+	// Replay the spare's last accept to the main again and again, each
+	// time after more than Retry, as a slow line would deliver repeats.
+	var acc Message
+	for _, m := range n.tap {
+		if m.Kind == KindAccept && m.From == spareID {
+			acc = m
+		}
+	}
+	before := len(n.tap)
+	for range 20 {
+		n.now += 2 * time.Second
+		n.queue = append(n.queue, envelope{from: spareID, msg: acc})
+		n.deliver()
+	}
+	answers := 0
+	for _, m := range n.tap[before:] {
+		if m.From == mainID {
+			answers++
+		}
+	}
+	if answers == 0 || answers > maxAnswers {
+		t.Fatalf("the main answered %d repeated accepts, want 1..%d", answers, maxAnswers)
 	}
 }

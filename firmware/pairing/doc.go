@@ -104,6 +104,10 @@
 // accept, and a refusal or timeout on one side, authenticated with the
 // session key, makes the other forget what it stored.
 //
+// ADa and ADb travel in the clear: names, versions, public keys and the
+// main's settings are not secret on the pair's own failover line; what the
+// exchange guarantees is that both sides saw the same ones.
+//
 // What this does not protect against: denial of service by anyone on the
 // failover line (forged Aborts and Hellos can close a window; the operator
 // opens another), and a compromised unit.
@@ -121,7 +125,10 @@
 //     Step(PersistFailed): the peer is told and forgets too.
 //   - Forget: delete the record durably before the next action.
 //   - Send: put Msg in a PAIR-HELLO frame, broadcast when To is 0, else to
-//     the MAC address the daemon last saw node To's frames come from.
+//     the MAC address the daemon last saw node To's frames come from. An
+//     unpaired node has no pair key, so these frames cannot carry the
+//     heartbeat's HMAC; the messages authenticate themselves (CPace and
+//     the session tags), and a receiver hands every decodable one to Step.
 //   - StateChanged, then Log: after the actions that made the state true.
 //
 // A command the state does not allow returns an error (ErrRole, ErrState)

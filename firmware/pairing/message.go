@@ -46,19 +46,26 @@ type Reason uint8
 
 const (
 	reasonInvalid Reason = iota
+	// ReasonWrongCode: the main could not confirm the spare's tag.
 	ReasonWrongCode
+	// ReasonBadMessage: a share did not decode or its AD was malformed.
 	ReasonBadMessage
+	// ReasonRejected: the operator refused the peer shown in pending.
 	ReasonRejected
+	// ReasonTimeout: the window, the join or an exchange ran out of time.
 	ReasonTimeout
+	// ReasonCancelled: the operator cancelled the window or the join.
 	ReasonCancelled
+	// ReasonConfirmFailed: the spare could not confirm the main's tag or nonce.
 	ReasonConfirmFailed
+	// ReasonTooManyAttempts: the window started MaxExchanges exchanges.
 	ReasonTooManyAttempts
+	// ReasonPersistFailed: the record could not be written.
 	ReasonPersistFailed
-	ReasonUnpaired
 )
 
 var reasonNames = [...]string{"invalid", "wrong-code", "bad-message", "rejected", "timeout",
-	"cancelled", "confirmation-failed", "too-many-attempts", "persist-failed", "unpaired"}
+	"cancelled", "confirmation-failed", "too-many-attempts", "persist-failed"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {

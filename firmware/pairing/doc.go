@@ -15,7 +15,7 @@
 //	spare → all    hello   spare id, nonce S
 //	main  → spare  share   main id, nonce M, MSGa = lv(Ya) lv(ADa)
 //	spare → main   reply   MSGb = lv(Yb) lv(ADb), Tb = tag over MSGb
-//	main  → spare  finish  Ta = tag over MSGa
+//	main  → spare  finish  Ta = tag over MSGa, R
 //
 // This is CPace (draft-irtf-cfrg-cpace, suite CPACE-RISTR255-SHA512, package
 // cpace) in the initiator-responder setting with the draft's explicit key
@@ -25,8 +25,9 @@
 //   - CI, the channel identifier, is lv("pairguard pairing v1") lv(main id)
 //     lv(spare id): both node ids, in their roles;
 //   - sid is nonce S || nonce M, 16 fresh random bytes from each side;
-//   - ADa is the main's node name, software version, ed25519 identity key
-//     and pair-level settings; ADb the spare's name, version and key.
+//   - ADa is the main's node name, software version, ed25519 identity key,
+//     pair-level settings and SHA-256(R) for a fresh 32-byte nonce R; ADb
+//     the spare's name, version and key.
 //
 // The generator g = one_way_map(SHA-512(DSI, PRS, CI, sid)) is secret to
 // whoever knows the code. Each side sends Y = y·g for a fresh scalar y and
@@ -36,8 +37,9 @@
 // authenticates both identity keys, the node names and versions and the
 // settings: the keys are pinned from data the other side proved to hold
 // the same ISK for. From the ISK, HKDF-SHA512 (salt sid) derives the pair
-// key ("pairguard pair key v1", 32 bytes), the key of the Accept and Reject
-// tags, and a six-digit check number both units show.
+// key ("pairguard pair key v1", 32 bytes) and the key of the Accept and
+// Reject tags; from ISK || R it derives a six-digit check number both
+// units show.
 //
 // # Why there is no offline guessing
 //
@@ -63,14 +65,33 @@
 //
 // The code is then burned so that those single guesses do not add up: a
 // main whose exchange fails confirmation (wrong code, tampered message, an
-// Abort from the spare) forgets the code and closes the window; a window
-// starts at most MaxExchanges exchanges (rate-limited to one per MinGap)
-// and closes after the last one times out; it expires after Window
-// (default 5 minutes). A new window draws a new code. The spare forgets the
-// code when its join ends, however it ends. An attacker therefore gets at
-// most MaxExchanges guesses per window the operator opens, each with
-// probability 10^-8, and a failed guess is visible: the window closes and
-// the logbook says why.
+// Abort from the spare) forgets the code and closes the window, so a guess
+// against the main costs the window; a window starts at most MaxExchanges
+// exchanges (one per MinGap at most) and closes after the last one times
+// out, which bounds exchanges an attacker opens and abandons (they teach
+// it nothing: the main sends no tag before it has checked the spare's);
+// it expires after Window (default 5 minutes). A new window draws a new
+// code. The spare forgets the code when its join ends, however it ends. An
+// attacker therefore gets one guess per window the operator opens and one
+// per join, each right with probability 10^-8, and a failed guess is
+// visible: the window closes and the logbook says why.
+//
+// # The check number
+//
+// Someone who knows the code (read over the engineer's shoulder) can sit
+// between the units and run two exchanges, posing as the spare to the main
+// and as the main to the spare, with copied names and node ids. Both
+// units then reach pending, but the two exchanges have two ISKs, so they
+// show different check numbers; the engineer compares the two displays
+// before accepting (TestRelayWithTheCode). Six digits from the ISK alone
+// could be ground: posing as the spare, the attacker chooses its share
+// after seeing the main's and could try a million scalars until the main's
+// number equals the one the spare shows. The number therefore also
+// depends on R, which the main commits to in ADa (inside the confirmed
+// transcript) and reveals only in the finish, after the spare's share is
+// fixed; posing as the main, the attacker commits before the honest spare
+// picks its fresh share. Either way the numbers match with probability
+// 10^-6.
 //
 // A third unit on the line cannot join without the code. With CI carrying
 // both node ids, messages cannot be relayed between exchanges with other
@@ -82,6 +103,10 @@
 // operator accepts on each unit do they persist anything; both must
 // accept, and a refusal or timeout on one side, authenticated with the
 // session key, makes the other forget what it stored.
+//
+// ADa and ADb travel in the clear: names, versions, public keys and the
+// main's settings are not secret on the pair's own failover line; what the
+// exchange guarantees is that both sides saw the same ones.
 //
 // What this does not protect against: denial of service by anyone on the
 // failover line (forged Aborts and Hellos can close a window; the operator
@@ -100,7 +125,10 @@
 //     Step(PersistFailed): the peer is told and forgets too.
 //   - Forget: delete the record durably before the next action.
 //   - Send: put Msg in a PAIR-HELLO frame, broadcast when To is 0, else to
-//     the MAC address the daemon last saw node To's frames come from.
+//     the MAC address the daemon last saw node To's frames come from. An
+//     unpaired node has no pair key, so these frames cannot carry the
+//     heartbeat's HMAC; the messages authenticate themselves (CPace and
+//     the session tags), and a receiver hands every decodable one to Step.
 //   - StateChanged, then Log: after the actions that made the state true.
 //
 // A command the state does not allow returns an error (ErrRole, ErrState)

@@ -1,6 +1,7 @@
 package pairing
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -130,6 +131,8 @@ type exchange struct {
 	sent           Message // the last protocol message this side sent, repeated on a duplicate
 	peerTag        []byte  // the tag of the reply the main confirmed (to recognise repeats)
 	peerMsg        []byte  // the peer's CPace message
+	reveal         []byte  // main: its check-number nonce R; spare: R once revealed
+	commit         []byte  // spare: SHA-256(R) from the main's AD
 	start          time.Duration
 	lastSent       time.Duration
 
@@ -141,7 +144,12 @@ type exchange struct {
 	check    string
 	localOK  bool
 	peerOK   bool
+	answers  int // accepts repeated while paired
 }
+
+// maxAnswers bounds the accepts a paired node repeats for a peer that
+// missed its own.
+const maxAnswers = 5
 
 func (ex *exchange) sid() []byte { return append(ex.nonceS[:], ex.nonceM[:]...) }
 
@@ -377,7 +385,13 @@ func (m *Machine) startExchange(hello Message) {
 		return
 	}
 	settings, _ := m.cfg.Settings.MarshalBinary() // checked by Validate
-	ad := encodeAD(m.cfg.NodeName, m.cfg.Software, m.cfg.Key, settings)
+	ex.reveal = make([]byte, revealLen)
+	if _, err := io.ReadFull(m.cfg.Rand, ex.reveal); err != nil {
+		m.log(fmt.Sprintf("no exchange with node %016x: nonce: %v", hello.From, err))
+		return
+	}
+	commit := sha256.Sum256(ex.reveal)
+	ad := encodeAD(adFields{m.cfg.NodeName, m.cfg.Software, m.cfg.Key, settings, commit[:]})
 	party, err := cpace.New(m.cfg.Rand, true, m.code.prs(), channel(m.cfg.NodeID, hello.From), ex.sid(), ad)
 	if err != nil {
 		m.log(fmt.Sprintf("no exchange with node %016x: %v", hello.From, err))
@@ -405,17 +419,17 @@ func (m *Machine) confirmReply(msg Message) {
 		return
 	}
 	_, ad, _ := cpace.ParseMessage(msg.Share) // Finish parsed it
-	name, software, key, _, err := decodeAD(ad)
+	a, err := decodeAD(ad)
 	if err != nil {
 		m.failExchange(ReasonBadMessage, err.Error())
 		return
 	}
 	ex.isk, ex.peerMsg, ex.peerTag = isk, msg.Share, msg.Tag
-	ex.info = Peer{NodeID: ex.peer, Name: name, Software: software, Key: key}
+	ex.info = Peer{NodeID: ex.peer, Name: a.name, Software: a.software, Key: a.key}
 	ex.settings = m.cfg.Settings
 	m.deriveKeys(ex)
 	ex.sent = Message{Kind: KindFinish, From: m.cfg.NodeID, To: ex.peer, NonceS: ex.nonceS, NonceM: ex.nonceM,
-		Tag: cpace.Tag(isk, ex.party.Message())}
+		Tag: cpace.Tag(isk, ex.party.Message()), Reveal: ex.reveal}
 	m.code = "" // used up: the window admits no other spare
 	m.send(ex.sent)
 	m.setState(StatePending, "exchange confirmed")
@@ -450,6 +464,11 @@ func (m *Machine) receiveJoining(msg Message) {
 			m.failExchange(ReasonConfirmFailed, fmt.Sprintf("node %016x did not confirm the exchange", ex.peer))
 			return
 		}
+		if sum := sha256.Sum256(msg.Reveal); !hmac.Equal(sum[:], ex.commit) {
+			m.failExchange(ReasonConfirmFailed, fmt.Sprintf("node %016x revealed a check nonce it had not committed to", ex.peer))
+			return
+		}
+		ex.reveal = msg.Reveal
 		m.deriveKeys(ex)
 		m.code = ""
 		m.setState(StatePending, "exchange confirmed")
@@ -464,7 +483,7 @@ func (m *Machine) receiveJoining(msg Message) {
 func (m *Machine) answerShare(msg Message) {
 	ex := m.ex
 	ex.peer, ex.nonceM, ex.start = msg.From, msg.NonceM, m.now
-	ad := encodeAD(m.cfg.NodeName, m.cfg.Software, m.cfg.Key, nil)
+	ad := encodeAD(adFields{name: m.cfg.NodeName, software: m.cfg.Software, key: m.cfg.Key})
 	party, err := cpace.New(m.cfg.Rand, false, m.code.prs(), channel(msg.From, m.cfg.NodeID), ex.sid(), ad)
 	if err != nil {
 		m.toUnpaired(fmt.Sprintf("join failed: %v", err))
@@ -476,16 +495,19 @@ func (m *Machine) answerShare(msg Message) {
 		return
 	}
 	_, peerAD, _ := cpace.ParseMessage(msg.Share)
-	name, software, key, settings, err := decodeAD(peerAD)
+	a, err := decodeAD(peerAD)
+	if err == nil && len(a.commit) == 0 {
+		err = fmt.Errorf("%w: no check-number commitment", ErrMalformed)
+	}
 	if err == nil {
-		err = ex.settings.UnmarshalBinary(settings)
+		err = ex.settings.UnmarshalBinary(a.settings)
 	}
 	if err != nil {
 		m.failExchange(ReasonBadMessage, err.Error())
 		return
 	}
 	ex.party, ex.isk, ex.peerMsg = party, isk, msg.Share
-	ex.info = Peer{NodeID: msg.From, Name: name, Software: software, Key: key}
+	ex.info, ex.commit = Peer{NodeID: msg.From, Name: a.name, Software: a.software, Key: a.key}, a.commit
 	ex.sent = Message{Kind: KindReply, From: m.cfg.NodeID, To: msg.From, NonceS: ex.nonceS, NonceM: ex.nonceM,
 		Share: party.Message(), Tag: cpace.Tag(isk, party.Message())}
 	m.send(ex.sent)
@@ -510,8 +532,11 @@ func (m *Machine) receiveConfirmed(msg Message) {
 		}
 		switch {
 		case m.state == StatePaired:
-			// The peer missed our accept: repeat it, at most once per Retry.
-			if m.now-ex.lastSent >= m.cfg.Retry {
+			// The peer missed our accept: repeat it, at most once per
+			// Retry and a few times in all, so that two paired nodes on a
+			// slow line cannot keep answering each other.
+			if m.now-ex.lastSent >= m.cfg.Retry && ex.answers < maxAnswers {
+				ex.answers++
 				m.send(m.authMsg(KindAccept, reasonInvalid))
 			}
 		case ex.peerOK:
@@ -530,7 +555,7 @@ func (m *Machine) receiveConfirmed(msg Message) {
 			m.emit(Forget{})
 			m.record = nil
 		}
-		m.toUnpaired(fmt.Sprintf("node %016x refused the pairing (%s)", ex.peer, msg.Reason))
+		m.toUnpaired(fmt.Sprintf("node %016x ended the pairing (%s)", ex.peer, msg.Reason))
 	}
 }
 
@@ -615,7 +640,8 @@ func (m *Machine) persistFailed(err error) {
 }
 
 // deriveKeys expands the ISK (HKDF-SHA512, salt sid) into the pair key,
-// the key of the session's Accept and Reject tags, and the check number.
+// the key of the session's Accept and Reject tags, and the check number,
+// which also depends on the main's nonce R (see the package documentation).
 func (m *Machine) deriveKeys(ex *exchange) {
 	sid := ex.sid()
 	k := func(label string, n int) []byte {
@@ -627,7 +653,11 @@ func (m *Machine) deriveKeys(ex *exchange) {
 	}
 	copy(ex.pairKey[:], k("pairguard pair key v1", PairKeyLen))
 	ex.macKey = k("pairguard session mac v1", 32)
-	ex.check = fmt.Sprintf("%06d", binary.BigEndian.Uint64(k("pairguard check number v1", 8))%1_000_000)
+	check, err := hkdf.Key(sha512.New, append(bytes.Clone(ex.isk), ex.reveal...), sid, "pairguard check number v1", 8)
+	if err != nil {
+		panic(fmt.Sprintf("pairing: hkdf in state %v: %v", m.state, err))
+	}
+	ex.check = fmt.Sprintf("%06d", binary.BigEndian.Uint64(check)%1_000_000)
 }
 
 func (m *Machine) authMsg(kind Kind, r Reason) Message {

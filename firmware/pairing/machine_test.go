@@ -361,7 +361,7 @@ func TestRejectAndCancel(t *testing.T) {
 	n.step(spareID, Reject{})
 	n.wantState(mainID, StateUnpaired)
 	n.wantState(spareID, StateUnpaired)
-	if r := n.node(mainID).m.Status().Reason; !strings.Contains(r, "refused") {
+	if r := n.node(mainID).m.Status().Reason; !strings.Contains(r, "ended the pairing (rejected)") {
 		t.Fatalf("main: %q", r)
 	}
 
@@ -459,5 +459,78 @@ func TestNewWithForeignRecord(t *testing.T) {
 	rec := &Record{Role: RoleSpare, NodeID: thirdID, Peer: Peer{NodeID: mainID}}
 	if _, err := New(cfg, rec); err == nil {
 		t.Fatal("a record of another node was accepted")
+	}
+}
+
+// TestStrayMessages: messages that do not belong to the window's exchange
+// change nothing: reflections, hellos addressed to someone, and aborts,
+// replies and finishes with other nonces or from other nodes.
+func TestStrayMessages(t *testing.T) {
+	cfg := testConfig(t, RoleMain, mainID, "main-a")
+	m, _ := New(cfg, nil)
+	now := time.Hour
+	m.Step(now, Begin{})
+	hello := Message{Kind: KindHello, From: spareID, NonceS: [16]byte{1}}
+	acts, _ := m.Step(now, Received{Msg: hello})
+	var share Message
+	for _, a := range acts {
+		if s, ok := a.(Send); ok {
+			share = s.Msg
+		}
+	}
+	if share.Kind != KindShare {
+		t.Fatalf("no share: %v", acts)
+	}
+	other := share
+	other.NonceM[0] ^= 1
+	for name, msg := range map[string]Message{
+		"reflected hello":  {Kind: KindHello, From: mainID, NonceS: [16]byte{2}},
+		"addressed hello":  {Kind: KindHello, From: thirdID, To: spareID, NonceS: [16]byte{2}},
+		"abort, other":     {Kind: KindAbort, From: thirdID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled},
+		"abort, nonce":     {Kind: KindAbort, From: spareID, To: mainID, NonceS: other.NonceS, NonceM: other.NonceM, Reason: ReasonCancelled},
+		"reply, other":     {Kind: KindReply, From: thirdID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Share: share.Share, Tag: make([]byte, 64)},
+		"abort, not to us": {Kind: KindAbort, From: spareID, To: thirdID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled},
+	} {
+		acts, err := m.Step(now, Received{Msg: msg})
+		if err != nil || m.State() != StateWindow || len(acts) != 0 {
+			t.Fatalf("%s: state %v, actions %v, err %v", name, m.State(), acts, err)
+		}
+	}
+	// The real spare's abort does end the window.
+	m.Step(now, Received{Msg: Message{Kind: KindAbort, From: spareID, To: mainID, NonceS: share.NonceS, NonceM: share.NonceM, Reason: ReasonCancelled}})
+	if m.State() != StateUnpaired || m.Status().Code != "" {
+		t.Fatalf("after the spare's abort: %v", m.Status())
+	}
+}
+
+// TestNoAcceptPingPong: two paired nodes on a line slower than Retry do
+// not keep answering each other's accepts.
+func TestNoAcceptPingPong(t *testing.T) {
+	n := pairedSim(t)
+	n.step(mainID, Accept{})
+	n.step(spareID, Accept{})
+	n.wantState(spareID, StatePaired)
+	// Replay the spare's last accept to the main again and again, each
+	// time after more than Retry, as a slow line would deliver repeats.
+	var acc Message
+	for _, m := range n.tap {
+		if m.Kind == KindAccept && m.From == spareID {
+			acc = m
+		}
+	}
+	before := len(n.tap)
+	for range 20 {
+		n.now += 2 * time.Second
+		n.queue = append(n.queue, envelope{from: spareID, msg: acc})
+		n.deliver()
+	}
+	answers := 0
+	for _, m := range n.tap[before:] {
+		if m.From == mainID {
+			answers++
+		}
+	}
+	if answers == 0 || answers > maxAnswers {
+		t.Fatalf("the main answered %d repeated accepts, want 1..%d", answers, maxAnswers)
 	}
 }

@@ -1,6 +1,7 @@
 package pairing
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +21,7 @@ const (
 	KindShare
 	// KindReply: spare → main. The spare's CPace message MSGb and its confirmation tag.
 	KindReply
-	// KindFinish: main → spare. The main's confirmation tag.
+	// KindFinish: main → spare. The main's confirmation tag and check-number nonce.
 	KindFinish
 	// KindAccept: either way, after the operator's approval; authenticated.
 	KindAccept
@@ -45,19 +46,26 @@ type Reason uint8
 
 const (
 	reasonInvalid Reason = iota
+	// ReasonWrongCode: the main could not confirm the spare's tag.
 	ReasonWrongCode
+	// ReasonBadMessage: a share did not decode or its AD was malformed.
 	ReasonBadMessage
+	// ReasonRejected: the operator refused the peer shown in pending.
 	ReasonRejected
+	// ReasonTimeout: the window, the join or an exchange ran out of time.
 	ReasonTimeout
+	// ReasonCancelled: the operator cancelled the window or the join.
 	ReasonCancelled
+	// ReasonConfirmFailed: the spare could not confirm the main's tag or nonce.
 	ReasonConfirmFailed
+	// ReasonTooManyAttempts: the window started MaxExchanges exchanges.
 	ReasonTooManyAttempts
+	// ReasonPersistFailed: the record could not be written.
 	ReasonPersistFailed
-	ReasonUnpaired
 )
 
 var reasonNames = [...]string{"invalid", "wrong-code", "bad-message", "rejected", "timeout",
-	"cancelled", "confirmation-failed", "too-many-attempts", "persist-failed", "unpaired"}
+	"cancelled", "confirmation-failed", "too-many-attempts", "persist-failed"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
@@ -101,42 +109,54 @@ var (
 //	hello   (none)
 //	share   CPace MSGa = lv(Ya) lv(ADa), 34..MaxLen-50 bytes
 //	reply   tag (64) | CPace MSGb = lv(Yb) lv(ADb)
-//	finish  tag (64)
+//	finish  tag (64) | R (32), the nonce whose SHA-256 ADa committed to
 //	accept  tag (32)
 //	reject  reason (1) | tag (32)
 //	abort   reason (1)
 //
-// AD (ADa, ADb) = lv(node name) lv(software version) lv(ed25519 key) lv(settings),
-// settings empty in the spare's.
+// AD (ADa, ADb) = lv(node name) lv(software version) lv(ed25519 key)
+// lv(settings) lv(SHA-256(R)), settings and commitment empty in the spare's.
 type Message struct {
 	Kind           Kind
 	From, To       uint64
 	NonceS, NonceM [NonceLen]byte
 	Share          []byte // share and reply: the CPace message
 	Tag            []byte // reply, finish: key-confirmation tag; accept, reject: session tag
+	Reveal         []byte // finish: the main's check-number nonce R
 	Reason         Reason // reject, abort
 }
 
-// bodyShape gives, per kind, whether it has a reason byte, the tag length
-// and whether a CPace message follows.
-func bodyShape(k Kind) (reason bool, tag int, share bool, ok bool) {
-	switch k {
-	case KindHello:
-		return false, 0, false, true
-	case KindShare:
-		return false, 0, true, true
-	case KindReply:
-		return false, cpace.TagLen, true, true
-	case KindFinish:
-		return false, cpace.TagLen, false, true
-	case KindAccept:
-		return false, authTagLen, false, true
-	case KindReject:
-		return true, authTagLen, false, true
-	case KindAbort:
-		return true, 0, false, true
+// shape is the body layout of a kind.
+type shape struct {
+	reason bool // a reason byte
+	tag    int  // tag length
+	reveal int  // reveal length, after the tag
+	share  bool // a CPace message fills the rest
+}
+
+func (s shape) fixed() int {
+	n := HeaderLen + s.tag + s.reveal
+	if s.reason {
+		n++
 	}
-	return false, 0, false, false
+	return n
+}
+
+var shapes = [...]shape{
+	KindHello:  {},
+	KindShare:  {share: true},
+	KindReply:  {tag: cpace.TagLen, share: true},
+	KindFinish: {tag: cpace.TagLen, reveal: revealLen},
+	KindAccept: {tag: authTagLen},
+	KindReject: {reason: true, tag: authTagLen},
+	KindAbort:  {reason: true},
+}
+
+func shapeOf(k Kind) (shape, bool) {
+	if k == kindInvalid || int(k) >= len(shapes) {
+		return shape{}, false
+	}
+	return shapes[k], true
 }
 
 // minShareLen: a CPace message holds at least lv(Y) and an empty lv(AD).
@@ -150,21 +170,22 @@ func validShare(b []byte) bool {
 
 // AppendBinary appends the encoded message to b.
 func (m *Message) AppendBinary(b []byte) ([]byte, error) {
-	hasReason, tagLen, hasShare, ok := bodyShape(m.Kind)
+	sh, ok := shapeOf(m.Kind)
 	switch {
 	case !ok:
 		return b, fmt.Errorf("%w: kind %d", ErrMalformed, m.Kind)
-	case len(m.Tag) != tagLen:
-		return b, fmt.Errorf("%w: %s tag of %d bytes, want %d", ErrMalformed, m.Kind, len(m.Tag), tagLen)
-	case hasShare != (len(m.Share) > 0):
+	case len(m.Tag) != sh.tag:
+		return b, fmt.Errorf("%w: %s tag of %d bytes, want %d", ErrMalformed, m.Kind, len(m.Tag), sh.tag)
+	case len(m.Reveal) != sh.reveal:
+		return b, fmt.Errorf("%w: %s reveal of %d bytes, want %d", ErrMalformed, m.Kind, len(m.Reveal), sh.reveal)
+	case sh.share != (len(m.Share) > 0):
 		return b, fmt.Errorf("%w: %s with a share of %d bytes", ErrMalformed, m.Kind, len(m.Share))
-	case hasShare && !validShare(m.Share):
+	case sh.share && !validShare(m.Share):
 		return b, fmt.Errorf("%w: CPace message of %d bytes", ErrMalformed, len(m.Share))
-	case hasReason != (m.Reason != reasonInvalid):
+	case sh.reason != (m.Reason != reasonInvalid) || int(m.Reason) >= len(reasonNames):
 		return b, fmt.Errorf("%w: %s with reason %v", ErrMalformed, m.Kind, m.Reason)
 	}
-	n := m.len(hasReason)
-	if n > MaxLen {
+	if n := sh.fixed() + len(m.Share); n > MaxLen {
 		return b, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, n, MaxLen)
 	}
 	b = append(b, Version, byte(m.Kind))
@@ -172,19 +193,12 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, m.To)
 	b = append(b, m.NonceS[:]...)
 	b = append(b, m.NonceM[:]...)
-	if hasReason {
+	if sh.reason {
 		b = append(b, byte(m.Reason))
 	}
 	b = append(b, m.Tag...)
+	b = append(b, m.Reveal...)
 	return append(b, m.Share...), nil
-}
-
-func (m *Message) len(hasReason bool) int {
-	n := HeaderLen + len(m.Tag) + len(m.Share)
-	if hasReason {
-		n++
-	}
-	return n
 }
 
 // MarshalBinary encodes the message.
@@ -194,8 +208,9 @@ func (m *Message) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes a message. Lengths are checked before any field
 // is read: a message shorter than its kind needs is io.ErrUnexpectedEOF,
-// one longer than MaxLen or with bytes its kind does not have is
-// ErrMalformed. Tag and Share are copied (one allocation), so b may be reused.
+// one longer than MaxLen, with bytes its kind does not have or with a
+// CPace message whose length prefixes do not add up is ErrMalformed. Tag,
+// Reveal and Share are copied (one allocation), so b may be reused.
 func (m *Message) UnmarshalBinary(b []byte) error {
 	if len(b) < 2 {
 		return io.ErrUnexpectedEOF
@@ -204,23 +219,22 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
 	kind := Kind(b[1])
-	hasReason, tagLen, hasShare, ok := bodyShape(kind)
+	sh, ok := shapeOf(kind)
 	if !ok {
 		return fmt.Errorf("%w: kind %d", ErrMalformed, b[1])
 	}
-	fixed := HeaderLen + tagLen
-	if hasReason {
-		fixed++
-	}
+	fixed := sh.fixed()
 	switch {
 	case len(b) > MaxLen:
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(b), MaxLen)
 	case len(b) < fixed:
 		return io.ErrUnexpectedEOF
-	case hasShare && len(b) < fixed+minShareLen:
+	case sh.share && len(b) < fixed+minShareLen:
 		return io.ErrUnexpectedEOF
-	case !hasShare && len(b) != fixed:
+	case !sh.share && len(b) != fixed:
 		return fmt.Errorf("%w: %s of %d bytes, want %d", ErrMalformed, kind, len(b), fixed)
+	case sh.share && !validShare(b[fixed:]):
+		return fmt.Errorf("%w: CPace message", ErrMalformed)
 	}
 	out := Message{Kind: kind}
 	out.From = binary.BigEndian.Uint64(b[2:])
@@ -228,25 +242,24 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 	copy(out.NonceS[:], b[18:34])
 	copy(out.NonceM[:], b[34:50])
 	rest := b[HeaderLen:]
-	if hasReason {
+	if sh.reason {
 		out.Reason = Reason(rest[0])
 		if out.Reason == reasonInvalid || int(out.Reason) >= len(reasonNames) {
 			return fmt.Errorf("%w: reason %d", ErrMalformed, rest[0])
 		}
 		rest = rest[1:]
 	}
-	if hasShare && !validShare(rest[tagLen:]) {
-		return fmt.Errorf("%w: CPace message", ErrMalformed)
-	}
 	if len(rest) > 0 {
-		body := append([]byte(nil), rest...)
-		out.Tag = body[:tagLen:tagLen]
-		if hasShare {
-			out.Share = body[tagLen:]
+		body := bytes.Clone(rest)
+		if sh.tag > 0 {
+			out.Tag = body[:sh.tag:sh.tag]
 		}
-	}
-	if tagLen == 0 {
-		out.Tag = nil
+		if sh.reveal > 0 {
+			out.Reveal = body[sh.tag : sh.tag+sh.reveal : sh.tag+sh.reveal]
+		}
+		if sh.share {
+			out.Share = body[sh.tag+sh.reveal:]
+		}
 	}
 	*m = out
 	return nil

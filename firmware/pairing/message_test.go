@@ -27,7 +27,9 @@ func sampleMessages() []Message {
 		with(KindHello, func(m *Message) { m.To, m.NonceM = 0, [16]byte{} }),
 		with(KindShare, func(m *Message) { m.Share = share }),
 		with(KindReply, func(m *Message) { m.Share, m.Tag = share, bytes.Repeat([]byte{9}, cpace.TagLen) }),
-		with(KindFinish, func(m *Message) { m.Tag = bytes.Repeat([]byte{8}, cpace.TagLen) }),
+		with(KindFinish, func(m *Message) {
+			m.Tag, m.Reveal = bytes.Repeat([]byte{8}, cpace.TagLen), bytes.Repeat([]byte{4}, revealLen)
+		}),
 		with(KindAccept, func(m *Message) { m.Tag = bytes.Repeat([]byte{6}, authTagLen) }),
 		with(KindReject, func(m *Message) { m.Reason, m.Tag = ReasonTimeout, bytes.Repeat([]byte{5}, authTagLen) }),
 		with(KindAbort, func(m *Message) { m.Reason = ReasonWrongCode }),
@@ -83,6 +85,7 @@ func TestMessageErrors(t *testing.T) {
 	for name, m := range map[string]Message{
 		"hello with a tag":     {Kind: KindHello, Tag: []byte{1}},
 		"finish without a tag": {Kind: KindFinish},
+		"finish without R":     {Kind: KindFinish, Tag: make([]byte, cpace.TagLen)},
 		"share without share":  {Kind: KindShare},
 		"abort without reason": {Kind: KindAbort},
 		"accept with reason":   {Kind: KindAccept, Tag: make([]byte, authTagLen), Reason: ReasonTimeout},
@@ -104,7 +107,8 @@ func TestLargestShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	set = append(set, make([]byte, maxSettingsLen-len(set))...)
-	ad := encodeAD(strings.Repeat("n", MaxNameLen), strings.Repeat("v", MaxSoftwareLen), make(ed25519.PublicKey, 32), set)
+	ad := encodeAD(adFields{strings.Repeat("n", MaxNameLen), strings.Repeat("v", MaxSoftwareLen),
+		make(ed25519.PublicKey, 32), set, make([]byte, 32)})
 	m := Message{Kind: KindReply, Tag: make([]byte, cpace.TagLen), Share: cpace.PrefixFreeCat(make([]byte, cpace.ShareLen), ad)}
 	b, err := m.MarshalBinary()
 	if err != nil {
@@ -143,4 +147,12 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n in %x\nout %x", b, out)
 		}
 	})
+}
+
+func TestUnmarshalAllocs(t *testing.T) {
+	b, _ := (&sampleMessages()[2]).MarshalBinary() // a reply: tag and share
+	var m Message
+	if n := testing.AllocsPerRun(100, func() { m.UnmarshalBinary(b) }); n > 1 {
+		t.Fatalf("%v allocations per decode, want 1", n)
+	}
 }

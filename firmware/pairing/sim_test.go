@@ -46,6 +46,11 @@ type simNode struct {
 	forgot    int
 }
 
+type histEntry struct {
+	id uint64
+	a  Action
+}
+
 type envelope struct {
 	from uint64
 	msg  Message
@@ -61,6 +66,7 @@ type simNet struct {
 	order  []uint64
 	queue  []envelope
 	tap    []Message
+	hist   []histEntry // every action of every node, in the order they happened
 	tamper func(e *envelope) (drop bool)
 }
 
@@ -91,6 +97,7 @@ func (n *simNet) take(id uint64, acts []Action) {
 	nd := n.nodes[id]
 	nd.acts = append(nd.acts, acts...)
 	for _, a := range acts {
+		n.hist = append(n.hist, histEntry{id, a})
 		switch a := a.(type) {
 		case Send:
 			n.queue = append(n.queue, envelope{from: id, msg: a.Msg})

@@ -61,7 +61,8 @@ func waitOperUp(t *testing.T, name string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s: operstate not up after 5s", name)
+	state, _ := os.ReadFile("/sys/class/net/" + name + "/operstate")
+	t.Fatalf("%s: operstate %q, not up after 5s", name, bytes.TrimSpace(state))
 }
 
 func ip(args ...string) error {

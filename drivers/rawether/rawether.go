@@ -23,6 +23,54 @@ import (
 // Linux.
 var ErrNotSupported = errors.New("rawether: not supported on this system")
 
+// ErrLinkDown is wrapped by Recv and Send when the interface went down or
+// away under the Conn (ENETDOWN, ENXIO, ENODEV). A Conn on an interface
+// that was deleted and created again under the same name stays bound to
+// the old one until Refresh.
+var ErrLinkDown = errors.New("rawether: interface down or gone")
+
+// ErrNoInterface is wrapped by Refresh when no interface has the Conn's
+// name.
+var ErrNoInterface = errors.New("rawether: no such interface")
+
+// ErrTruncated is wrapped by Recv when a payload was longer than the
+// caller's buffer: the first len(buf) bytes were copied. The next Recv
+// goes on at once.
+var ErrTruncated = errors.New("rawether: payload truncated")
+
+// Filter selects the frames a Conn receives. On Linux it is a socket
+// filter (classic BPF): frames it refuses never leave the kernel.
+type Filter struct {
+	// Match lists byte strings the payload must hold at given offsets.
+	Match []Match
+	// MinLen and MaxLen bound the payload length, Ethernet padding
+	// included (0: no bound).
+	MinLen, MaxLen int
+}
+
+// Match is a condition of a Filter: the payload holds Value at Offset.
+type Match struct {
+	Offset int
+	Value  []byte
+}
+
+// Accepts reports whether the filter passes payload; the in-memory fakes
+// use it, and tests compare it with the kernel's verdict.
+func (f *Filter) Accepts(payload []byte) bool {
+	if f == nil {
+		return true
+	}
+	if len(payload) < f.MinLen || (f.MaxLen > 0 && len(payload) > f.MaxLen) {
+		return false
+	}
+	for _, m := range f.Match {
+		if m.Offset < 0 || m.Offset+len(m.Value) > len(payload) || string(payload[m.Offset:m.Offset+len(m.Value)]) != string(m.Value) {
+			return false
+		}
+	}
+	return true
+}
+
 // Broadcast is the Ethernet broadcast address, the default destination of
 // heartbeats when no peer MAC is configured.
 var Broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -43,6 +91,13 @@ type Conn interface {
 	SetReadDeadline(t time.Time) error
 	// Addr returns the interface's MAC address.
 	Addr() net.HardwareAddr
+	// Refresh looks the interface up by name again. When it was deleted
+	// and created again (another index), Refresh opens a socket on the new
+	// one with the same EtherType and filter, closes the old one (a Recv
+	// blocked on it goes on with the new one) and reports true. It
+	// returns an error wrapping ErrNoInterface while the name is missing.
+	// It is safe to call from any goroutine.
+	Refresh() (reopened bool, err error)
 	// Close closes the Conn and unblocks Recv.
 	Close() error
 }

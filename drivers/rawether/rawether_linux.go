@@ -14,11 +14,13 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/jsimonetti/rtnetlink"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,14 +28,14 @@ const headerLen = 14 // destination, source, EtherType
 
 // conn is a Conn on an AF_PACKET SOCK_RAW socket.
 type conn struct {
-	c     *packet.Conn
-	rc    syscall.RawConn
-	mac   net.HardwareAddr
-	etype ethernet.EtherType
-	mtu   int
-	name  string
+	name   string
+	etype  ethernet.EtherType
+	filter []bpf.RawInstruction
 
 	closed atomic.Bool
+
+	smu sync.Mutex // guards s and serialises Refresh
+	s   *sock
 
 	wmu     sync.Mutex
 	wbuf    []byte // header and payload of the frame being sent
@@ -47,24 +49,54 @@ type conn struct {
 	readFn func(fd uintptr) bool // c.read, bound once
 }
 
+// sock is the socket on one incarnation of the interface.
+type sock struct {
+	pc    *packet.Conn
+	rc    syscall.RawConn
+	index int
+	mac   net.HardwareAddr
+	mtu   int
+}
+
 // Listen opens a raw Ethernet socket on interface ifname that receives the
-// frames of etherType addressed to the interface (unicast or broadcast).
-// It needs CAP_NET_RAW.
-func Listen(ifname string, etherType uint16) (Conn, error) {
-	ifi, err := net.InterfaceByName(ifname)
+// frames of etherType addressed to the interface (unicast or broadcast)
+// that filter accepts (nil: all). It needs CAP_NET_RAW.
+func Listen(ifname string, etherType uint16, filter *Filter) (Conn, error) {
+	prog, err := assemble(etherType, filter)
 	if err != nil {
-		return nil, fmt.Errorf("rawether: %w", err)
+		return nil, fmt.Errorf("rawether: filter: %w", err)
+	}
+	c := &conn{name: ifname, etype: ethernet.EtherType(etherType), filter: prog}
+	s, err := c.open()
+	if err != nil {
+		return nil, err
+	}
+	c.s = s
+	c.wbuf = make([]byte, 0, headerLen+s.mtu)
+	c.rbuf = make([]byte, headerLen+s.mtu)
+	c.writeFn = c.write
+	c.readFn = c.read
+	return c, nil
+}
+
+// open opens a socket on the interface now named c.name.
+func (c *conn) open() (*sock, error) {
+	ifi, err := net.InterfaceByName(c.name)
+	if err != nil {
+		return nil, fmt.Errorf("rawether: %w: %w", ErrNoInterface, err)
 	}
 	if len(ifi.HardwareAddr) != 6 {
-		return nil, fmt.Errorf("rawether: %s is not an Ethernet interface (hardware address %q)", ifname, ifi.HardwareAddr)
+		return nil, fmt.Errorf("rawether: %s is not an Ethernet interface (hardware address %q)", c.name, ifi.HardwareAddr)
 	}
-	pc, err := packet.Listen(ifi, packet.Raw, int(etherType), nil)
+	// The filter is attached before the socket is bound: no frame it
+	// refuses is ever queued.
+	pc, err := packet.Listen(ifi, packet.Raw, int(c.etype), &packet.Config{Filter: c.filter})
 	if err != nil {
-		return nil, fmt.Errorf("rawether: listen on %s: %w", ifname, err)
+		return nil, fmt.Errorf("rawether: listen on %s: %w", c.name, err)
 	}
 	rc, err := pc.SyscallConn()
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("rawether: %s: %w", ifname, err), pc.Close())
+		return nil, errors.Join(fmt.Errorf("rawether: %s: %w", c.name, err), pc.Close())
 	}
 	// Do not receive the frames that leave this host on the interface
 	// (Linux 4.20 and later). On older kernels Recv drops frames whose
@@ -76,28 +108,103 @@ func Listen(ifname string, etherType uint16) (Conn, error) {
 	if mtu <= 0 {
 		mtu = 1500
 	}
-	c := &conn{
-		c:     pc,
-		rc:    rc,
-		mac:   bytes.Clone(ifi.HardwareAddr),
-		etype: ethernet.EtherType(etherType),
-		mtu:   mtu,
-		name:  ifname,
-		wbuf:  make([]byte, 0, headerLen+mtu),
-		rbuf:  make([]byte, headerLen+mtu),
-	}
-	c.writeFn = c.write
-	c.readFn = c.read
-	return c, nil
+	return &sock{pc: pc, rc: rc, index: ifi.Index, mac: bytes.Clone(ifi.HardwareAddr), mtu: mtu}, nil
 }
 
-func (c *conn) Addr() net.HardwareAddr { return bytes.Clone(c.mac) }
+// assemble builds the socket filter: the EtherType, then filter's
+// conditions on the payload. The kernel runs it on the whole frame, VLAN
+// tag removed.
+func assemble(etherType uint16, f *Filter) ([]bpf.RawInstruction, error) {
+	if f == nil {
+		return nil, nil
+	}
+	var prog []bpf.Instruction
+	// Each test jumps to the final "drop" when it fails; the skip is filled
+	// in once the length of the program is known.
+	var fails []int
+	test := func(load bpf.Instruction, cond bpf.JumpTest, val uint32) {
+		prog = append(prog, load)
+		fails = append(fails, len(prog))
+		prog = append(prog, bpf.JumpIf{Cond: cond, Val: val})
+	}
+	test(bpf.LoadAbsolute{Off: 12, Size: 2}, bpf.JumpEqual, uint32(etherType))
+	if f.MinLen > 0 {
+		test(bpf.LoadExtension{Num: bpf.ExtLen}, bpf.JumpGreaterOrEqual, uint32(headerLen+f.MinLen))
+	}
+	if f.MaxLen > 0 {
+		test(bpf.LoadExtension{Num: bpf.ExtLen}, bpf.JumpLessOrEqual, uint32(headerLen+f.MaxLen))
+	}
+	for _, m := range f.Match {
+		if m.Offset < 0 {
+			return nil, fmt.Errorf("negative offset %d", m.Offset)
+		}
+		for i := 0; i < len(m.Value); {
+			size := min(4, len(m.Value)-i)
+			if size == 3 {
+				size = 2
+			}
+			var v uint32
+			for _, b := range m.Value[i : i+size] {
+				v = v<<8 | uint32(b)
+			}
+			test(bpf.LoadAbsolute{Off: uint32(headerLen + m.Offset + i), Size: size}, bpf.JumpEqual, v)
+			i += size
+		}
+	}
+	prog = append(prog, bpf.RetConstant{Val: 0x40000}, bpf.RetConstant{Val: 0})
+	drop := len(prog) - 1
+	for _, i := range fails {
+		j := prog[i].(bpf.JumpIf)
+		skip := drop - i - 1
+		if skip > 255 {
+			return nil, errors.New("filter too long")
+		}
+		j.SkipFalse = uint8(skip)
+		prog[i] = j
+	}
+	return bpf.Assemble(prog)
+}
 
-func (c *conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+// cur returns the current socket.
+func (c *conn) cur() *sock {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.s
+}
+
+func (c *conn) Addr() net.HardwareAddr { return bytes.Clone(c.cur().mac) }
+
+func (c *conn) SetReadDeadline(t time.Time) error { return c.cur().pc.SetReadDeadline(t) }
+
+func (c *conn) Refresh() (bool, error) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.closed.Load() {
+		return false, fmt.Errorf("rawether: refresh %s: %w", c.name, net.ErrClosed)
+	}
+	ifi, err := net.InterfaceByName(c.name)
+	if err != nil {
+		return false, fmt.Errorf("rawether: refresh: %w: %w", ErrNoInterface, err)
+	}
+	if ifi.Index == c.s.index {
+		return false, nil
+	}
+	s, err := c.open()
+	if err != nil {
+		return false, err
+	}
+	// The new socket has no read deadline; a Recv blocked on the old
+	// one goes on without one too.
+	old := c.s
+	c.s = s
+	return true, old.pc.Close()
+}
 
 func (c *conn) Close() error {
+	c.smu.Lock()
+	defer c.smu.Unlock()
 	c.closed.Store(true)
-	if err := c.c.Close(); err != nil {
+	if err := c.s.pc.Close(); err != nil {
 		return fmt.Errorf("rawether: close %s: %w", c.name, err)
 	}
 	return nil
@@ -107,25 +214,34 @@ func (c *conn) Send(dst net.HardwareAddr, payload []byte) error {
 	if len(dst) != 6 {
 		return fmt.Errorf("rawether: send on %s: bad destination %q", c.name, dst)
 	}
-	if len(payload) > c.mtu {
-		return fmt.Errorf("rawether: send on %s: payload of %d bytes exceeds MTU %d", c.name, len(payload), c.mtu)
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	s := c.cur()
+	if len(payload) > s.mtu {
+		return fmt.Errorf("rawether: send on %s: payload of %d bytes exceeds MTU %d", c.name, len(payload), s.mtu)
+	}
 	b := append(c.wbuf[:0], dst...)
-	b = append(b, c.mac...)
+	b = append(b, s.mac...)
 	b = binary.BigEndian.AppendUint16(b, uint16(c.etype))
 	c.wbuf = append(b, payload...)
 	c.werr = nil
 	// The socket is bound to the interface and the EtherType: write(2)
 	// needs no address, and the bound closure does not allocate.
-	if err := c.rc.Write(c.writeFn); err != nil {
+	if err := s.rc.Write(c.writeFn); err != nil {
 		return fmt.Errorf("rawether: send on %s: %w", c.name, c.closedErr(err))
 	}
 	if c.werr != nil {
-		return fmt.Errorf("rawether: send on %s: %w", c.name, os.NewSyscallError("write", c.werr))
+		return fmt.Errorf("rawether: send on %s: %w", c.name, linkErr(os.NewSyscallError("write", c.werr)))
 	}
 	return nil
+}
+
+// linkErr marks the errors of a socket whose interface went down or away.
+func linkErr(err error) error {
+	if errors.Is(err, unix.ENETDOWN) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("%w: %w", ErrLinkDown, err)
+	}
+	return err
 }
 
 // closedErr makes the error of an operation on a closed Conn ("use of
@@ -152,39 +268,51 @@ func (c *conn) Recv(buf []byte) (int, net.HardwareAddr, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
+		s := c.cur()
 		c.rn, c.rerr = 0, nil
-		// read(2) on the bound socket through the poller: deadlines and
-		// Close apply, and nothing is allocated per frame.
-		if err := c.rc.Read(c.readFn); err != nil {
+		// recvfrom(2) on the bound socket through the poller: deadlines
+		// and Close apply, and nothing is allocated per frame.
+		if err := s.rc.Read(c.readFn); err != nil {
+			if !c.closed.Load() && c.cur() != s {
+				continue // Refresh replaced the socket
+			}
 			return 0, nil, fmt.Errorf("rawether: recv on %s: %w", c.name, c.closedErr(err))
 		}
 		if c.rerr != nil {
-			return 0, nil, fmt.Errorf("rawether: recv on %s: %w", c.name, os.NewSyscallError("read", c.rerr))
+			return 0, nil, fmt.Errorf("rawether: recv on %s: %w", c.name, linkErr(os.NewSyscallError("recvfrom", c.rerr)))
 		}
-		b := c.rbuf[:c.rn]
-		if len(b) < headerLen {
+		if c.rn < headerLen {
 			continue // runt frame
 		}
+		b := c.rbuf[:min(c.rn, len(c.rbuf))]
 		src := b[6:12]
-		if ethernet.EtherType(binary.BigEndian.Uint16(b[12:14])) != c.etype || bytes.Equal(src, c.mac) {
+		if ethernet.EtherType(binary.BigEndian.Uint16(b[12:14])) != c.etype || bytes.Equal(src, s.mac) {
 			continue // not ours, or our own frame looped back
 		}
+		// rn is the frame's real length (MSG_TRUNC), even when it was
+		// longer than rbuf (the MTU grew since the socket was opened).
 		payload := b[headerLen:]
 		m := copy(buf, payload)
-		if m < len(payload) {
-			return m, bytes.Clone(src), fmt.Errorf("rawether: recv on %s: payload of %d bytes truncated to %d", c.name, len(payload), m)
+		if full := c.rn - headerLen; m < full {
+			return m, bytes.Clone(src), fmt.Errorf("rawether: recv on %s: %w: %d bytes, buffer %d", c.name, ErrTruncated, full, len(buf))
 		}
 		return m, bytes.Clone(src), nil
 	}
 }
 
 // read runs inside RawConn.Read; it returns false to wait for a frame.
+// MSG_TRUNC makes recvfrom return the frame's length even when it did not
+// fit; the raw system call avoids the allocation of a source address.
 func (c *conn) read(fd uintptr) bool {
-	n, err := unix.Read(int(fd), c.rbuf)
-	if err == unix.EAGAIN || err == unix.EINTR {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), unix.MSG_TRUNC, 0, 0)
+	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return false
 	}
-	c.rn, c.rerr = n, err
+	if errno != 0 {
+		c.rerr = errno
+		return true
+	}
+	c.rn = int(n)
 	return true
 }
 

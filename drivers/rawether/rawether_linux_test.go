@@ -61,7 +61,8 @@ func waitOperUp(t *testing.T, name string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s: operstate not up after 5s", name)
+	state, _ := os.ReadFile("/sys/class/net/" + name + "/operstate")
+	t.Fatalf("%s: operstate %q, not up after 5s", name, bytes.TrimSpace(state))
 }
 
 func ip(args ...string) error {
@@ -74,7 +75,7 @@ func ip(args ...string) error {
 
 func listen(t *testing.T, name string) Conn {
 	t.Helper()
-	c, err := Listen(name, testEtherType)
+	c, err := Listen(name, testEtherType, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestExchange(t *testing.T) {
 func TestOtherEtherTypeIgnored(t *testing.T) {
 	na, nb := vethPair(t)
 	b := listen(t, nb)
-	other, err := Listen(na, 0x88B6)
+	other, err := Listen(na, 0x88B6, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestWireFormat(t *testing.T) {
 	na, nb := vethPair(t)
 	a := listen(t, na)
 	// A second socket on b for every EtherType sees the whole frame.
-	raw, err := Listen(nb, 0x0003) // ETH_P_ALL
+	raw, err := Listen(nb, 0x0003, nil) // ETH_P_ALL
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestWireFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		n, _, err := rc.c.ReadFrom(rc.rbuf) // the whole frame, header included
+		n, _, err := rc.cur().pc.ReadFrom(rc.rbuf) // the whole frame, header included
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,17 +189,17 @@ func TestErrors(t *testing.T) {
 	if err := a.Send(Broadcast, make([]byte, 1501)); err == nil {
 		t.Error("Send beyond the MTU succeeded")
 	}
-	if _, err := Listen("pgre-missing", testEtherType); err == nil {
+	if _, err := Listen("pgre-missing", testEtherType, nil); err == nil {
 		t.Error("Listen on a missing interface succeeded")
 	}
-	if _, err := Listen("lo", testEtherType); err == nil {
+	if _, err := Listen("lo", testEtherType, nil); err == nil {
 		t.Error("Listen on lo (no Ethernet address) succeeded")
 	}
 }
 
 func TestCloseUnblocksRecv(t *testing.T) {
 	na, _ := vethPair(t)
-	a, err := Listen(na, testEtherType)
+	a, err := Listen(na, testEtherType, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func BenchmarkSend(b *testing.B) {
 	defer ip("link", "del", name+"a")
 	ip("link", "set", name+"a", "up")
 	ip("link", "set", name+"b", "up")
-	c, err := Listen(name+"a", testEtherType)
+	c, err := Listen(name+"a", testEtherType, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // Listen returns ErrNotSupported on this system.
-func Listen(ifname string, etherType uint16) (Conn, error) {
+func Listen(ifname string, etherType uint16, filter *Filter) (Conn, error) {
 	return nil, fmt.Errorf("rawether: listen on %s: %w", ifname, ErrNotSupported)
 }
 

@@ -76,13 +76,13 @@ type Daemon struct {
 
 	holds        bool // the service address is on the interface
 	releaseErr   error
-	peerBoot     uint64 // the peer's boot id last persisted
 	lastTakeover takeoverInfo
 	captures     []*capture
 	capturing    atomic.Bool // a capture is running: receivers keep the raw bytes
 	mirror       Mirror
 	panelDev     *Panel
 	panel        *frontPanel
+	wire         wireState
 
 	wg sync.WaitGroup
 }
@@ -91,15 +91,6 @@ type takeoverInfo struct {
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason"`
 	Epoch  uint64    `json:"epoch"`
-}
-
-type received struct {
-	path  engine.Path
-	f     frame.Frame
-	err   error
-	raw   []byte
-	src   net.HardwareAddr
-	atMon time.Duration
 }
 
 // New prepares a daemon from a validated config and its connections.
@@ -123,7 +114,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		events:   make(chan engine.Event, 64),
 		ctl:      make(chan func()),
 		reload:   make(chan *config.Config, 1),
-		buf:      make([]byte, 0, frame.Len),
+		buf:      make([]byte, 0, frame.MaxLen),
 		mirror:   noMirror{},
 		panelDev: deps.Panel,
 	}
@@ -147,6 +138,10 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	ecfg := cfg.Engine
 	ecfg.NodeID = d.nodeID
 	ecfg.Software = Version
+	ecfg.BootID = d.bootID
+	if ecfg.Nonce, err = newNonce(); err != nil {
+		return nil, err
+	}
 	if d.eng, err = engine.New(ecfg, epoch, 0); err != nil {
 		return nil, err
 	}
@@ -305,167 +300,6 @@ func (d *Daemon) prefixes() []netip.Prefix {
 		ps = append(ps, d.cfg.LAN1.Prefix6)
 	}
 	return ps
-}
-
-func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) {
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		buf := make([]byte, 1600)
-		for ctx.Err() == nil {
-			n, src, err := c.Recv(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
-					return
-				}
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					continue
-				}
-				d.log.Warn("receive failed", "path", path, "err", err)
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			r := received{path: path, src: src, atMon: d.mono()}
-			r.err = frame.Decode(buf[:n], d.key, &r.f)
-			if d.capturing.Load() {
-				r.raw = append([]byte(nil), buf[:n]...)
-			}
-			select {
-			case d.rx <- r:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	go func() { <-ctx.Done(); c.Close() }()
-}
-
-// receive handles one frame from a receive goroutine: counts it, checks
-// replay and feeds the engine.
-func (d *Daemon) receive(r received) {
-	if r.raw != nil { // kept only while a capture runs
-		d.feedCaptures(r.path, r.src, r.raw, false)
-	}
-	if r.err != nil {
-		d.frames.Record(r.err)
-		var ve *frame.VersionError
-		if errors.As(r.err, &ve) {
-			d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: ve.Version}))
-		}
-		return
-	}
-	if err := d.replay.Check(r.f.NodeID, r.f.BootID, r.f.Seq); err != nil {
-		d.frames.Record(err)
-		return
-	}
-	d.frames.Record(nil)
-	if r.f.BootID > d.peerBoot && r.f.NodeID != d.nodeID {
-		d.peerBoot = r.f.BootID
-		if err := d.state.saveReplay(d.replay); err != nil {
-			d.log.Warn("cannot persist the peer's boot id", "err", err)
-		}
-	}
-	d.apply(d.eng.Step(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)}))
-}
-
-func peerInfo(f *frame.Frame) engine.PeerInfo {
-	kind := engine.FrameHeartbeat
-	switch f.Type {
-	case frame.TypeRelease:
-		kind = engine.FrameRelease
-	case frame.TypePairHello:
-		kind = engine.FrameHello
-	}
-	return engine.PeerInfo{
-		Kind:       kind,
-		NodeID:     f.NodeID,
-		Mode:       engine.Mode(f.Mode),
-		Role:       engine.Role(f.Role),
-		Preferred:  f.Flags.Has(frame.FlagPreferred),
-		Handover:   f.Flags.Has(frame.FlagHandover),
-		Eligible:   f.Flags.Has(frame.FlagEligible),
-		Epoch:      f.Epoch,
-		Data:       engine.DataState(f.DataState),
-		Generation: f.Generation,
-		History:    f.History,
-		Mirror:     engine.MirrorState(f.MirrorState),
-		Percent:    f.MirrorPercent,
-		Software:   f.Software,
-		Seq:        f.Seq,
-	}
-}
-
-// frameFrom builds the frame this node sends now.
-func (d *Daemon) frameFrom(st engine.Status, kind engine.FrameKind) frame.Frame {
-	t := frame.TypeHeartbeat
-	switch kind {
-	case engine.FrameRelease:
-		t = frame.TypeRelease
-	case engine.FrameHello:
-		t = frame.TypePairHello
-	}
-	var fl frame.Flags
-	if st.Preferred {
-		fl |= frame.FlagPreferred
-	}
-	if st.Handover {
-		fl |= frame.FlagHandover
-	}
-	if st.Eligible {
-		fl |= frame.FlagEligible
-	}
-	return frame.Frame{
-		Type:          t,
-		Flags:         fl,
-		PairID:        d.key.PairID(),
-		NodeID:        d.nodeID,
-		Mode:          uint8(st.Mode),
-		Role:          uint8(st.Role),
-		DataState:     uint8(st.Data),
-		MirrorState:   uint8(st.Mirror),
-		MirrorPercent: st.Percent,
-		Epoch:         st.Epoch,
-		BootID:        d.bootID,
-		Generation:    st.Generation,
-		History:       st.History,
-		Software:      Version,
-	}
-}
-
-func (d *Daemon) send(a engine.Send) {
-	f := d.frameFrom(d.eng.Status(), a.Kind)
-	copies := 1
-	if a.Kind == engine.FrameRelease {
-		copies = 3 // a lost RELEASE costs a failover-time; send it thrice
-	}
-	for range copies {
-		for _, p := range []struct {
-			on   bool
-			c    rawether.Conn
-			path engine.Path
-		}{{a.LAN2, d.deps.LAN2, engine.PathLAN2}, {a.LAN1, d.deps.LAN1, engine.PathLAN1}} {
-			if !p.on || p.c == nil {
-				continue
-			}
-			d.seq++
-			f.Seq = d.seq
-			f.Flags &^= frame.FlagLAN1
-			if p.path == engine.PathLAN1 {
-				f.Flags |= frame.FlagLAN1
-			}
-			b, err := f.AppendBinary(d.buf[:0], d.key)
-			if err != nil {
-				d.log.Error("cannot encode a frame", "err", err)
-				return
-			}
-			if err := p.c.Send(rawether.Broadcast, b); err != nil {
-				d.log.Debug("send failed", "path", p.path, "err", err)
-				continue
-			}
-			d.frames.Sent.Add(1)
-			d.feedCaptures(p.path, p.c.Addr(), b, true)
-		}
-	}
 }
 
 // apply carries out the engine's actions in order (see the engine's package doc).

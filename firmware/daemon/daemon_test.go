@@ -170,10 +170,13 @@ func TestDaemonPairAndHostileFrames(t *testing.T) {
 	forged := frame.Frame{Type: frame.TypeHeartbeat, NodeID: 77, Role: 2, Epoch: 99, BootID: 1, Seq: 1, PairID: frame.NewKey([]byte("another-pair-key-00000")).PairID()}
 	fb, _ := forged.AppendBinary(nil, frame.NewKey([]byte("another-pair-key-00000")))
 	evil.Send(rawether.Broadcast, fb)
+	bad := append([]byte(nil), genuine...)
+	bad[len(bad)-1] ^= 1
+	evil.Send(rawether.Broadcast, bad)
 	evil.Send(rawether.Broadcast, []byte("PG\x01"))
 	waitFor(t, "hostile frames counted", func() bool {
 		f := s.report(t).Frames
-		return f.Replayed > before.Replayed && f.Forged > before.Forged && f.Short > before.Short
+		return f.Replayed > before.Replayed && f.Forged > before.Forged && f.Foreign > before.Foreign && f.Short > before.Short
 	})
 	r := s.report(t)
 	if r.Role != "secondary" || r.Epoch != 1 {

@@ -30,14 +30,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		}
 	}
 	if cfg.Engine.Mode != engine.ModeIndependent {
-		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType)
+		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType, frameFilter(cfg.Key))
 		if err != nil {
 			return nil, fmt.Errorf("lan2.interface %q: %w", cfg.LAN2.Interface, err)
 		}
 		deps.LAN2 = lan2
 		deps.Closers = append(deps.Closers, lan2.Close)
 		if cfg.LAN1.Interface != "" {
-			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType)
+			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType, frameFilter(cfg.Key))
 			if err != nil {
 				log.Warn("no heartbeats on LAN 1; a cut failover line will look like a dead peer to the guard's first check", "interface", cfg.LAN1.Interface, "err", err)
 			} else {
@@ -74,7 +74,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		}
 		deps.Closers = append(deps.Closers, a.Close)
 		if cfg.LAN1.VirtualMAC {
-			vmac := addr.VirtualMAC(config.PairID(cfg.Key))
+			vmac := addr.VirtualMAC(frame.PairID(cfg.Key))
 			m, err := addr.OpenMacvlan(cfg.LAN1.Interface, macvlanName, vmac)
 			if err != nil {
 				closeAll()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,8 +122,11 @@ func (d stateDir) loadReplay(r *frame.Replay) error {
 	return nil
 }
 
-func (d stateDir) saveReplay(r *frame.Replay) error {
-	b, err := json.Marshal(r.Snapshot())
+// saveReplay persists the replay marks of the peers (not those of self,
+// the node's own reflected frames).
+func (d stateDir) saveReplay(r *frame.Replay, self uint64) error {
+	marks := slices.DeleteFunc(r.Snapshot(), func(m frame.Mark) bool { return m.NodeID == self })
+	b, err := json.Marshal(marks)
 	if err != nil {
 		return err
 	}

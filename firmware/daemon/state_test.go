@@ -42,7 +42,10 @@ func TestReplayMarksSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := d.saveReplay(r); err != nil {
+	if err := r.Check(7, 9, 1); err != nil { // this node's own frame, reflected
+		t.Fatal(err)
+	}
+	if err := d.saveReplay(r, 7); err != nil {
 		t.Fatal(err)
 	}
 	// After a restart of this node, a frame recorded from the peer's boot 3
@@ -59,5 +62,8 @@ func TestReplayMarksSurviveRestart(t *testing.T) {
 	}
 	if err := r2.Check(42, 4, 1); err != nil {
 		t.Errorf("the peer's next boot refused: %v", err)
+	}
+	if marks := r2.Snapshot(); len(marks) != 1 || marks[0].NodeID != 42 {
+		t.Errorf("marks %+v, want the peer's only", marks)
 	}
 }

@@ -18,6 +18,18 @@
 //
 // An action that needs an answer (StartProbe, RunHook with Wait, FlushMirror)
 // is answered later with an event (ProbeDone, HookDone, FlushDone).
+//
+// Frames. Send carries the PeerInfo to put on the wire; FrameReceived
+// brings the peer's. Every frame carries the sender's nonce, drawn at each
+// start (Config.Nonce), and echoes the last nonce the sender heard from its
+// peer. Freshness: a frame that does not echo this node's nonce proves
+// nothing about the peer now (it may have been recorded before this node
+// started); it moves nothing and is answered with a heartbeat when its
+// nonce is new to this node, so that the peer can prove itself within a
+// round trip. Reflections: a frame with this node's id and nonce (or an
+// older boot id) is its own, sent back; dropped (FrameDropped) and never an
+// alarm. A frame with this node's id that it did not send raises
+// duplicate-node-id, which clears after connection-wait-time without one.
 package engine
 
 import (
@@ -36,6 +48,11 @@ type Config struct {
 	OnLineLoss LineLoss
 	Witness    bool // a witness is configured: without it a node is never primary
 	Software   string
+	// BootID and Nonce identify this start of the node: the persisted boot
+	// counter and a random value, not zero in main or spare mode. They are
+	// fixed by New; Reconfigure keeps them.
+	BootID uint64
+	Nonce  uint64
 	Durations
 }
 
@@ -99,6 +116,8 @@ type Engine struct {
 	lan2Epoch  uint64        // the peer's epoch in its last frame on LAN 2
 	incompat   time.Duration // last incompatible frame
 	everIncomp bool
+	echo       uint64        // the nonce of the last frame that passed the replay window (0: none)
+	duplicate  time.Duration // last frame of another node with this node's id
 
 	data       DataState
 	generation uint64
@@ -139,6 +158,9 @@ type probeResult struct {
 func New(cfg Config, epoch uint64, now time.Duration) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Mode != ModeIndependent && cfg.Nonce == 0 {
+		return nil, errors.New("engine: a node of a pair needs a nonzero nonce")
 	}
 	e := &Engine{
 		cfg:       cfg,
@@ -185,6 +207,7 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	if cfg.Witness != e.cfg.Witness {
 		e.witnessOK = !cfg.Witness
 	}
+	cfg.BootID, cfg.Nonce = e.cfg.BootID, e.cfg.Nonce
 	e.cfg = cfg
 	return nil
 }
@@ -368,7 +391,24 @@ func (e *Engine) Tick(now time.Duration) []Action {
 func (e *Engine) stepFrame(ev FrameReceived) {
 	p := ev.Peer
 	if p.NodeID == e.cfg.NodeID {
-		e.raise(AlarmDuplicateNodeID, "the peer uses this node's id")
+		if p.Nonce == e.cfg.Nonce || p.BootID < e.cfg.BootID {
+			// Our own frame, sent back (a loop, or a host that reflects
+			// it): nothing to say about any peer.
+			e.emit(FrameDropped{Reason: DropReflected})
+			return
+		}
+		e.duplicate = e.now
+		e.raise(AlarmDuplicateNodeID, fmt.Sprintf("node with this node's id, boot %d, on %s", p.BootID, ev.Path))
+		return
+	}
+	if p.Nonce != e.echo {
+		// A new start of the peer (or the first frame heard): answer at
+		// once so that it can prove its frames fresh within a round trip.
+		e.echo = p.Nonce
+		e.sendHeartbeat(true, true)
+	}
+	if p.Echo != e.cfg.Nonce {
+		e.emit(FrameDropped{Reason: DropStale})
 		return
 	}
 	e.peer, e.peerHeard = p, true
@@ -477,6 +517,9 @@ func (e *Engine) stepCommand(c Command) {
 
 // evaluate applies the time-driven rules.
 func (e *Engine) evaluate() {
+	if _, ok := e.alarms[AlarmDuplicateNodeID]; ok && e.now-e.duplicate >= e.cfg.ConnectionWait {
+		e.clear(AlarmDuplicateNodeID)
+	}
 	e.updatePeerState()
 	e.updateRedundancy()
 	switch e.role {
@@ -709,10 +752,11 @@ func (e *Engine) finishHandover(flushErr error) {
 	e.handover = false
 	e.failback = false
 	e.emit(ReleaseAddress{})
-	e.emit(Send{Kind: FrameRelease, LAN2: true, LAN1: true})
 	prev := e.role
 	e.role, e.roleSince = RoleSecondary, e.now
 	e.notPrimary = e.now
+	// The RELEASE says what this node is now: a secondary.
+	e.emit(Send{Info: e.info(FrameRelease), LAN2: true, LAN1: true})
 	e.emit(
 		SetMirrorRole{Primary: false},
 		Log{Kind: "handover", Message: "released the service address: " + e.handoverReason},
@@ -876,7 +920,30 @@ func (e *Engine) sendHeartbeat(lan2, lan1 bool) {
 	if lan1 {
 		e.nextLAN1 = e.now + e.cfg.LAN1Interval
 	}
-	e.emit(Send{Kind: FrameHeartbeat, LAN2: lan2, LAN1: lan1})
+	e.emit(Send{Info: e.info(FrameHeartbeat), LAN2: lan2, LAN1: lan1})
+}
+
+// info is what a frame of the given kind sent now says about this node.
+func (e *Engine) info(kind FrameKind) PeerInfo {
+	return PeerInfo{
+		Kind:       kind,
+		NodeID:     e.cfg.NodeID,
+		BootID:     e.cfg.BootID,
+		Nonce:      e.cfg.Nonce,
+		Echo:       e.echo,
+		Mode:       e.cfg.Mode,
+		Role:       e.role,
+		Preferred:  e.cfg.Preferred,
+		Handover:   e.handover,
+		Eligible:   e.eligible(),
+		Epoch:      e.epoch,
+		Data:       e.data,
+		Generation: e.generation,
+		History:    e.history,
+		Mirror:     e.mirror,
+		Percent:    e.percent,
+		Software:   e.cfg.Software,
+	}
 }
 
 func upDown(up bool) string {

@@ -138,7 +138,7 @@ func TestHeartbeatSchedule(t *testing.T) {
 	var lan2, lan1 int
 	count := func(acts []Action) {
 		for _, a := range acts {
-			if s, ok := a.(Send); ok && s.Kind == FrameHeartbeat {
+			if s, ok := a.(Send); ok && s.Info.Kind == FrameHeartbeat {
 				if s.LAN2 {
 					lan2++
 				}
@@ -241,7 +241,7 @@ func TestHandoverWaitsForHookAndFlush(t *testing.T) {
 		case ReleaseAddress:
 			order = append(order, "release")
 		case Send:
-			if x.Kind == FrameRelease {
+			if x.Info.Kind == FrameRelease {
 				order = append(order, "RELEASE")
 			}
 		}

@@ -9,17 +9,25 @@ const (
 	frameInvalid FrameKind = iota
 	FrameHeartbeat
 	FrameRelease
-	FrameHello
 )
 
-var frameNames = [...]string{"invalid", "heartbeat", "release", "hello"}
+var frameNames = [...]string{"invalid", "heartbeat", "release"}
 
 func (k FrameKind) String() string { return enumName(frameNames[:], uint8(k)) }
 
-// PeerInfo is what a verified frame says about the node that sent it.
+// PeerInfo is what a frame says about the node that sent it: the engine
+// fills one in every Send, and takes one in every FrameReceived. The daemon
+// maps it to and from the wire frame in one place; the transport's fields
+// (pair id, sequence number, path flag) are the daemon's.
 type PeerInfo struct {
-	Kind       FrameKind
-	NodeID     uint64
+	Kind   FrameKind
+	NodeID uint64
+	// BootID is the sender's boot counter, Nonce its random value of this
+	// start, Echo the nonce of the last frame it accepted from its peer.
+	// A frame moves a node only if it echoes that node's own nonce.
+	BootID     uint64
+	Nonce      uint64
+	Echo       uint64
 	Mode       Mode
 	Role       Role
 	Preferred  bool
@@ -32,13 +40,15 @@ type PeerInfo struct {
 	Mirror     MirrorState
 	Percent    uint8
 	Software   string
-	Seq        uint64
+	Seq        uint64 // set by the daemon on receipt; the engine does not send it
 }
 
 // Event is an input to the engine. The daemon turns what it sees into events.
 type Event interface{ isEvent() }
 
-// FrameReceived: an authenticated, fresh frame from the peer arrived on Path.
+// FrameReceived: an authenticated frame that passed the replay window
+// arrived on Path. The engine decides whether it is the peer's, fresh, a
+// reflection of this node's own frames or a node with the same id.
 type FrameReceived struct {
 	Path Path
 	Peer PeerInfo
@@ -163,12 +173,32 @@ type ClaimAddress struct{}
 // ReleaseAddress: remove the service address and stop announcing it.
 type ReleaseAddress struct{}
 
-// Send: send a frame of Kind on the given paths, built from Status().
+// Send: send Info as a frame on the given paths (a RELEASE three times).
 type Send struct {
-	Kind FrameKind
+	Info PeerInfo
 	LAN2 bool
 	LAN1 bool
 }
+
+// DropReason says why the engine ignored a received frame.
+type DropReason uint8
+
+const (
+	dropInvalid DropReason = iota
+	// DropStale: the frame does not echo this node's nonce: it may have
+	// been recorded before this node started.
+	DropStale
+	// DropReflected: this node's own frame came back to it.
+	DropReflected
+)
+
+var dropNames = [...]string{"invalid", "stale", "reflected"}
+
+func (r DropReason) String() string { return enumName(dropNames[:], uint8(r)) }
+
+// FrameDropped: the frame of the FrameReceived being stepped moved nothing;
+// the daemon counts it.
+type FrameDropped struct{ Reason DropReason }
 
 // StartProbe: ARP-probe the service address (RFC 5227) and report ProbeDone.
 type StartProbe struct{}
@@ -220,6 +250,7 @@ func (ClaimAddress) isAction()   {}
 func (ReserveEpoch) isAction()   {}
 func (ReleaseAddress) isAction() {}
 func (Send) isAction()           {}
+func (FrameDropped) isAction()   {}
 func (StartProbe) isAction()     {}
 func (RunHook) isAction()        {}
 func (SetMirrorRole) isAction()  {}
@@ -268,26 +299,4 @@ type PeerStatus struct {
 	Software string
 	LAN1     bool // heard on LAN 1 within failover-time
 	LAN2     bool // heard on LAN 2 within failover-time
-}
-
-// Info returns what a frame of the given kind built from this status says
-// about the sender. The daemon fills the wire frame from it; tests feed it to
-// the peer's engine directly.
-func (s Status) Info(kind FrameKind) PeerInfo {
-	return PeerInfo{
-		Kind:       kind,
-		NodeID:     s.NodeID,
-		Mode:       s.Mode,
-		Role:       s.Role,
-		Preferred:  s.Preferred,
-		Handover:   s.Handover,
-		Eligible:   s.Eligible,
-		Epoch:      s.Epoch,
-		Data:       s.Data,
-		Generation: s.Generation,
-		History:    s.History,
-		Mirror:     s.Mirror,
-		Percent:    s.Percent,
-		Software:   s.Software,
-	}
 }

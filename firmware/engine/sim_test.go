@@ -23,6 +23,8 @@ func testConfig(mode Mode, id uint64) Config {
 		Recovery:   RecoveryAutomatic,
 		OnLineLoss: LineLossProbe,
 		Software:   "1.0.0",
+		BootID:     1,
+		Nonce:      id<<32 | 1,
 		Durations: Durations{
 			Interval:       100 * time.Millisecond,
 			LAN1Interval:   200 * time.Millisecond,
@@ -48,6 +50,7 @@ type simNode struct {
 	takeover time.Duration // when it last claimed the address
 	data     *DataChanged  // the datastore's state at boot
 	faulty   func(Action) bool
+	dropped  map[DropReason]int
 }
 
 type delivery struct {
@@ -58,31 +61,36 @@ type delivery struct {
 }
 
 type sim struct {
-	t      *testing.T
-	now    time.Duration
-	nodes  [2]*simNode
-	cut    map[Path]bool
-	drop   int // percent of frames dropped
-	delay  time.Duration
-	lan1   time.Duration // extra delay of the LAN 1 path
-	rng    *rand.Rand
-	queue  []delivery
-	claims int // how many times two nodes held the address at once (ms)
-	dual   bool
+	t       *testing.T
+	reflect map[Path]bool                   // the path sends every frame back to its sender too
+	tap     func(from int, f FrameReceived) // sees every frame put on the wire
+	now     time.Duration
+	nodes   [2]*simNode
+	cut     map[Path]bool
+	drop    int // percent of frames dropped
+	delay   time.Duration
+	lan1    time.Duration // extra delay of the LAN 1 path
+	rng     *rand.Rand
+	queue   []delivery
+	claims  int // how many times two nodes held the address at once (ms)
+	dual    bool
 }
 
 func newSim(t *testing.T, cfgs ...Config) *sim {
 	t.Helper()
-	s := &sim{t: t, cut: map[Path]bool{}, rng: rand.New(rand.NewPCG(1, 2)), delay: time.Millisecond}
+	s := &sim{t: t, cut: map[Path]bool{}, reflect: map[Path]bool{}, rng: rand.New(rand.NewPCG(1, 2)), delay: time.Millisecond}
 	for i, c := range cfgs {
-		s.nodes[i] = &simNode{name: c.Mode.String(), cfg: c, down: true}
+		s.nodes[i] = &simNode{name: c.Mode.String(), cfg: c, down: true, dropped: map[DropReason]int{}}
 	}
 	return s
 }
 
-// boot starts node i (again) with the epoch on its disk.
+// boot starts node i (again) with the epoch on its disk, a new boot id
+// and a new nonce.
 func (s *sim) boot(i int) {
 	n := s.nodes[i]
+	n.cfg.BootID++
+	n.cfg.Nonce = s.rng.Uint64() | 1
 	e, err := New(n.cfg, n.disk, s.now)
 	if err != nil {
 		s.t.Fatalf("New(%s): %v", n.name, err)
@@ -99,6 +107,16 @@ func (s *sim) powerOff(i int) {
 	n := s.nodes[i]
 	n.down, n.holds = true, false
 	s.queue = slices.DeleteFunc(s.queue, func(d delivery) bool { return d.to == i })
+}
+
+// receivers returns who gets a frame node i sends on path p: the peer, and
+// the sender itself where the path reflects frames.
+func (s *sim) receivers(i int, p Path) []int {
+	to := []int{1 - i}
+	if s.reflect[p] {
+		to = append(to, i)
+	}
+	return to
 }
 
 func (s *sim) step(i int, ev Event) {
@@ -132,9 +150,15 @@ func (s *sim) apply(i int, acts []Action) {
 		case ReleaseAddress:
 			n.holds = false
 		case Send:
-			info := n.e.Status().Info(a.Kind)
+			info := a.Info
 			for _, p := range []Path{PathLAN2, PathLAN1} {
-				if (p == PathLAN2 && !a.LAN2) || (p == PathLAN1 && !a.LAN1) || s.cut[p] {
+				if (p == PathLAN2 && !a.LAN2) || (p == PathLAN1 && !a.LAN1) {
+					continue
+				}
+				if s.tap != nil {
+					s.tap(i, FrameReceived{Path: p, Peer: info})
+				}
+				if s.cut[p] {
 					continue
 				}
 				if s.drop > 0 && s.rng.IntN(100) < s.drop {
@@ -144,7 +168,9 @@ func (s *sim) apply(i int, acts []Action) {
 				if p == PathLAN1 {
 					at += s.lan1
 				}
-				s.queue = append(s.queue, delivery{at: at, to: 1 - i, ev: FrameReceived{Path: p, Peer: info}, path: p})
+				for _, to := range s.receivers(i, p) {
+					s.queue = append(s.queue, delivery{at: at, to: to, ev: FrameReceived{Path: p, Peer: info}, path: p})
+				}
 			}
 		case StartProbe:
 			n.probes++
@@ -158,6 +184,8 @@ func (s *sim) apply(i int, acts []Action) {
 			}
 		case FlushMirror:
 			s.queue = append(s.queue, delivery{at: s.now + 5*time.Millisecond, to: i, ev: FlushDone{}})
+		case FrameDropped:
+			n.dropped[a.Reason]++
 		case Log:
 			n.logs = append(n.logs, a)
 		case RoleChanged:
@@ -704,7 +732,7 @@ func TestLossyLinkNoFalseTakeover(t *testing.T) {
 func TestLostReleaseIsRecovered(t *testing.T) {
 	s := formedPair(t)
 	// Drop the RELEASE frames: nobody is primary until the election.
-	s.nodes[0].faulty = func(a Action) bool { x, ok := a.(Send); return ok && x.Kind == FrameRelease }
+	s.nodes[0].faulty = func(a Action) bool { x, ok := a.(Send); return ok && x.Info.Kind == FrameRelease }
 	s.step(0, CommandIssued{Cmd: CmdSwap})
 	_, ok := s.runUntil(3*time.Second, func() bool { return s.role(0) == RolePrimary || s.role(1) == RolePrimary })
 	if !ok {

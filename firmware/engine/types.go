@@ -159,9 +159,7 @@ const (
 	AlarmSplitBrain       Alarm = "split-brain"
 	AlarmCheckFailed      Alarm = "check-failed"
 	AlarmHookFailed       Alarm = "hook-failed"
-	AlarmRedundancyLost   Alarm = "redundancy-lost"
 	AlarmDuplicateNodeID  Alarm = "duplicate-node-id"
-	AlarmFault            Alarm = "fault"
 )
 
 func enumName(names []string, v uint8) string {

@@ -19,6 +19,10 @@ type Counters struct {
 	Malformed atomic.Uint64 // ErrMalformed
 	Replayed  atomic.Uint64 // ErrReplay
 	Other     atomic.Uint64 // any other error
+	// Stale and Reflected are decided after Record accepted a frame, by
+	// the role engine: counted by the caller.
+	Stale     atomic.Uint64 // authenticated and new, but not proven sent since this node started
+	Reflected atomic.Uint64 // this node's own frame sent back to it
 	Sent      atomic.Uint64 // frames sent, counted by the caller
 }
 
@@ -60,6 +64,8 @@ type CounterValues struct {
 	Malformed uint64 `json:"malformed"`
 	Replayed  uint64 `json:"replayed"`
 	Other     uint64 `json:"other"`
+	Stale     uint64 `json:"stale"`
+	Reflected uint64 `json:"reflected"`
 	Sent      uint64 `json:"sent"`
 }
 
@@ -77,6 +83,8 @@ func (c *Counters) Load() CounterValues {
 		Malformed: c.Malformed.Load(),
 		Replayed:  c.Replayed.Load(),
 		Other:     c.Other.Load(),
+		Stale:     c.Stale.Load(),
+		Reflected: c.Reflected.Load(),
 		Sent:      c.Sent.Load(),
 	}
 }

@@ -5,13 +5,22 @@
 // A frame travels as the payload of an Ethernet frame of EtherType 0x88B5
 // (IEEE 802 local experimental). It is authenticated with HMAC-SHA256,
 // truncated to 16 bytes, under the pair key; replay protection is by
-// (boot id, sequence number), see [Replay].
+// (boot id, sequence number), see [Replay]. Freshness after a restart is by
+// a nonce: every frame carries the sender's nonce, drawn at each start, and
+// echoes the nonce it last heard from the peer; a receiver trusts a frame
+// to move it only when the echo is its own current nonce (the role engine
+// applies that rule).
+//
+// A decoder checks the cheap things before the HMAC: the magic, the exact
+// length of the frame's version and the pair id. A flood of garbage costs a
+// few comparisons per frame; only frames of the right length and pair id
+// are authenticated.
 //
 // The package is pure: it makes no system calls and reads no clock.
 //
 // Receive path, in order:
 //
-//	err := frame.Decode(payload, key, &f) // length, magic, HMAC, version, pair
+//	err := frame.Decode(payload, key, &f) // length, magic, pair, HMAC, version
 //	if err == nil {
 //		err = replay.Check(f.NodeID, f.BootID, f.Seq)
 //	}
@@ -40,34 +49,58 @@ import (
 const EtherType uint16 = 0x88B5
 
 // ProtocolVersion is the protocol version this package writes and the only
-// one it decodes beyond the version-independent prefix.
-const ProtocolVersion uint8 = 1
+// one it decodes beyond the version-independent prefix. Version 2 added the
+// nonce and its echo (freshness after a restart); version 1 frames are
+// authenticated and reported as another protocol.
+const ProtocolVersion uint8 = 2
 
-// Sizes of the protocol version 1 frame.
+// Sizes of the protocol version 2 frame.
 const (
-	// Len is the length in bytes of a version 1 frame, authenticator
+	// Len is the length in bytes of a version 2 frame, authenticator
 	// included. It is larger than the 46-byte Ethernet minimum payload, but
 	// decoders accept trailing padding anyway.
-	Len = 100
+	Len = 116
 	// AuthLen is the length of the truncated HMAC-SHA256 authenticator,
 	// always the last bytes of the frame (of any version).
 	AuthLen = 16
 	// SoftwareLen is the maximum length of the software version string.
 	SoftwareLen = 16
+	// MaxLen is the longest frame a decoder authenticates: a frame of a
+	// version this package does not know (a newer peer) may be at most
+	// this long. Frames of a known version must have exactly its length.
+	MaxLen = 256
+	// Magic opens every frame of every version.
+	Magic = "PG"
+	// PairIDOffset is the offset of the pair id (4 bytes, big-endian) in a
+	// frame of every version, for filters that drop foreign frames before
+	// they reach the decoder (a socket filter, a dissector).
+	PairIDOffset = offPair
 	// prefixLen is the version-independent prefix: magic, version, type,
-	// length.
-	prefixLen = 6
+	// length, flags, pair id.
+	prefixLen = 12
 	// minLen is the smallest frame of any version: prefix and authenticator.
 	minLen = prefixLen + AuthLen
 )
 
+// versionLen returns the frame length of the protocol versions this
+// package knows (0 for others).
+func versionLen(v uint8) int {
+	switch v {
+	case 1:
+		return 100
+	case ProtocolVersion:
+		return Len
+	}
+	return 0
+}
+
 // magic opens every frame: "PG".
-var magic = [2]byte{'P', 'G'}
+var magic = [2]byte{Magic[0], Magic[1]}
 
 // Sentinel errors. Decode wraps them with details; compare with errors.Is.
 var (
-	// ErrShort: the payload is shorter than the frame it announces. It
-	// wraps io.ErrUnexpectedEOF.
+	// ErrShort: the payload is shorter than the frame it announces, or
+	// than any frame. It wraps io.ErrUnexpectedEOF.
 	ErrShort = fmt.Errorf("frame: short frame: %w", io.ErrUnexpectedEOF)
 	// ErrMagic: the payload is not a Pairguard frame.
 	ErrMagic = errors.New("frame: bad magic, not a pairguard frame")
@@ -77,10 +110,13 @@ var (
 	// ErrVersion: an authenticated frame of another protocol version. The
 	// error is a *VersionError carrying the version.
 	ErrVersion = errors.New("frame: incompatible protocol version")
-	// ErrPair: an authenticated frame with another pair id.
+	// ErrPair: a frame with another pair id (checked before the
+	// authenticator: a frame of another pair would not authenticate).
 	ErrPair = errors.New("frame: foreign pair id")
-	// ErrMalformed: an authenticated version 1 frame whose content is
-	// invalid (wrong length, unknown type, software string too long).
+	// ErrMalformed: a frame whose length field is not its version's
+	// length (checked before the authenticator), or an authenticated
+	// frame whose content is invalid (unknown type, software string too
+	// long).
 	ErrMalformed = errors.New("frame: malformed frame")
 	// ErrInvalid: AppendBinary was given a frame it cannot encode.
 	ErrInvalid = errors.New("frame: invalid frame")
@@ -114,7 +150,8 @@ const (
 	// TypeRelease tells the peer that the sender has released the service
 	// address and the peer may claim it at once (swap, orderly shutdown).
 	TypeRelease
-	// TypePairHello is sent at start-up to find the peer quickly.
+	// TypePairHello is reserved for pairing two units. The engine neither
+	// sends nor takes it; the decoder accepts it.
 	TypePairHello
 )
 
@@ -182,10 +219,11 @@ func (f Flags) String() string {
 // (engine.Mode, engine.Role, engine.DataState, engine.MirrorState); this
 // package does not interpret them, so it does not import the engine.
 //
-// Wire layout of protocol version 1, all integers big-endian. The first six
-// bytes and the trailing authenticator keep their meaning in every protocol
-// version, so that a frame of another version can be authenticated and
-// reported as incompatible.
+// Wire layout of protocol version 2, all integers big-endian. The first 12
+// bytes (magic, version, type, length, flags, pair id) and the trailing
+// authenticator keep their meaning in every protocol version, so that a
+// frame of another version can be filtered, authenticated and reported as
+// incompatible.
 //
 //	 0                   1                   2                   3
 //	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -218,16 +256,24 @@ func (f Flags) String() string {
 //	|               history, previous generation (8)                | 60
 //	|                                                               |
 //	+---------------------------------------------------------------+
-//	|          software version, zero padded (16)                   | 68
+//	|            nonce (8): the sender's, new at each start         | 68
 //	|                                                               |
 //	+---------------------------------------------------------------+
-//	|   authenticator (16): HMAC-SHA256(pair key, bytes 0..83)[:16] | 84
+//	|     echo (8): the nonce last heard from the peer, 0 if none   | 76
 //	|                                                               |
 //	+---------------------------------------------------------------+
-//	                                                                  100
+//	|          software version, zero padded (16)                   | 84
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|  authenticator (16): HMAC-SHA256(pair key, bytes 0..99)[:16]  | 100
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	                                                                  116
 //
-// The length field lets a decoder ignore Ethernet padding after the frame;
-// the authenticator is always the last 16 bytes of length.
+// The length field must be the version's length (100 for version 1, 116
+// for version 2, at most MaxLen for an unknown version); bytes after it
+// are Ethernet padding and ignored. The authenticator is always the last
+// 16 bytes of length.
 type Frame struct {
 	// Version is the protocol version. AppendBinary writes ProtocolVersion
 	// when it is zero; Decode sets it.
@@ -261,6 +307,12 @@ type Frame struct {
 	Generation uint64
 	// History is the sender's previous data generation.
 	History uint64
+	// Nonce is a random value the sender draws at each start. A peer
+	// echoes it to prove that its frame was sent after that start.
+	Nonce uint64
+	// Echo is the nonce of the last frame the sender accepted from its
+	// peer, 0 before it heard one.
+	Echo uint64
 	// Software is the sender's software version, at most SoftwareLen bytes.
 	Software string
 }
@@ -284,8 +336,10 @@ const (
 	offSeq      = 44
 	offGen      = 52
 	offHistory  = 60
-	offSoftware = 68
-	offAuth     = 84
+	offNonce    = 68
+	offEcho     = 76
+	offSoftware = 84
+	offAuth     = 100
 )
 
 // Key is a pair key prepared for authenticating frames. It is safe for
@@ -377,6 +431,8 @@ func (f *Frame) AppendBinary(dst []byte, key *Key) ([]byte, error) {
 	binary.BigEndian.PutUint64(b[offSeq:], f.Seq)
 	binary.BigEndian.PutUint64(b[offGen:], f.Generation)
 	binary.BigEndian.PutUint64(b[offHistory:], f.History)
+	binary.BigEndian.PutUint64(b[offNonce:], f.Nonce)
+	binary.BigEndian.PutUint64(b[offEcho:], f.Echo)
 	copy(b[offSoftware:offSoftware+SoftwareLen], f.Software)
 	if key != nil {
 		key.seal(b)
@@ -404,33 +460,30 @@ func (f *Frame) UnmarshalBinary(b []byte) error {
 }
 
 // Decode parses an Ethernet payload b into f after checking, in order: the
-// length (ErrShort), the magic (ErrMagic), the authenticator under key
-// (ErrAuth), the protocol version (*VersionError, ErrVersion), the content
-// (ErrMalformed) and the pair id against key.PairID() (ErrPair). Trailing
-// bytes after the announced length (Ethernet padding) are ignored. f is
-// written only on success or ErrPair, so a foreign pair id can be logged.
-// Decode allocates only when the software version string changes. key must
-// not be nil.
+// prefix is there (ErrShort), the magic (ErrMagic), the length field is
+// the version's length (ErrMalformed) and within b (ErrShort), the pair id
+// against key.PairID() (ErrPair); only then the authenticator under key
+// (ErrAuth), the protocol version (*VersionError, ErrVersion) and the
+// content (ErrMalformed). Trailing bytes after the length (Ethernet
+// padding) are ignored. f is written only on success. Decode allocates
+// only when the software version string changes. key must not be nil.
 func Decode(b []byte, key *Key, f *Frame) error {
 	n, err := prefix(b)
 	if err != nil {
 		return err
 	}
+	if p := binary.BigEndian.Uint32(b[offPair:]); p != key.pair {
+		return fmt.Errorf("%w: %08x, want %08x", ErrPair, p, key.pair)
+	}
 	b = b[:n]
 	if !key.verify(b) {
 		return ErrAuth
 	}
-	if err := f.parse(b); err != nil {
-		return err
-	}
-	if f.PairID != key.pair {
-		return fmt.Errorf("%w: %08x, want %08x", ErrPair, f.PairID, key.pair)
-	}
-	return nil
+	return f.parse(b)
 }
 
 // prefix checks the version-independent prefix of b and returns the frame
-// length it announces.
+// length it announces, which is the length of the frame's version.
 func prefix(b []byte) (int, error) {
 	if len(b) < prefixLen {
 		return 0, fmt.Errorf("%w: %d bytes", ErrShort, len(b))
@@ -438,9 +491,15 @@ func prefix(b []byte) (int, error) {
 	if b[0] != magic[0] || b[1] != magic[1] {
 		return 0, ErrMagic
 	}
+	v := b[offVersion]
 	n := int(binary.BigEndian.Uint16(b[offLength:]))
-	if n < minLen {
-		return 0, fmt.Errorf("%w: length field %d below %d", ErrShort, n, minLen)
+	switch want := versionLen(v); {
+	case v == 0:
+		return 0, fmt.Errorf("%w: version 0", ErrMalformed)
+	case want != 0 && n != want:
+		return 0, fmt.Errorf("%w: length field %d, version %d frames are %d", ErrMalformed, n, v, want)
+	case want == 0 && (n < minLen || n > MaxLen):
+		return 0, fmt.Errorf("%w: length field %d of version %d outside %d..%d", ErrMalformed, n, v, minLen, MaxLen)
 	}
 	if n > len(b) {
 		return 0, fmt.Errorf("%w: length field %d, %d bytes", ErrShort, n, len(b))
@@ -453,9 +512,6 @@ func prefix(b []byte) (int, error) {
 func (f *Frame) parse(b []byte) error {
 	if v := b[offVersion]; v != ProtocolVersion {
 		return &VersionError{Version: v}
-	}
-	if len(b) != Len {
-		return fmt.Errorf("%w: length %d, want %d", ErrMalformed, len(b), Len)
 	}
 	t := Type(b[offType])
 	if !t.Valid() {
@@ -480,6 +536,8 @@ func (f *Frame) parse(b []byte) error {
 	f.Seq = binary.BigEndian.Uint64(b[offSeq:])
 	f.Generation = binary.BigEndian.Uint64(b[offGen:])
 	f.History = binary.BigEndian.Uint64(b[offHistory:])
+	f.Nonce = binary.BigEndian.Uint64(b[offNonce:])
+	f.Echo = binary.BigEndian.Uint64(b[offEcho:])
 	if sw := b[offSoftware : offSoftware+sl]; f.Software != string(sw) { // no allocation for the comparison
 		f.Software = string(sw)
 	}

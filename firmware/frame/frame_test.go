@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"io"
 	"testing"
 )
@@ -27,6 +28,8 @@ func testFrame() Frame {
 		Seq:           1000,
 		Generation:    0xdeadbeef,
 		History:       0xcafe,
+		Nonce:         0x1122334455667788,
+		Echo:          0x8877665544332211,
 		Software:      "0.1.0",
 	}
 }
@@ -71,16 +74,22 @@ func TestLayout(t *testing.T) {
 		want []byte
 	}{
 		{"magic", 0, []byte("PG")},
-		{"version", 2, []byte{1}},
+		{"version", 2, []byte{2}},
 		{"type", 3, []byte{1}},
 		{"length", 4, []byte{0, Len}},
 		{"flags", 6, []byte{0, 0x05}},
 		{"node", 12, []byte{1, 2, 3, 4, 5, 6, 7, 8}},
 		{"states", 20, []byte{2, 2, 1, 4, 100, 5, 0, 0}},
 		{"epoch", 28, []byte{0, 0, 0, 0, 0, 0, 0, 7}},
+		{"pair", 8, binary.BigEndian.AppendUint32(nil, PairID(testSecret))},
+		{"boot", 36, []byte{0, 0, 0, 0, 0, 0, 0, 42}},
 		{"seq", 44, []byte{0, 0, 0, 0, 0, 0, 0x03, 0xe8}},
-		{"software", 68, []byte("0.1.0\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")},
-		{"auth zero without key", 84, make([]byte, 16)},
+		{"generation", 52, []byte{0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef}},
+		{"history", 60, []byte{0, 0, 0, 0, 0, 0, 0xca, 0xfe}},
+		{"nonce", 68, []byte{0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}},
+		{"echo", 76, []byte{0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11}},
+		{"software", 84, []byte("0.1.0\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")},
+		{"auth zero without key", 100, make([]byte, 16)},
 	}
 	for _, c := range checks {
 		if got := b[c.off : c.off+len(c.want)]; !bytes.Equal(got, c.want) {
@@ -139,32 +148,45 @@ func TestDecodeErrors(t *testing.T) {
 		want error
 	}{
 		{"nil", nil, ErrShort},
-		{"five bytes", []byte("PG\x01\x01\x00"), ErrShort},
+		{"eleven bytes", []byte("PG\x02\x01\x00\x74\x00\x00\x00\x00\x00"), ErrShort},
 		{"truncated", good()[:Len-1], ErrShort},
-		{"length field too small", func() []byte { b := good(); b[5] = minLen - 1; return b }(), ErrShort},
-		{"length field too large", func() []byte { b := good(); binary.BigEndian.PutUint16(b[4:], Len+1); return b }(), ErrShort},
+		{"length field too small", func() []byte { b := good(); b[5] = Len - 1; return b }(), ErrMalformed},
+		{"length field too large", func() []byte { b := good(); binary.BigEndian.PutUint16(b[4:], Len+1); return b }(), ErrMalformed},
+		{"length field of version 1", func() []byte { b := good(); binary.BigEndian.PutUint16(b[4:], 100); return b }(), ErrMalformed},
+		{"length field 0xffff", func() []byte { b := good(); binary.BigEndian.PutUint16(b[4:], 0xffff); return b }(), ErrMalformed},
+		{"version 0", func() []byte { b := good(); b[2] = 0; return b }(), ErrMalformed},
+		{"unknown version beyond MaxLen", func() []byte {
+			b := append(good(), make([]byte, MaxLen)...)
+			b[2] = 9
+			binary.BigEndian.PutUint16(b[4:], MaxLen+1)
+			return b
+		}(), ErrMalformed},
+		{"unknown version below minimum", func() []byte { b := good(); b[2] = 9; b[4], b[5] = 0, minLen-1; return b }(), ErrMalformed},
 		{"magic", func() []byte { b := good(); b[0] = 'X'; return b }(), ErrMagic},
 		{"ipv4 packet", append([]byte{0x45, 0}, make([]byte, 98)...), ErrMagic},
 		{"wrong key", mustEncode(t, testFrame(), other), ErrAuth},
 		{"no key", mustEncode(t, testFrame(), nil), ErrAuth},
 		{"bit flip in body", func() []byte { b := good(); b[offEpoch+7] ^= 1; return b }(), ErrAuth},
+		{"bit flip in nonce", func() []byte { b := good(); b[offNonce] ^= 1; return b }(), ErrAuth},
 		{"bit flip in auth", func() []byte { b := good(); b[Len-1] ^= 0x80; return b }(), ErrAuth},
-		{"version 2 unsealed", func() []byte { b := good(); b[2] = 2; return b }(), ErrAuth},
-		{"version 2 sealed", func() []byte { b := good(); b[2] = 2; return reseal(key, b) }(), ErrVersion},
-		{"version 2 short sealed", func() []byte {
+		{"version 3 unsealed", func() []byte { b := good(); b[2] = 3; return b }(), ErrAuth},
+		{"version 3 sealed", func() []byte { b := good(); b[2] = 3; return reseal(key, b) }(), ErrVersion},
+		{"version 3 short sealed", func() []byte {
 			b := good()[:minLen]
-			b[2] = 2
+			b[2] = 3
 			binary.BigEndian.PutUint16(b[4:], minLen)
 			return reseal(key, b)
 		}(), ErrVersion},
+		{"version 1 sealed", func() []byte {
+			b := good()[:100]
+			b[2] = 1
+			binary.BigEndian.PutUint16(b[4:], 100)
+			return reseal(key, b)
+		}(), ErrVersion},
 		{"foreign pair", mustEncode(t, foreign, key), ErrPair},
+		{"foreign pair unsealed", mustEncode(t, foreign, nil), ErrPair},
 		{"type zero sealed", func() []byte { b := good(); b[3] = 0; return reseal(key, b) }(), ErrMalformed},
 		{"software length 17 sealed", func() []byte { b := good(); b[offSoftLen] = 17; return reseal(key, b) }(), ErrMalformed},
-		{"v1 short length sealed", func() []byte {
-			b := good()[:60]
-			binary.BigEndian.PutUint16(b[4:], 60)
-			return reseal(key, b)
-		}(), ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,7 +195,7 @@ func TestDecodeErrors(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Decode = %v, want %v", err, tt.want)
 			}
-			if tt.want != ErrPair && f != (Frame{}) {
+			if f != (Frame{}) {
 				t.Errorf("frame written on error: %+v", f)
 			}
 		})
@@ -189,7 +211,7 @@ func TestShortIsUnexpectedEOF(t *testing.T) {
 
 func TestVersionError(t *testing.T) {
 	key := NewKey(testSecret)
-	b := mustEncode(t, Frame{Version: 3, Type: TypeHeartbeat}, key)
+	b := mustEncode(t, Frame{Version: 3, Type: TypeHeartbeat, PairID: key.PairID()}, key)
 	var f Frame
 	err := Decode(b, key, &f)
 	var ve *VersionError
@@ -201,16 +223,40 @@ func TestVersionError(t *testing.T) {
 	}
 }
 
-func TestForeignPairFillsFrame(t *testing.T) {
+// countingHash counts the bytes the authenticator hashes.
+type countingHash struct {
+	hash.Hash
+	n *int
+}
+
+func (c countingHash) Write(p []byte) (int, error) { *c.n += len(p); return c.Hash.Write(p) }
+
+// The cheap checks come before the HMAC: a flood of frames of the wrong
+// length, magic or pair id costs no hashing at all.
+func TestNoHMACBeforeCheapChecks(t *testing.T) {
+	hashed := 0
 	key := NewKey(testSecret)
-	want := testFrame()
-	want.PairID = 0x12345678
-	var got Frame
-	if err := Decode(mustEncode(t, want, key), key, &got); !errors.Is(err, ErrPair) {
-		t.Fatalf("err = %v", err)
+	key.mac = countingHash{key.mac, &hashed}
+	good := mustEncode(t, testFrame(), key)
+	foreign := testFrame()
+	foreign.PairID++
+	for name, b := range map[string][]byte{
+		"wrong length": func() []byte { b := append(bytes.Clone(good), make([]byte, 1400)...); b[4], b[5] = 0x05, 0xdc; return b }(),
+		"short":        good[:Len-1],
+		"magic":        append([]byte("XX"), good[2:]...),
+		"foreign pair": mustEncode(t, foreign, nil),
+		"version 0":    append([]byte{'P', 'G', 0}, good[3:]...),
+	} {
+		hashed = 0
+		var f Frame
+		if err := Decode(b, key, &f); err == nil || hashed != 0 {
+			t.Errorf("%s: err %v after hashing %d bytes, want an error before the HMAC", name, err, hashed)
+		}
 	}
-	if got != want {
-		t.Fatalf("got %+v", got)
+	hashed = 0
+	var f Frame
+	if err := Decode(append(bytes.Clone(good), make([]byte, 1000)...), key, &f); err != nil || hashed != Len-AuthLen {
+		t.Errorf("padded frame: err %v, hashed %d bytes, want %d", err, hashed, Len-AuthLen)
 	}
 }
 
@@ -306,6 +352,34 @@ func BenchmarkAppendBinary(b *testing.B) {
 	for b.Loop() {
 		f.Seq++
 		buf, _ = f.AppendBinary(buf[:0], key)
+	}
+}
+
+// BenchmarkDecodeGarbage measures the drop path of a flood: frames that a
+// socket filter would pass (right magic and pair id) but whose length is
+// wrong, and forged frames of the right length (one HMAC each).
+func BenchmarkDecodeGarbage(b *testing.B) {
+	key := NewKey(testSecret)
+	good := mustEncode(b, testFrame(), key)
+	long := append(bytes.Clone(good), make([]byte, 1500-Len)...)
+	binary.BigEndian.PutUint16(long[offLength:], 1500)
+	forged := bytes.Clone(good)
+	forged[offAuth] ^= 1
+	foreign := bytes.Clone(good)
+	foreign[offPair] ^= 1
+	for _, c := range []struct {
+		name string
+		b    []byte
+	}{{"magic", append([]byte("XX"), good[2:]...)}, {"foreign", foreign}, {"length1500", long}, {"forged", forged}} {
+		b.Run(c.name, func(b *testing.B) {
+			var f Frame
+			b.ReportAllocs()
+			for b.Loop() {
+				if Decode(c.b, key, &f) == nil {
+					b.Fatal("garbage accepted")
+				}
+			}
+		})
 	}
 }
 

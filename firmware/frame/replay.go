@@ -70,14 +70,6 @@ func (r *Replay) Check(nodeID, bootID, seq uint64) error {
 	return nil
 }
 
-// Forget drops the state of a peer, for example after the pair
-// configuration changed.
-func (r *Replay) Forget(nodeID uint64) {
-	r.mu.Lock()
-	delete(r.peers, nodeID)
-	r.mu.Unlock()
-}
-
 // Mark is the persistent replay state of one peer: frames of boot BootID
 // with a sequence number up to Seq, and frames of older boots, are refused.
 type Mark struct {

@@ -296,6 +296,16 @@ func (p *Port) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
+// Refresh implements rawether.Conn: a port never changes its interface.
+func (p *Port) Refresh() (bool, error) {
+	select {
+	case <-p.closed:
+		return false, fmt.Errorf("rawethertest: refresh %s: %w", p.name, net.ErrClosed)
+	default:
+		return false, nil
+	}
+}
+
 // Addr implements rawether.Conn.
 func (p *Port) Addr() net.HardwareAddr { return bytes.Clone(p.mac) }
 

@@ -33,7 +33,7 @@ func testRecords(t *testing.T) ([]Record, []frame.Frame) {
 		f := frame.Frame{
 			Type: typ, Flags: frame.FlagPreferred, PairID: key.PairID(), NodeID: 11,
 			Mode: 2, Role: 2, DataState: 1, MirrorState: 4, MirrorPercent: 100,
-			Epoch: 3, BootID: 9, Seq: uint64(i + 1), Generation: 77, History: 76, Software: "0.1.0",
+			Epoch: 3, BootID: 9, Seq: uint64(i + 1), Generation: 77, History: 76, Nonce: 0xabc, Echo: 0xdef, Software: "0.1.0",
 		}
 		b, err := f.AppendBinary(nil, key)
 		if err != nil {
@@ -44,10 +44,10 @@ func testRecords(t *testing.T) ([]Record, []frame.Frame) {
 		recs = append(recs, Record{Time: base.Add(time.Duration(i) * time.Second), Dst: layers.EthernetBroadcast, Src: macA, Payload: b})
 	}
 	// A frame of a future protocol version, and one with padding.
-	v2 := frame.Frame{Version: 2, Type: frame.TypeHeartbeat}
-	b, _ := v2.AppendBinary(nil, key)
+	v3 := frame.Frame{Version: 3, Type: frame.TypeHeartbeat}
+	b, _ := v3.AppendBinary(nil, key)
 	recs = append(recs, Record{Time: base.Add(10 * time.Second), Dst: macA, Src: macB, Payload: b})
-	frames = append(frames, frame.Frame{Version: 2, Type: frame.TypeHeartbeat})
+	frames = append(frames, frame.Frame{Version: 3, Type: frame.TypeHeartbeat})
 	padded := append(bytes.Clone(recs[1].Payload), make([]byte, 30)...)
 	recs = append(recs, Record{Time: base.Add(11 * time.Second), Dst: macA, Src: macB, Payload: padded})
 	frames = append(frames, frames[1])

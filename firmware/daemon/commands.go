@@ -42,6 +42,7 @@ type Report struct {
 		LAN2 bool `json:"lan2"`
 	} `json:"links"`
 	Witness      *bool               `json:"witness,omitempty"`
+	Checks       []CheckReport       `json:"checks,omitempty"`
 	Frames       frame.CounterValues `json:"frames"`
 	LastTakeover *takeoverInfo       `json:"last-takeover,omitempty"`
 }
@@ -57,6 +58,12 @@ type PeerReport struct {
 	Software string `json:"software,omitempty"`
 	LAN1     bool   `json:"lan1"`
 	LAN2     bool   `json:"lan2"`
+}
+
+// CheckReport is one health check in Report.
+type CheckReport struct {
+	Name    string `json:"name"`
+	Healthy bool   `json:"healthy"`
 }
 
 // DataReport is the datastore part of Report.
@@ -104,6 +111,9 @@ func (d *Daemon) report() Report {
 	if d.cfg.LAN1.WitAddr.IsValid() {
 		w := st.Witness
 		r.Witness = &w
+	}
+	for _, c := range d.cfg.Checks {
+		r.Checks = append(r.Checks, CheckReport{Name: c.Name, Healthy: !d.failing[c.Name]})
 	}
 	if !d.lastTakeover.At.IsZero() {
 		t := d.lastTakeover

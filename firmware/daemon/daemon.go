@@ -69,8 +69,8 @@ type Daemon struct {
 	buf    []byte
 	vmac   net.HardwareAddr // the MAC announced for the service address
 
-	rx     chan received    // frames from the receivers (goRecv)
-	in     *inbox           // every other event, in order
+	rx     chan received     // frames from the receivers (goRecv)
+	in     *inbox            // every other event, in order
 	events chan engine.Event // the mirror's events, forwarded to in
 	ctl    chan func()
 	reload chan *config.Config

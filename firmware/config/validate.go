@@ -1,8 +1,6 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -452,13 +450,6 @@ func ParseBandwidth(s string) (int64, error) {
 		return 0, fmt.Errorf("not a rate such as \"50M\" (bytes per second): %q", s)
 	}
 	return n * mult, nil
-}
-
-// PairID derives a short identifier of the pair from its key, used to tell
-// pairs apart on a shared failover switch and to derive the virtual MAC.
-func PairID(key []byte) uint32 {
-	h := sha256.Sum256(append([]byte("pairguard pair id\x00"), key...))
-	return binary.BigEndian.Uint32(h[:4])
 }
 
 // File returns the path the config was read from.

@@ -767,8 +767,14 @@ func (d *Daemon) goWitness(ctx context.Context) {
 	})
 }
 
-// Reload asks the loop to apply a new config (SIGHUP).
-func (d *Daemon) Reload(next *config.Config) { d.reload <- next }
+// Reload asks the loop to apply a new config (SIGHUP); it gives up when
+// ctx ends first (the daemon has stopped).
+func (d *Daemon) Reload(ctx context.Context, next *config.Config) {
+	select {
+	case d.reload <- next:
+	case <-ctx.Done():
+	}
+}
 
 func (d *Daemon) applyReload(next *config.Config) {
 	if err := d.cfg.Reloadable(next); err != nil {

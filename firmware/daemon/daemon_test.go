@@ -141,7 +141,7 @@ func (n *node) stop(t *testing.T) {
 
 func (n *node) report(t *testing.T) Report {
 	t.Helper()
-	resp := n.d.Handle(context.Background(), control.Request{Cmd: "status"})
+	resp := n.d.Handle(context.Background(), control.Request{Cmd: "status"}, nil)
 	var r Report
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
 		t.Fatalf("status: %v (%+v)", err, resp)
@@ -228,7 +228,7 @@ func TestDaemonFencesWhenReleaseFails(t *testing.T) {
 	m := startNode(t, "main", lan2, lan1, 1)
 	waitFor(t, "main primary alone", func() bool { return m.report(t).Role == "primary" })
 	m.addrs.SetErr(addrtest.OpRemove, errors.New("netlink: device busy"))
-	resp := m.d.Handle(context.Background(), control.Request{Cmd: "swap"})
+	resp := m.d.Handle(context.Background(), control.Request{Cmd: "swap"}, nil)
 	if resp.OK {
 		t.Fatalf("swap without a peer accepted: %+v", resp)
 	}

@@ -66,7 +66,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		}
 		deps.Closers = append(deps.Closers, a.Close)
 		if cfg.LAN1.VirtualMAC {
-			vmac := addr.VirtualMAC(config.PairID(cfg.Key))
+			vmac := addr.VirtualMAC(frame.PairID(cfg.Key))
 			m, err := addr.OpenMacvlan(cfg.LAN1.Interface, macvlanName, vmac)
 			if err != nil {
 				closeAll()

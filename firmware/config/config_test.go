@@ -162,7 +162,7 @@ func TestMinimums(t *testing.T) {
 		{"[garp]\ninterval = \"1ns\"\n", "garp.interval", "minimum of 10ms"},
 		{"[[check]]\ncommand = \"true\"\ninterval = \"1ns\"\n", "check.0.interval", "minimum of 100ms"},
 		{"[hooks]\ntimeout = \"1ns\"\n", "hooks.timeout", "minimum of 100ms"},
-		{"[datastore]\ndevice = \"/dev/x\"\ninterval = \"1ns\"\n", "datastore.interval", "minimum of 1s"},
+		{"[datastore]\ndevice = \"/dev/x\"\ninterval = \"1ns\"\n", "datastore.interval", "minimum of 100ms"},
 		{"[datastore]\ndevice = \"/dev/x\"\nblock-size = 2097152\n", "datastore.block-size", "1 MiB"},
 		{"standby = \"hot\"\n", "standby", "cold or warm"},
 		{"[[check]]\nname = \"a\"\ncommand = \"true\"\n[[check]]\nname = \"a\"\ncommand = \"true\"\n", "check.1.name", "two checks"},

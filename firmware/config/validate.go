@@ -39,7 +39,7 @@ const (
 	MinGARPInterval    = 10 * time.Millisecond
 	MinGARPRefresh     = time.Second
 	MinCheckInterval   = 100 * time.Millisecond
-	MinScanInterval    = time.Second
+	MinScanInterval    = 100 * time.Millisecond
 	MinHookTimeout     = 100 * time.Millisecond
 	MinBlockSize       = 4096
 	MaxBlockSize       = 1 << 20

@@ -35,9 +35,6 @@ import (
 	"unicode"
 )
 
-// Events the daemon runs hooks for.
-var Events = []string{"to-primary", "to-secondary", "fault", "alarm"}
-
 // Env is what a hook is told.
 type Env struct {
 	Event, Role, PrevRole, Peer, Reason, Node, Mode, Standby string

@@ -89,13 +89,6 @@ func (g *GARP) stopLocked() {
 	g.stop, g.done = nil, nil
 }
 
-// Active reports whether the scheduler is between Start and Stop.
-func (g *GARP) Active() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.stop != nil
-}
-
 func (g *GARP) run(ip netip.Addr, mac net.HardwareAddr, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for n := 1; ; n++ {

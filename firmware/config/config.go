@@ -51,6 +51,7 @@ type Config struct {
 	Recovery    string `toml:"recovery"`      // automatic | manual (default manual)
 	Preferred   *bool  `toml:"preferred"`     // the preferred primary (default: true in mode main)
 	OnLineLoss  string `toml:"on-line-loss"`  // probe | takeover (default probe)
+	Standby     string `toml:"standby"`       // cold | warm: the hooks' standby level (default cold)
 	Nice        *int   `toml:"nice"`          // scheduling priority of the daemon (default -10)
 	Software    string `toml:"-"`
 

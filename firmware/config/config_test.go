@@ -151,3 +151,36 @@ func TestLoadMissing(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
+
+// Periods that run a command or a loop have minimums, and the block size
+// has the mirror's limit; before, "1ns" and 16 MiB passed.
+func TestMinimums(t *testing.T) {
+	base := "mode = \"independent\"\nstate-dir = \"/tmp/x\"\n"
+	tests := []struct{ src, key, want string }{
+		{"[lan1]\nwitness-interval = \"1ns\"\n", "lan1.witness-interval", "minimum of 100ms"},
+		{"[garp]\nrefresh = \"1ns\"\n", "garp.refresh", "minimum of 1s"},
+		{"[garp]\ninterval = \"1ns\"\n", "garp.interval", "minimum of 10ms"},
+		{"[[check]]\ncommand = \"true\"\ninterval = \"1ns\"\n", "check.0.interval", "minimum of 100ms"},
+		{"[hooks]\ntimeout = \"1ns\"\n", "hooks.timeout", "minimum of 100ms"},
+		{"[datastore]\ndevice = \"/dev/x\"\ninterval = \"1ns\"\n", "datastore.interval", "minimum of 100ms"},
+		{"[datastore]\ndevice = \"/dev/x\"\nblock-size = 2097152\n", "datastore.block-size", "1 MiB"},
+		{"standby = \"hot\"\n", "standby", "cold or warm"},
+		{"[[check]]\nname = \"a\"\ncommand = \"true\"\n[[check]]\nname = \"a\"\ncommand = \"true\"\n", "check.1.name", "two checks"},
+	}
+	for _, tt := range tests {
+		_, err := Parse("min.toml", []byte(base+tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.key) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %s ... %s", tt.src, err, tt.key, tt.want)
+		}
+	}
+	c, err := Parse("ok.toml", []byte(base+"standby = \"warm\"\n[garp]\nrefresh = \"0s\"\n[datastore]\ndevice = \"/dev/x\"\nblock-size = 1048576\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Standby != "warm" || c.GARP.Refresh.Duration != 0 {
+		t.Errorf("standby %q refresh %v", c.Standby, c.GARP.Refresh)
+	}
+	if c, _ := Parse("def.toml", []byte(base)); c.Standby != "cold" {
+		t.Errorf("default standby %q", c.Standby)
+	}
+}

@@ -31,55 +31,43 @@ const (
 	DefaultMirrorPort     = 7788
 )
 
-// Validate fills in defaults, checks every key and the relations between
-// keys, and derives the engine's config. Errors name the key and its line.
+// The minimums of periods that run a command or a loop: below them a node
+// busy-loops or forks without pause. MaxBlockSize is the sdcard package's
+// largest block (sdcard/device.go).
+const (
+	MinWitnessInterval = 100 * time.Millisecond
+	MinGARPInterval    = 10 * time.Millisecond
+	MinGARPRefresh     = time.Second
+	MinCheckInterval   = 100 * time.Millisecond
+	MinScanInterval    = 100 * time.Millisecond
+	MinHookTimeout     = 100 * time.Millisecond
+	MinBlockSize       = 4096
+	MaxBlockSize       = 1 << 20
+)
+
+// Validate completes a decoded config in four steps: load reads what the
+// file points at (the key file, the board description, the host name),
+// defaults fills in what the file leaves out, check runs the pure checks
+// of each section, and derive builds the engine's config. Errors name the
+// key and its line; all of them are reported together.
 func (c *Config) Validate() error {
+	if err := c.load(); err != nil {
+		return err
+	}
+	c.defaults()
+	if err := c.check(); err != nil {
+		return err
+	}
+	return c.derive()
+}
+
+// load does the I/O: the pair key file, the board description, the host name.
+func (c *Config) load() error {
 	var errs []error
 	bad := func(key, format string, args ...any) { errs = append(errs, c.errf(key, format, args...)) }
-
-	if c.Mode == "" {
-		c.Mode = "independent"
-	}
-	mode, err := engine.ParseMode(c.Mode)
-	if err != nil {
-		bad("mode", "must be independent, main or spare, not %q", c.Mode)
-	}
-	if c.Recovery == "" {
-		c.Recovery = "manual"
-	}
-	rec, err := engine.ParseRecovery(c.Recovery)
-	if err != nil {
-		bad("recovery", "must be automatic or manual, not %q", c.Recovery)
-	}
-	if c.OnLineLoss == "" {
-		c.OnLineLoss = "probe"
-	}
-	loss, err := engine.ParseLineLoss(c.OnLineLoss)
-	if err != nil {
-		bad("on-line-loss", "must be probe or takeover, not %q", c.OnLineLoss)
-	}
-	if c.Nice == nil {
-		n := -10
-		c.Nice = &n
-	}
-	if *c.Nice < -20 || *c.Nice > 19 {
-		bad("nice", "must be between -20 and 19, not %d", *c.Nice)
-	}
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
-	}
-	if !filepath.IsAbs(c.StateDir) {
-		bad("state-dir", "must be an absolute path, not %q", c.StateDir)
-	}
-	if c.Control.Socket == "" {
-		c.Control.Socket = DefaultSocket
-	}
-	paired := mode == engine.ModeMain || mode == engine.ModeSpare
-
-	// The board fills in what the config leaves out.
 	if c.Board != "" {
 		b, err := board.Load(c.Board, c.Panel)
 		if err != nil {
@@ -91,27 +79,8 @@ func (c *Config) Validate() error {
 			bad(key, "%v", err)
 		} else {
 			c.BoardDesc = b
-			if c.LAN1.Interface == "" {
-				c.LAN1.Interface = b.LAN1
-			}
-			if c.LAN2.Interface == "" {
-				c.LAN2.Interface = b.LAN2
-			}
-			if c.Datastore != nil && c.Datastore.Device == "" {
-				c.Datastore.Device = b.Datastore
-			}
-			if c.Watchdog.Device == "" {
-				c.Watchdog.Device = b.Watchdog.Device
-				if c.Watchdog.Timeout.Duration == 0 {
-					c.Watchdog.Timeout.Duration = b.Watchdog.Timeout
-				}
-			}
 		}
-	} else if len(c.Panel) > 0 {
-		bad("panel", "overrides need a board")
 	}
-
-	// The pair key.
 	switch {
 	case c.PairKey != "" && c.PairKeyFile != "":
 		bad("pair-key-file", "set either pair-key or pair-key-file, not both")
@@ -125,204 +94,300 @@ func (c *Config) Validate() error {
 	default:
 		c.Key = []byte(c.PairKey)
 	}
-	if paired && len(c.Key) < 16 && (c.PairKeyFile == "" || len(errs) == 0) {
+	return errors.Join(errs...)
+}
+
+// defaults fills in every key the file leaves out; the board's entries
+// come before the built-in defaults.
+func (c *Config) defaults() {
+	set := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	setD := func(v *Duration, def time.Duration) {
+		if v.Duration == 0 {
+			v.Duration = def
+		}
+	}
+	setI := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&c.Mode, "independent")
+	set(&c.Recovery, "manual")
+	set(&c.OnLineLoss, "probe")
+	set(&c.Standby, "cold")
+	if c.Nice == nil {
+		n := -10
+		c.Nice = &n
+	}
+	set(&c.StateDir, DefaultStateDir)
+	set(&c.Control.Socket, DefaultSocket)
+	if b := c.BoardDesc; b != nil {
+		set(&c.LAN1.Interface, b.LAN1)
+		set(&c.LAN2.Interface, b.LAN2)
+		if c.Datastore != nil {
+			set(&c.Datastore.Device, b.Datastore)
+		}
+		if c.Watchdog.Device == "" {
+			c.Watchdog.Device = b.Watchdog.Device
+			setD(&c.Watchdog.Timeout, b.Watchdog.Timeout)
+		}
+	}
+	setD(&c.LAN1.WitnessEvery, time.Second)
+
+	hb := &c.Heartbeat
+	setD(&hb.Interval, DefaultInterval)
+	setI(&hb.Missed, DefaultMissed)
+	setD(&hb.FailoverTime, hb.Interval.Duration*time.Duration(hb.Missed))
+	setD(&hb.ConnectionWait, max(DefaultConnectionWait, hb.FailoverTime.Duration))
+	setD(&hb.LAN1Interval, hb.FailoverTime.Duration*2/5)
+	setD(&c.LAN1.ProbeTime, min(DefaultProbeTime, hb.FailoverTime.Duration/5))
+
+	setI(&c.GARP.Repeat, 3)
+	setD(&c.GARP.Interval, 100*time.Millisecond)
+	if !c.lineSet("garp.refresh") {
+		setD(&c.GARP.Refresh, 30*time.Second)
+	}
+	set(&c.Hooks.Dir, DefaultHooksDir)
+	setD(&c.Hooks.Timeout, DefaultHookTimeout)
+	for i := range c.Checks {
+		ch := &c.Checks[i]
+		set(&ch.Name, fmt.Sprintf("check%d", i+1))
+		setD(&ch.Interval, 2*time.Second)
+		setI(&ch.Fall, 3)
+		setI(&ch.Rise, 2)
+	}
+	setD(&c.Watchdog.Timeout, 10*time.Second)
+	setI(&c.Logbook.Entries, 1000)
+	if d := c.Datastore; d != nil {
+		setI(&d.BlockSize, DefaultBlockSize)
+		set(&d.Mode, "periodic")
+		setD(&d.Interval, time.Minute)
+		set(&d.Replication, "sync")
+		setI(&d.Port, DefaultMirrorPort)
+	}
+}
+
+// problems collects the errors of the checks, each naming its key.
+type problems struct {
+	c    *Config
+	errs []error
+}
+
+func (p *problems) bad(key, format string, args ...any) {
+	p.errs = append(p.errs, p.c.errf(key, format, args...))
+}
+
+// atLeast reports key when a duration is below its minimum.
+func (p *problems) atLeast(key string, v Duration, least time.Duration) {
+	if v.Duration < least {
+		p.bad(key, "%v is below the minimum of %v", v.Duration, least)
+	}
+}
+
+// check runs the checks of every section; none does I/O or changes c.
+func (c *Config) check() error {
+	p := &problems{c: c}
+	mode, _ := engine.ParseMode(c.Mode)
+	paired := mode == engine.ModeMain || mode == engine.ModeSpare
+	c.checkTop(p, paired)
+	c.checkLAN1(p, paired)
+	c.checkLAN2(p, paired)
+	c.checkHeartbeat(p)
+	c.checkGARP(p)
+	c.checkHooks(p)
+	c.checkChecks(p)
+	c.checkDatastore(p, paired)
+	if c.Watchdog.Timeout.Duration < time.Second {
+		p.bad("watchdog.timeout", "must be at least 1s")
+	}
+	if c.Logbook.Entries < 10 {
+		p.bad("logbook.entries", "must be at least 10")
+	}
+	return errors.Join(p.errs...)
+}
+
+func (c *Config) checkTop(p *problems, paired bool) {
+	if _, err := engine.ParseMode(c.Mode); err != nil {
+		p.bad("mode", "must be independent, main or spare, not %q", c.Mode)
+	}
+	if _, err := engine.ParseRecovery(c.Recovery); err != nil {
+		p.bad("recovery", "must be automatic or manual, not %q", c.Recovery)
+	}
+	if _, err := engine.ParseLineLoss(c.OnLineLoss); err != nil {
+		p.bad("on-line-loss", "must be probe or takeover, not %q", c.OnLineLoss)
+	}
+	if c.Standby != "cold" && c.Standby != "warm" {
+		p.bad("standby", "must be cold or warm, not %q", c.Standby)
+	}
+	if *c.Nice < -20 || *c.Nice > 19 {
+		p.bad("nice", "must be between -20 and 19, not %d", *c.Nice)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		p.bad("state-dir", "must be an absolute path, not %q", c.StateDir)
+	}
+	if c.Board == "" && len(c.Panel) > 0 {
+		p.bad("panel", "overrides need a board")
+	}
+	if paired && len(c.Key) < 16 {
 		key := "pair-key"
 		if c.PairKeyFile != "" {
 			key = "pair-key-file"
 		}
-		bad(key, "the pair key must have at least 16 characters (both nodes share it)")
+		p.bad(key, "the pair key must have at least 16 characters (both nodes share it)")
 	}
+}
 
-	// LAN 1.
-	if paired && c.LAN1.Interface == "" {
-		bad("lan1.interface", "required in mode %s", c.Mode)
+func (c *Config) checkLAN1(p *problems, paired bool) {
+	l := &c.LAN1
+	if paired && l.Interface == "" {
+		p.bad("lan1.interface", "required in mode %s", c.Mode)
 	}
-	if c.LAN1.ServiceAddress != "" {
-		p, err := parsePrefix(c.LAN1.ServiceAddress, 32)
-		if err != nil || !p.Addr().Is4() {
-			bad("lan1.service-address", "must be an IPv4 address with an optional prefix length, not %q", c.LAN1.ServiceAddress)
+	if l.ServiceAddress != "" {
+		if a, err := parsePrefix(l.ServiceAddress, 32); err != nil || !a.Addr().Is4() {
+			p.bad("lan1.service-address", "must be an IPv4 address with an optional prefix length, not %q", l.ServiceAddress)
 		}
-		c.LAN1.Prefix = p
 	}
-	if c.LAN1.ServiceAddr6 != "" {
-		p, err := parsePrefix(c.LAN1.ServiceAddr6, 128)
-		if err != nil || !p.Addr().Is6() {
-			bad("lan1.service-address6", "must be an IPv6 address, not %q", c.LAN1.ServiceAddr6)
+	if l.ServiceAddr6 != "" {
+		if a, err := parsePrefix(l.ServiceAddr6, 128); err != nil || !a.Addr().Is6() {
+			p.bad("lan1.service-address6", "must be an IPv6 address, not %q", l.ServiceAddr6)
 		}
-		c.LAN1.Prefix6 = p
 	}
-	if c.LAN1.Witness != "" {
-		a, err := netip.ParseAddr(c.LAN1.Witness)
-		if err != nil || !a.Is4() {
-			bad("lan1.witness", "must be an IPv4 address, not %q", c.LAN1.Witness)
+	if l.Witness != "" {
+		if a, err := netip.ParseAddr(l.Witness); err != nil || !a.Is4() {
+			p.bad("lan1.witness", "must be an IPv4 address, not %q", l.Witness)
 		}
-		c.LAN1.WitAddr = a
 	}
-	if c.LAN1.WitnessEvery.Duration == 0 {
-		c.LAN1.WitnessEvery.Duration = time.Second
+	p.atLeast("lan1.witness-interval", l.WitnessEvery, MinWitnessInterval)
+	if 3*l.ProbeTime.Duration > c.Heartbeat.FailoverTime.Duration {
+		p.bad("lan1.probe-time", "%v must be at most a third of heartbeat.failover-time (%v): the probe starts twice probe-time before it", l.ProbeTime, c.Heartbeat.FailoverTime)
 	}
+}
 
-	// LAN 2.
-	if paired && c.LAN2.Interface == "" {
-		bad("lan2.interface", "required in mode %s", c.Mode)
+func (c *Config) checkLAN2(p *problems, paired bool) {
+	l := &c.LAN2
+	if paired && l.Interface == "" {
+		p.bad("lan2.interface", "required in mode %s", c.Mode)
 	}
-	if c.LAN2.Address != "" {
-		p, err := parsePrefix(c.LAN2.Address, 32)
-		if err != nil {
-			bad("lan2.address", "not an address: %q", c.LAN2.Address)
+	if l.Address != "" {
+		if _, err := parsePrefix(l.Address, 32); err != nil {
+			p.bad("lan2.address", "not an address: %q", l.Address)
 		}
-		c.LAN2.Prefix = p
 	}
-	if c.LAN2.PeerAddress != "" {
-		a, err := netip.ParseAddr(c.LAN2.PeerAddress)
-		if err != nil {
-			bad("lan2.peer-address", "not an address: %q", c.LAN2.PeerAddress)
+	if l.PeerAddress != "" {
+		if _, err := netip.ParseAddr(l.PeerAddress); err != nil {
+			p.bad("lan2.peer-address", "not an address: %q", l.PeerAddress)
 		}
-		c.LAN2.Peer = a
 	}
-	if paired && c.LAN1.Interface != "" && c.LAN1.Interface == c.LAN2.Interface {
-		bad("lan2.interface", "the failover line must not be the LAN 1 interface %q", c.LAN1.Interface)
+	if paired && c.LAN1.Interface != "" && c.LAN1.Interface == l.Interface {
+		p.bad("lan2.interface", "the failover line must not be the LAN 1 interface %q", c.LAN1.Interface)
 	}
+}
 
-	// Heartbeats.
+func (c *Config) checkHeartbeat(p *problems) {
 	hb := &c.Heartbeat
-	if hb.Interval.Duration == 0 {
-		hb.Interval.Duration = DefaultInterval
-	}
 	if hb.Interval.Duration < time.Millisecond {
-		bad("heartbeat.interval", "must be at least 1ms")
-	}
-	if hb.Missed == 0 {
-		hb.Missed = DefaultMissed
+		p.bad("heartbeat.interval", "must be at least 1ms")
 	}
 	if hb.Missed < 2 {
-		bad("heartbeat.missed", "must be at least 2, not %d", hb.Missed)
-	}
-	if hb.FailoverTime.Duration == 0 {
-		hb.FailoverTime.Duration = hb.Interval.Duration * time.Duration(hb.Missed)
+		p.bad("heartbeat.missed", "must be at least 2, not %d", hb.Missed)
 	}
 	if hb.FailoverTime.Duration < 2*hb.Interval.Duration {
-		bad("heartbeat.failover-time", "%v must be at least twice heartbeat.interval (%v)", hb.FailoverTime, hb.Interval)
-	}
-	if hb.ConnectionWait.Duration == 0 {
-		hb.ConnectionWait.Duration = max(DefaultConnectionWait, hb.FailoverTime.Duration)
+		p.bad("heartbeat.failover-time", "%v must be at least twice heartbeat.interval (%v)", hb.FailoverTime, hb.Interval)
 	}
 	if hb.ConnectionWait.Duration < hb.FailoverTime.Duration {
-		bad("heartbeat.connection-wait-time", "%v must be at least heartbeat.failover-time (%v)", hb.ConnectionWait, hb.FailoverTime)
-	}
-	if hb.LAN1Interval.Duration == 0 {
-		hb.LAN1Interval.Duration = hb.FailoverTime.Duration * 2 / 5
+		p.bad("heartbeat.connection-wait-time", "%v must be at least heartbeat.failover-time (%v)", hb.ConnectionWait, hb.FailoverTime)
 	}
 	if 2*hb.LAN1Interval.Duration > hb.FailoverTime.Duration {
-		bad("heartbeat.lan1-interval", "%v must be at most half of heartbeat.failover-time (%v), or a cut failover line looks like a dead peer", hb.LAN1Interval, hb.FailoverTime)
+		p.bad("heartbeat.lan1-interval", "%v must be at most half of heartbeat.failover-time (%v), or a cut failover line looks like a dead peer", hb.LAN1Interval, hb.FailoverTime)
 	}
-	if c.LAN1.ProbeTime.Duration == 0 {
-		c.LAN1.ProbeTime.Duration = min(DefaultProbeTime, hb.FailoverTime.Duration/5)
-	}
-	if 3*c.LAN1.ProbeTime.Duration > hb.FailoverTime.Duration {
-		bad("lan1.probe-time", "%v must be at most a third of heartbeat.failover-time (%v): the probe starts twice probe-time before it", c.LAN1.ProbeTime, hb.FailoverTime)
-	}
+}
 
-	// GARP.
-	if c.GARP.Repeat == 0 {
-		c.GARP.Repeat = 3
+func (c *Config) checkGARP(p *problems) {
+	g := &c.GARP
+	if g.Repeat < 1 || g.Repeat > 100 {
+		p.bad("garp.repeat", "must be between 1 and 100, not %d", g.Repeat)
 	}
-	if c.GARP.Repeat < 1 || c.GARP.Repeat > 100 {
-		bad("garp.repeat", "must be between 1 and 100, not %d", c.GARP.Repeat)
+	p.atLeast("garp.interval", g.Interval, MinGARPInterval)
+	if g.Refresh.Duration != 0 && g.Refresh.Duration < MinGARPRefresh {
+		p.bad("garp.refresh", "%v is below the minimum of %v (\"0s\" turns the refresh off)", g.Refresh.Duration, MinGARPRefresh)
 	}
-	if c.GARP.Interval.Duration == 0 {
-		c.GARP.Interval.Duration = 100 * time.Millisecond
-	}
-	if !c.lineSet("garp.refresh") && c.GARP.Refresh.Duration == 0 {
-		c.GARP.Refresh.Duration = 30 * time.Second
-	}
+}
 
-	// Hooks and checks.
-	if c.Hooks.Dir == "" {
-		c.Hooks.Dir = DefaultHooksDir
-	}
-	if c.Hooks.Timeout.Duration == 0 {
-		c.Hooks.Timeout.Duration = DefaultHookTimeout
-	}
-	for i := range c.Checks {
-		ch := &c.Checks[i]
+func (c *Config) checkHooks(p *problems) {
+	p.atLeast("hooks.timeout", c.Hooks.Timeout, MinHookTimeout)
+}
+
+func (c *Config) checkChecks(p *problems) {
+	seen := map[string]bool{}
+	for i, ch := range c.Checks {
 		key := fmt.Sprintf("check.%d", i)
 		if strings.TrimSpace(ch.Command) == "" {
-			bad(key+".command", "a check needs a command")
+			p.bad(key+".command", "a check needs a command")
 		}
-		if ch.Name == "" {
-			ch.Name = fmt.Sprintf("check%d", i+1)
+		if seen[ch.Name] {
+			p.bad(key+".name", "two checks are named %q; each is tracked by its name", ch.Name)
 		}
-		if ch.Interval.Duration == 0 {
-			ch.Interval.Duration = 2 * time.Second
-		}
-		if ch.Fall == 0 {
-			ch.Fall = 3
-		}
-		if ch.Rise == 0 {
-			ch.Rise = 2
-		}
+		seen[ch.Name] = true
+		p.atLeast(key+".interval", ch.Interval, MinCheckInterval)
 		if ch.Fall < 1 || ch.Rise < 1 {
-			bad(key+".fall", "fall and rise must be at least 1")
+			p.bad(key+".fall", "fall and rise must be at least 1")
 		}
 	}
-	if c.Watchdog.Timeout.Duration == 0 {
-		c.Watchdog.Timeout.Duration = 10 * time.Second
-	}
-	if c.Watchdog.Timeout.Duration < time.Second {
-		bad("watchdog.timeout", "must be at least 1s")
-	}
-	if c.Logbook.Entries == 0 {
-		c.Logbook.Entries = 1000
-	}
-	if c.Logbook.Entries < 10 {
-		bad("logbook.entries", "must be at least 10")
-	}
+}
 
-	// The datastore.
-	if d := c.Datastore; d != nil {
-		if d.Device == "" {
-			bad("datastore.device", "required when [datastore] is present")
-		}
-		if d.BlockSize == 0 {
-			d.BlockSize = DefaultBlockSize
-		}
-		if d.BlockSize < 4096 || d.BlockSize&(d.BlockSize-1) != 0 || d.BlockSize > 16<<20 {
-			bad("datastore.block-size", "must be a power of two between 4096 and 16 MiB, not %d", d.BlockSize)
-		}
-		if d.Mode == "" {
-			d.Mode = "periodic"
-		}
-		if d.Mode != "online" && d.Mode != "periodic" {
-			bad("datastore.mode", "must be online or periodic, not %q", d.Mode)
-		}
-		if d.Interval.Duration == 0 {
-			d.Interval.Duration = time.Minute
-		}
-		if d.Replication == "" {
-			d.Replication = "sync"
-		}
-		if d.Replication != "sync" && d.Replication != "async" {
-			bad("datastore.replication", "must be sync or async, not %q", d.Replication)
-		}
-		if d.Port == 0 {
-			d.Port = DefaultMirrorPort
-		}
-		if d.Port < 1 || d.Port > 65535 {
-			bad("datastore.port", "not a TCP port: %d", d.Port)
-		}
-		if _, err := ParseBandwidth(d.Bandwidth); err != nil {
-			bad("datastore.bandwidth", "%v", err)
-		}
-		if paired && (!c.LAN2.Prefix.IsValid() || !c.LAN2.Peer.IsValid()) {
-			bad("lan2.peer-address", "the datastore mirror needs lan2.address and lan2.peer-address")
-		}
+func (c *Config) checkDatastore(p *problems, paired bool) {
+	d := c.Datastore
+	if d == nil {
+		return
 	}
+	if d.Device == "" {
+		p.bad("datastore.device", "required when [datastore] is present")
+	}
+	if d.BlockSize < MinBlockSize || d.BlockSize&(d.BlockSize-1) != 0 || d.BlockSize > MaxBlockSize {
+		p.bad("datastore.block-size", "must be a power of two between 4096 and 1 MiB (the mirror's limit, %d), not %d", MaxBlockSize, d.BlockSize)
+	}
+	if d.Mode != "online" && d.Mode != "periodic" {
+		p.bad("datastore.mode", "must be online or periodic, not %q", d.Mode)
+	}
+	p.atLeast("datastore.interval", d.Interval, MinScanInterval)
+	if d.Replication != "sync" && d.Replication != "async" {
+		p.bad("datastore.replication", "must be sync or async, not %q", d.Replication)
+	}
+	if d.Port < 1 || d.Port > 65535 {
+		p.bad("datastore.port", "not a TCP port: %d", d.Port)
+	}
+	if _, err := ParseBandwidth(d.Bandwidth); err != nil {
+		p.bad("datastore.bandwidth", "%v", err)
+	}
+	if paired && (c.LAN2.Address == "" || c.LAN2.PeerAddress == "") {
+		p.bad("lan2.peer-address", "the datastore mirror needs lan2.address and lan2.peer-address")
+	}
+}
 
+// derive fills the fields computed from the checked keys: the addresses
+// and the engine's config, which checks the relations of its timers.
+func (c *Config) derive() error {
+	c.LAN1.Prefix, _ = parsePrefixIf(c.LAN1.ServiceAddress, 32)
+	c.LAN1.Prefix6, _ = parsePrefixIf(c.LAN1.ServiceAddr6, 128)
+	if c.LAN1.Witness != "" {
+		c.LAN1.WitAddr, _ = netip.ParseAddr(c.LAN1.Witness)
+	}
+	c.LAN2.Prefix, _ = parsePrefixIf(c.LAN2.Address, 32)
+	if c.LAN2.PeerAddress != "" {
+		c.LAN2.Peer, _ = netip.ParseAddr(c.LAN2.PeerAddress)
+	}
+	mode, _ := engine.ParseMode(c.Mode)
+	rec, _ := engine.ParseRecovery(c.Recovery)
+	loss, _ := engine.ParseLineLoss(c.OnLineLoss)
 	preferred := mode == engine.ModeMain
 	if c.Preferred != nil {
 		preferred = *c.Preferred
 	}
+	hb := c.Heartbeat
 	c.Engine = engine.Config{
 		Mode:       mode,
 		Preferred:  preferred,
@@ -339,12 +404,17 @@ func (c *Config) Validate() error {
 		},
 		NodeID: 1, // replaced by the daemon with the persisted node id
 	}
-	if len(errs) == 0 && mode != 0 {
-		if err := c.Engine.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.file, err))
-		}
+	if err := c.Engine.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", c.file, err)
 	}
-	return errors.Join(errs...)
+	return nil
+}
+
+func parsePrefixIf(s string, bits int) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	return parsePrefix(s, bits)
 }
 
 func (c *Config) lineSet(key string) bool { return c.lines[key] > 0 }

@@ -28,6 +28,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	pgcontrol "github.com/pairguard/pairguard/firmware/control"
 )
 
 // Prompt is printed before each line.
@@ -45,22 +47,20 @@ type Command struct {
 	Help  string // one line
 }
 
-// Commands are the client commands listed by `help` (DESIGN.md's client
-// commands; the run function decides what each does).
-var Commands = []Command{
-	{"status [--json]", "role, peer, data, mirror and alarms"},
-	{"log [-n N] [--json]", "the logbook's newest entries"},
-	{"swap", "planned handover to the peer (on the primary)"},
-	{"takeover --force", "become primary, overriding the guards"},
-	{"ack", "acknowledge alarms and the failover LED"},
-	{"sync", "start a datastore resync round now"},
-	{"verify", "compare both datastores block by block"},
-	{"capture -n N -w FILE", "write the next N failover-line frames as pcap"},
-	{"leds test", "walk every LED and colour"},
-	{"check-config FILE", "check a config file"},
-	{"version", "print the version"},
-	{"help", "this list"},
-	{"exit, quit, Ctrl-D", "leave the console"},
+// Commands are the commands listed by `help`: those of the command table
+// (pgcontrol.Commands) offered on the console, then the console's own.
+var Commands = consoleCommands()
+
+func consoleCommands() []Command {
+	var out []Command
+	for _, c := range pgcontrol.Commands {
+		if c.Console && c.Name != "help" {
+			out = append(out, Command{c.Usage(), c.Help})
+		}
+	}
+	return append(out,
+		Command{"help", "this list"},
+		Command{"exit, quit, Ctrl-D", "leave the console"})
 }
 
 // RunFunc runs one command with its arguments, writing its output to out.

@@ -286,7 +286,8 @@ func TestHelpListsCommands(t *testing.T) {
 	tm.typ("help\r")
 	out := tm.waitPrompts(2)
 	tm.noCall()
-	for _, c := range []string{"status [--json]", "log [-n N]", "ack", "sync", "swap", "takeover --force", "verify", "capture -n N -w FILE", "leds test", "check-config FILE"} {
+	for _, c := range []string{"status [--json]", "log [-n N]", "ack", "sync", "swap", "takeover --force", "verify", "capture -n N -w FILE", "leds test", "check-config FILE",
+		"resolve --keep-local|--discard-local", "is-primary", "log [-n N] [--follow] [--json]"} {
 		if !strings.Contains(out, c) {
 			t.Errorf("help lacks %q: %q", c, out)
 		}

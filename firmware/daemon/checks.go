@@ -3,6 +3,9 @@ package daemon
 import (
 	"context"
 	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pairguard/pairguard/firmware/config"
@@ -12,9 +15,7 @@ import (
 // goCheck runs one health check every interval and reports a change after
 // fall failures or rise successes in a row (keepalived's track_script).
 func (d *Daemon) goCheck(ctx context.Context, c config.Check) {
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	d.wg.Go(func() {
 		healthy := true
 		fails, oks := 0, 0
 		t := time.NewTicker(c.Interval.Duration)
@@ -26,7 +27,11 @@ func (d *Daemon) goCheck(ctx context.Context, c config.Check) {
 			case <-t.C:
 			}
 			cctx, cancel := context.WithTimeout(ctx, c.Interval.Duration)
-			err := exec.CommandContext(cctx, "/bin/sh", "-c", c.Command).Run()
+			cmd := exec.CommandContext(cctx, "/bin/sh", "-c", c.Command)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+			cmd.WaitDelay = time.Second
+			err := cmd.Run()
 			cancel()
 			if ctx.Err() != nil {
 				return
@@ -47,5 +52,36 @@ func (d *Daemon) goCheck(ctx context.Context, c config.Check) {
 				d.queue(engine.CheckChanged{Name: c.Name, Healthy: true})
 			}
 		}
-	}()
+	})
+}
+
+// checkChanged tracks each check by name: the node is healthy only when
+// every check is, so one check recovering does not hide another that
+// still fails.
+func (d *Daemon) checkChanged(c engine.CheckChanged) {
+	was := len(d.failing) == 0
+	if c.Healthy {
+		delete(d.failing, c.Name)
+	} else {
+		d.failing[c.Name] = true
+	}
+	now := len(d.failing) == 0
+	if was == now {
+		return
+	}
+	name := c.Name
+	if !now {
+		name = strings.Join(d.failingChecks(), ", ")
+	}
+	d.apply(d.eng.Step(d.mono(), engine.CheckChanged{Name: name, Healthy: now}))
+}
+
+// failingChecks lists the failing checks by name.
+func (d *Daemon) failingChecks() []string {
+	var names []string
+	for n := range d.failing {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +41,7 @@ type Report struct {
 		LAN2 bool `json:"lan2"`
 	} `json:"links"`
 	Witness      *bool               `json:"witness,omitempty"`
+	Checks       []CheckReport       `json:"checks,omitempty"`
 	Frames       frame.CounterValues `json:"frames"`
 	LastTakeover *takeoverInfo       `json:"last-takeover,omitempty"`
 }
@@ -57,6 +57,12 @@ type PeerReport struct {
 	Software string `json:"software,omitempty"`
 	LAN1     bool   `json:"lan1"`
 	LAN2     bool   `json:"lan2"`
+}
+
+// CheckReport is one health check in Report.
+type CheckReport struct {
+	Name    string `json:"name"`
+	Healthy bool   `json:"healthy"`
 }
 
 // DataReport is the datastore part of Report.
@@ -104,6 +110,9 @@ func (d *Daemon) report() Report {
 	if d.cfg.LAN1.WitAddr.IsValid() {
 		w := st.Witness
 		r.Witness = &w
+	}
+	for _, c := range d.cfg.Checks {
+		r.Checks = append(r.Checks, CheckReport{Name: c.Name, Healthy: !d.failing[c.Name]})
 	}
 	if !d.lastTakeover.At.IsZero() {
 		t := d.lastTakeover
@@ -166,48 +175,48 @@ func heard(b bool) string {
 	return "silent"
 }
 
+// handler answers one request of the command table (control.Commands).
+type handler func(d *Daemon, ctx context.Context, req control.Request, send func(control.Response) error) control.Response
+
+// handlers is the daemon's dispatch, keyed by the command table's names; a
+// test checks that it covers every client command and nothing else.
+var handlers = map[string]handler{
+	"status":     inLoop((*Daemon).cmdStatus),
+	"log":        (*Daemon).cmdLog,
+	"is-primary": inLoop((*Daemon).cmdIsPrimary),
+	"swap":       inLoop((*Daemon).cmdSwap),
+	"takeover":   inLoop((*Daemon).cmdTakeover),
+	"ack":        inLoop((*Daemon).cmdAck),
+	"sync":       inLoop((*Daemon).cmdSync),
+	"verify":     (*Daemon).cmdVerify,
+	"resolve":    (*Daemon).cmdResolve,
+	"capture":    (*Daemon).handleCapture,
+	"leds":       (*Daemon).cmdLeds,
+}
+
 // Handle answers a control request; it runs on the connection's goroutine
 // and hands the work to the loop.
-func (d *Daemon) Handle(ctx context.Context, req control.Request) control.Response {
-	if req.Cmd == "capture" {
-		return d.handleCapture(ctx, req)
+func (d *Daemon) Handle(ctx context.Context, req control.Request, send func(control.Response) error) control.Response {
+	h, ok := handlers[req.Cmd]
+	if !ok {
+		return control.Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 	}
-	if req.Cmd == "leds" {
-		if err := d.ledsTest(ctx); err != nil {
-			return control.Response{Error: "leds test: " + err.Error()}
+	return h(d, ctx, req, send)
+}
+
+// inLoop runs a command in the loop, between two events.
+func inLoop(f func(d *Daemon, req control.Request) control.Response) handler {
+	return func(d *Daemon, ctx context.Context, req control.Request, _ func(control.Response) error) control.Response {
+		out := make(chan control.Response, 1)
+		select {
+		case d.ctl <- func() { out <- f(d, req) }:
+		case <-ctx.Done():
+			return control.Response{Error: "the daemon is stopping"}
+		case <-time.After(5 * time.Second):
+			return control.Response{Error: "the daemon is busy"}
 		}
-		return control.Response{OK: true, Text: "walked red, green, amber, failover, all, off\n"}
+		return <-out
 	}
-	if req.Cmd == "resolve" {
-		var keep bool
-		switch {
-		case slices.Contains(req.Args, "--keep-local"):
-			keep = true
-		case slices.Contains(req.Args, "--discard-local"):
-		default:
-			return control.Response{Error: "resolve: name the side to keep: --keep-local or --discard-local"}
-		}
-		if err := d.mirror.Resolve(ctx, keep); err != nil {
-			return control.Response{Error: "resolve: " + err.Error()}
-		}
-		return control.Response{OK: true, Text: "split brain resolved\n"}
-	}
-	if req.Cmd == "verify" {
-		text, err := d.mirror.Verify(ctx)
-		if err != nil {
-			return control.Response{Error: "verify: " + err.Error()}
-		}
-		return control.Response{OK: true, Text: text}
-	}
-	out := make(chan control.Response, 1)
-	select {
-	case d.ctl <- func() { out <- d.command(req) }:
-	case <-ctx.Done():
-		return control.Response{Error: "the daemon is stopping"}
-	case <-time.After(5 * time.Second):
-		return control.Response{Error: "the daemon is busy"}
-	}
-	return <-out
 }
 
 func jsonData(v any) json.RawMessage {
@@ -215,68 +224,133 @@ func jsonData(v any) json.RawMessage {
 	return b
 }
 
-// command runs in the loop.
-func (d *Daemon) command(req control.Request) control.Response {
-	now := d.mono()
-	step := func(c engine.Command) { d.apply(d.eng.Step(now, engine.CommandIssued{Cmd: c})) }
-	switch req.Cmd {
-	case "status":
-		r := d.report()
-		return control.Response{OK: true, Text: r.Text(), Data: jsonData(r)}
-	case "log":
-		n := 20
-		for i := 0; i+1 < len(req.Args); i++ {
-			if req.Args[i] == "-n" {
-				v, err := strconv.Atoi(req.Args[i+1])
-				if err != nil || v < 0 {
-					return control.Response{Error: "log: -n needs a number"}
-				}
-				n = v
-			}
+func (d *Daemon) cmdStatus(control.Request) control.Response {
+	r := d.report()
+	return control.Response{OK: true, Text: r.Text(), Data: jsonData(r)}
+}
+
+// IsPrimary is the answer to `is-primary`.
+type IsPrimary struct {
+	Primary bool   `json:"primary"`
+	Role    string `json:"role"`
+}
+
+func (d *Daemon) cmdIsPrimary(control.Request) control.Response {
+	role := d.eng.Role()
+	// Primary means primary in the engine and holding the address when one
+	// is configured (not between a takeover and its claim).
+	p := IsPrimary{Primary: role == engine.RolePrimary && (d.holds || !d.cfg.LAN1.Prefix.IsValid()), Role: role.String()}
+	return control.Response{OK: true, Text: p.Role + "\n", Data: jsonData(p)}
+}
+
+func (d *Daemon) cmdSwap(control.Request) control.Response {
+	if d.eng.Role() != engine.RolePrimary {
+		return control.Response{Error: "swap: this node is " + d.eng.Role().String() + "; run swap on the primary"}
+	}
+	d.apply(d.eng.Step(d.mono(), engine.CommandIssued{Cmd: engine.CmdSwap}))
+	if !d.eng.Status().Handover {
+		last := d.book.Last(1)
+		msg := "swap refused"
+		if len(last) == 1 {
+			msg = last[0].Message
 		}
-		entries := d.book.Last(n)
+		return control.Response{Error: msg}
+	}
+	return control.Response{OK: true, Text: "handover to the peer started\n"}
+}
+
+func (d *Daemon) cmdTakeover(req control.Request) control.Response {
+	if !req.Force {
+		return control.Response{Error: "takeover: add --force: it overrides the split-brain guard and the data state"}
+	}
+	if d.eng.Role() == engine.RolePrimary {
+		return control.Response{OK: true, Text: "already primary\n"}
+	}
+	d.apply(d.eng.Step(d.mono(), engine.CommandIssued{Cmd: engine.CmdForceTakeover}))
+	return control.Response{OK: true, Text: fmt.Sprintf("primary by force, epoch %d\n", d.eng.Status().Epoch)}
+}
+
+func (d *Daemon) cmdAck(control.Request) control.Response {
+	d.apply(d.eng.Step(d.mono(), engine.CommandIssued{Cmd: engine.CmdAcknowledge}))
+	return control.Response{OK: true, Text: "alarms acknowledged\n"}
+}
+
+func (d *Daemon) cmdSync(control.Request) control.Response {
+	if err := d.mirror.Sync(); err != nil {
+		return control.Response{Error: "sync: " + err.Error()}
+	}
+	return control.Response{OK: true, Text: "resync started\n"}
+}
+
+func (d *Daemon) cmdVerify(ctx context.Context, _ control.Request, _ func(control.Response) error) control.Response {
+	text, err := d.mirror.Verify(ctx)
+	if err != nil {
+		return control.Response{Error: "verify: " + err.Error()}
+	}
+	return control.Response{OK: true, Text: text}
+}
+
+func (d *Daemon) cmdResolve(ctx context.Context, req control.Request, _ func(control.Response) error) control.Response {
+	if req.Keep != control.KeepLocal && req.Keep != control.KeepPeer {
+		return control.Response{Error: "resolve: name the side to keep: --keep-local or --discard-local"}
+	}
+	if err := d.mirror.Resolve(ctx, req.Keep == control.KeepLocal); err != nil {
+		return control.Response{Error: "resolve: " + err.Error()}
+	}
+	return control.Response{OK: true, Text: "split brain resolved\n"}
+}
+
+func (d *Daemon) cmdLeds(ctx context.Context, _ control.Request, _ func(control.Response) error) control.Response {
+	if err := d.ledsTest(ctx); err != nil {
+		return control.Response{Error: "leds test: " + err.Error()}
+	}
+	return control.Response{OK: true, Text: "walked red, green, amber, failover, all, off\n"}
+}
+
+// cmdLog answers `log`: the newest entries, then with Follow every new
+// entry, role change and alarm change until the client hangs up or the
+// daemon stops. The logbook is safe for concurrent use: no loop needed.
+func (d *Daemon) cmdLog(ctx context.Context, req control.Request, send func(control.Response) error) control.Response {
+	var f *follower
+	if req.Follow {
+		// Subscribe before reading the last entries, so none falls
+		// between; one may show twice.
+		if f = d.follow.add(); f == nil {
+			return control.Response{Error: "the daemon is stopping"}
+		}
+		defer d.follow.remove(f)
+	}
+	entries := d.book.Last(req.N)
+	if entries == nil {
+		entries = []logbook.Entry{}
+	}
+	if !req.Follow {
 		var b strings.Builder
 		for _, e := range entries {
 			b.WriteString(e.String())
 			b.WriteByte('\n')
 		}
-		if entries == nil {
-			entries = []logbook.Entry{}
-		}
 		return control.Response{OK: true, Text: b.String(), Data: jsonData(entries)}
-	case "swap":
-		if d.eng.Role() != engine.RolePrimary {
-			return control.Response{Error: "swap: this node is " + d.eng.Role().String() + "; run swap on the primary"}
-		}
-		step(engine.CmdSwap)
-		if !d.eng.Status().Handover {
-			last := d.book.Last(1)
-			msg := "swap refused"
-			if len(last) == 1 {
-				msg = last[0].Message
-			}
-			return control.Response{Error: msg}
-		}
-		return control.Response{OK: true, Text: "handover to the peer started\n"}
-	case "takeover":
-		if !slices.Contains(req.Args, "--force") {
-			return control.Response{Error: "takeover: add --force: it overrides the split-brain guard and the data state"}
-		}
-		if d.eng.Role() == engine.RolePrimary {
-			return control.Response{OK: true, Text: "already primary\n"}
-		}
-		step(engine.CmdForceTakeover)
-		return control.Response{OK: true, Text: fmt.Sprintf("primary by force, epoch %d\n", d.eng.Status().Epoch)}
-	case "ack":
-		step(engine.CmdAcknowledge)
-		return control.Response{OK: true, Text: "alarms acknowledged\n"}
-	case "sync":
-		if err := d.mirror.Sync(); err != nil {
-			return control.Response{Error: "sync: " + err.Error()}
-		}
-		return control.Response{OK: true, Text: "resync started\n"}
 	}
-	return control.Response{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
+	for _, e := range entries {
+		ev := FollowEvent{Type: "entry", Time: e.Time, Entry: &e}
+		if err := send(control.Response{OK: true, Text: ev.Text(), Data: jsonData(ev)}); err != nil {
+			return control.Response{Error: err.Error()}
+		}
+	}
+	for {
+		select {
+		case ev, ok := <-f.ch:
+			if !ok {
+				return control.Response{OK: true, Text: "the daemon stopped\n"}
+			}
+			if err := send(control.Response{OK: true, Text: ev.Text(), Data: jsonData(ev)}); err != nil {
+				return control.Response{Error: err.Error()}
+			}
+		case <-ctx.Done():
+			return control.Response{OK: true}
+		}
+	}
 }
 
 // capture collects frames seen by the daemon for `pairguard capture`.
@@ -312,16 +386,10 @@ func (d *Daemon) feedCaptures(path engine.Path, src net.HardwareAddr, payload []
 	d.capturing.Store(len(keep) > 0)
 }
 
-func (d *Daemon) handleCapture(ctx context.Context, req control.Request) control.Response {
-	n := 20
-	for i := 0; i+1 < len(req.Args); i++ {
-		if req.Args[i] == "-n" {
-			v, err := strconv.Atoi(req.Args[i+1])
-			if err != nil || v < 1 || v > 100000 {
-				return control.Response{Error: "capture: -n needs a number between 1 and 100000"}
-			}
-			n = v
-		}
+func (d *Daemon) handleCapture(ctx context.Context, req control.Request, _ func(control.Response) error) control.Response {
+	n := req.N
+	if n < 1 || n > control.MaxCapture {
+		return control.Response{Error: fmt.Sprintf("capture: -n needs a number between 1 and %d", control.MaxCapture)}
 	}
 	c := &capture{want: n, done: make(chan struct{})}
 	select {

@@ -36,16 +36,17 @@ type Deps struct {
 	Addr  addr.Manager  // the service address (nil: none configured)
 	ARP   arp.Client    // probes, announcements, witness (nil: none)
 	NDP   arp.Announcer // unsolicited neighbour advertisements for service-address6 (nil: none)
-	Links <-chan LinkUpdate
+	Links []LinkWatch
 	Panel *Panel // front panel and watchdog (nil: none)
 	// Closers are closed when the daemon stops, after the address is released.
 	Closers []func() error
 }
 
-// LinkUpdate is a link state change of LAN 1 or LAN 2.
-type LinkUpdate struct {
-	Path engine.Path
-	Up   bool
+// LinkWatch watches the carrier of LAN 1 or LAN 2. Watch is called by Run
+// with a context that ends when Run returns; its channel is closed then.
+type LinkWatch struct {
+	Path  engine.Path
+	Watch func(ctx context.Context) (<-chan rawether.LinkEvent, error)
 }
 
 // Daemon is one running pairguard node.
@@ -56,7 +57,6 @@ type Daemon struct {
 	eng    *engine.Engine
 	state  stateDir
 	book   *logbook.Book
-	hooks  *hooks.Runner
 	garp   *arp.GARP
 	garp6  *arp.GARP
 	key    *frame.Key
@@ -69,10 +69,24 @@ type Daemon struct {
 	buf    []byte
 	vmac   net.HardwareAddr // the MAC announced for the service address
 
-	rx     chan received
-	events chan engine.Event
+	rx     chan received     // frames from the receivers (goRecv)
+	in     *inbox            // every other event, in order
+	events chan engine.Event // the mirror's events, forwarded to in
 	ctl    chan func()
 	reload chan *config.Config
+	ctx    context.Context // ends when Run returns; for the loop's goroutines
+
+	hookq  *hookQueue
+	hookBG hooks.Background
+	// role and prev are the role and the one before, as the processed
+	// RoleChanged actions tell them (PAIRGUARD_PREV_ROLE).
+	role, prev engine.Role
+	failing    map[string]bool // health checks failing now, by name
+	faults     faultRetry
+	// writeEpoch persists the epoch (the state dir; tests inject failures).
+	writeEpoch func(uint64) error
+	follow     followers
+	deferred   []engine.Event // faults found while applying actions
 
 	holds        bool // the service address is on the interface
 	releaseErr   error
@@ -84,7 +98,7 @@ type Daemon struct {
 	panel        *frontPanel
 	wire         wireState
 
-	wg sync.WaitGroup
+	wg sync.WaitGroup // every goroutine Run starts
 }
 
 type takeoverInfo struct {
@@ -106,18 +120,22 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		log:      log,
 		deps:     deps,
 		state:    stateDir(cfg.StateDir),
-		hooks:    &hooks.Runner{Dir: cfg.Hooks.Dir, Timeout: cfg.Hooks.Timeout.Duration},
 		key:      frame.NewKey(cfg.Key),
 		replay:   frame.NewReplay(),
 		start:    time.Now(),
 		rx:       make(chan received, 64),
+		in:       newInbox(),
 		events:   make(chan engine.Event, 64),
+		hookq:    newHookQueue(),
+		failing:  map[string]bool{},
 		ctl:      make(chan func()),
 		reload:   make(chan *config.Config, 1),
 		buf:      make([]byte, 0, frame.MaxLen),
 		mirror:   noMirror{},
 		panelDev: deps.Panel,
 	}
+	d.writeEpoch = d.state.raiseEpoch
+	d.faults.init()
 	var err error
 	if d.nodeID, err = d.state.nodeID(); err != nil {
 		return nil, err
@@ -135,6 +153,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if d.book, err = logbook.Open(cfg.StateDir, cfg.Logbook.Entries); err != nil {
 		return nil, err
 	}
+	d.book.Watch(d.publishEntry)
 	ecfg := cfg.Engine
 	ecfg.NodeID = d.nodeID
 	ecfg.Software = Version
@@ -170,26 +189,32 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	return d, nil
 }
 
-// SetMirror attaches the datastore mirror.
-func (d *Daemon) SetMirror(m Mirror) { d.mirror = m }
-
 func (d *Daemon) mono() time.Duration { return time.Since(d.start) }
 
 // Run runs the daemon until ctx ends, then shuts down: a primary hands over
-// to its peer (or releases the address) before Run returns.
+// to its peer (or releases the address) before Run returns. Every goroutine
+// Run starts has ended when it returns.
 func (d *Daemon) Run(ctx context.Context) error {
-	defer d.book.Close()
 	d.cleanStaleAddress()
 	loopCtx, stopAll := context.WithCancel(context.Background())
+	d.ctx = loopCtx
 	defer func() {
 		stopAll()
+		d.hookq.close() // queued hooks (to-secondary at a stop) still run
 		d.wg.Wait()
+		d.hookBG.Close()
+		d.follow.closeAll()
+		d.book.Close()
 	}()
+	d.wg.Go(d.runHooks)
 	if d.deps.LAN2 != nil {
 		d.goRecv(loopCtx, d.deps.LAN2, engine.PathLAN2)
 	}
 	if d.deps.LAN1 != nil {
 		d.goRecv(loopCtx, d.deps.LAN1, engine.PathLAN1)
+	}
+	for _, w := range d.deps.Links {
+		d.goLink(loopCtx, w)
 	}
 	if d.cfg.LAN1.WitAddr.IsValid() && d.deps.ARP != nil {
 		d.goWitness(loopCtx)
@@ -202,6 +227,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else if data != nil {
 		d.apply(d.eng.Step(d.mono(), *data))
 	}
+	d.wg.Go(func() {
+		for {
+			select {
+			case ev := <-d.events:
+				d.queue(ev)
+			case <-loopCtx.Done():
+				return
+			}
+		}
+	})
 	d.mirror.Start(loopCtx, d.events)
 	d.startPanel(loopCtx)
 	d.logbook("start", fmt.Sprintf("pairguard %s, node %s (%016x), boot %d", Version, d.cfg.NodeName, d.nodeID, d.bootID))
@@ -209,6 +244,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(tickFor(d.cfg.Engine.Interval))
 	defer tick.Stop()
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
 	var shutdown <-chan time.Time
 	stopping := false
 	done := ctx.Done()
@@ -225,16 +262,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.finish()
 		case <-tick.C:
 			d.apply(d.eng.Tick(d.mono()))
+		case <-second.C:
+			d.everySecond()
 		case r := <-d.rx:
 			d.receive(r)
-		case ev := <-d.events:
-			d.apply(d.eng.Step(d.mono(), ev))
-		case lu, ok := <-d.deps.Links:
-			if !ok {
-				d.deps.Links = nil
-				continue
+		case <-d.in.ready:
+			for _, ev := range d.in.take() {
+				d.step(ev)
 			}
-			d.apply(d.eng.Step(d.mono(), engine.LinkChanged{Path: lu.Path, Up: lu.Up}))
 		case f := <-d.ctl:
 			f()
 		case next := <-d.reload:
@@ -247,6 +282,43 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.finish()
 		}
 	}
+}
+
+// step feeds one event of the inbox to the engine. Health checks report
+// one by one; the engine hears the verdict over all of them.
+func (d *Daemon) step(ev engine.Event) {
+	if c, ok := ev.(engine.CheckChanged); ok {
+		d.checkChanged(c)
+		return
+	}
+	if f, ok := ev.(engine.FaultChanged); ok {
+		d.faults.changed(f, time.Now())
+	}
+	d.apply(d.eng.Step(d.mono(), ev))
+}
+
+// everySecond retries faults and syncs the logbook.
+func (d *Daemon) everySecond() {
+	for _, ev := range d.faults.due(time.Now(), d.retryFault) {
+		d.step(ev)
+	}
+	if err := d.book.Flush(); err != nil {
+		d.log.Warn("logbook sync failed", "err", err)
+	}
+}
+
+// goLink forwards one interface's carrier changes to the inbox.
+func (d *Daemon) goLink(ctx context.Context, w LinkWatch) {
+	ch, err := w.Watch(ctx)
+	if err != nil {
+		d.log.Warn("cannot watch the link", "path", w.Path, "err", err)
+		return
+	}
+	d.wg.Go(func() {
+		for ev := range ch { // closed once ctx ends
+			d.queue(engine.LinkChanged{Path: w.Path, Up: ev.Up})
+		}
+	})
 }
 
 // finish releases what the node holds and closes the connections.
@@ -302,27 +374,31 @@ func (d *Daemon) prefixes() []netip.Prefix {
 	return ps
 }
 
-// apply carries out the engine's actions in order (see the engine's package doc).
+// apply carries out the engine's actions in order (see the engine's package
+// doc). A fault found while doing so (the epoch cannot be persisted, the
+// address cannot be added) is fed to the engine right after the batch.
 func (d *Daemon) apply(acts []engine.Action) {
-	skipClaim := false
-	for _, a := range acts {
-		switch a := a.(type) {
+	for i := 0; i < len(acts); i++ {
+		switch a := acts[i].(type) {
 		case engine.ReserveEpoch:
-			d.wg.Add(1)
-			go func() {
-				defer d.wg.Done()
-				d.queue(engine.EpochReserved{Epoch: a.Epoch, Err: d.state.raiseEpoch(a.Epoch)})
-			}()
+			d.wg.Go(func() {
+				d.queue(engine.EpochReserved{Epoch: a.Epoch, Err: d.writeEpoch(a.Epoch)})
+			})
 		case engine.PersistEpoch:
-			if err := d.state.raiseEpoch(a.Epoch); err != nil {
-				d.log.Error("cannot persist the epoch; not claiming the address", "epoch", a.Epoch, "err", err)
-				skipClaim = true
-				d.queue(engine.FaultChanged{Reason: "state-dir-unwritable", Active: true})
+			if err := d.writeEpoch(a.Epoch); err != nil {
+				// Nothing may act on an epoch that is not on disk: a
+				// promotion is abandoned whole (no address, no frame
+				// announcing it, no mirror source, no hook).
+				if j := promotionEnd(acts, i); j > i {
+					d.log.Error("cannot persist the epoch; the takeover is abandoned", "epoch", a.Epoch, "err", err)
+					d.logbook("takeover-aborted", fmt.Sprintf("epoch %d could not be persisted: %v", a.Epoch, err))
+					i = j
+				} else {
+					d.log.Error("cannot persist the epoch", "epoch", a.Epoch, "err", err)
+				}
+				d.deferred = append(d.deferred, engine.FaultChanged{Reason: faultStateDir, Active: true})
 			}
 		case engine.ClaimAddress:
-			if skipClaim {
-				continue
-			}
 			d.claimAddress()
 		case engine.ReleaseAddress:
 			d.releaseAddress()
@@ -331,43 +407,59 @@ func (d *Daemon) apply(acts []engine.Action) {
 		case engine.StartProbe:
 			d.startProbe()
 		case engine.RunHook:
-			d.runHook(a)
+			d.runHook(a, acts[i+1:])
 		case engine.SetMirrorRole:
 			d.mirror.SetPrimary(a.Primary, a.NewGeneration)
 		case engine.FlushMirror:
-			d.wg.Add(1)
-			go func() {
-				defer d.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Hooks.Timeout.Duration)
+			d.wg.Go(func() {
+				ctx, cancel := context.WithTimeout(d.ctx, d.cfg.Hooks.Timeout.Duration)
 				defer cancel()
 				d.queue(engine.FlushDone{Err: d.mirror.Flush(ctx)})
-			}()
+			})
 		case engine.Log:
 			d.logEntry(logbook.Entry{Kind: a.Kind, Role: a.Role.String(), Epoch: a.Epoch, Message: a.Message})
 		case engine.AlarmRaised:
 			d.log.Warn("alarm", "alarm", string(a.Alarm), "reason", a.Reason)
+			d.publishAlarms(string(a.Alarm), true, a.Reason)
 		case engine.AlarmCleared:
 			d.log.Info("alarm cleared", "alarm", string(a.Alarm))
+			d.publishAlarms(string(a.Alarm), false, "")
 		case engine.RoleChanged:
 			st := d.eng.Status()
+			d.role, d.prev = a.Role, a.Prev
 			d.log.Info("role changed", "role", a.Role, "prev", a.Prev, "epoch", st.Epoch, "peer", st.Peer.State, "reason", a.Reason)
 			if a.Role == engine.RolePrimary {
 				d.lastTakeover = takeoverInfo{At: time.Now(), Reason: a.Reason, Epoch: st.Epoch}
 			}
+			d.publishRole(a, st.Epoch)
 		default:
-			panic(fmt.Sprintf("daemon: unknown action %T", a))
+			panic(fmt.Sprintf("daemon: unknown action %T", acts[i]))
 		}
+	}
+	for len(d.deferred) > 0 {
+		ev := d.deferred[0]
+		d.deferred = d.deferred[1:]
+		d.step(ev)
 	}
 }
 
-// queue feeds an event back to the loop without blocking it.
-func (d *Daemon) queue(ev engine.Event) {
-	select {
-	case d.events <- ev:
-	default:
-		go func() { d.events <- ev }()
+// promotionEnd returns the index of the RoleChanged to primary that ends
+// the promotion begun before acts[i], or i when acts[i:] holds none.
+func promotionEnd(acts []engine.Action, i int) int {
+	for j := i + 1; j < len(acts); j++ {
+		if rc, ok := acts[j].(engine.RoleChanged); ok {
+			if rc.Role == engine.RolePrimary {
+				return j
+			}
+			return i
+		}
 	}
+	return i
 }
+
+// queue feeds an event back to the loop without blocking it, behind every
+// event queued before it.
+func (d *Daemon) queue(ev engine.Event) { d.in.post(ev) }
 
 func (d *Daemon) claimAddress() {
 	d.holds = true
@@ -377,10 +469,12 @@ func (d *Daemon) claimAddress() {
 	for _, p := range d.prefixes() {
 		if err := d.deps.Addr.Add(p); err != nil {
 			d.log.Error("cannot add the service address", "addr", p, "err", err)
-			d.queue(engine.FaultChanged{Reason: "address-claim-failed", Active: true})
+			d.logbook("fault", fmt.Sprintf("cannot add the service address %s: %v", p, err))
+			d.deferred = append(d.deferred, engine.FaultChanged{Reason: faultAddressClaim, Active: true})
 			return
 		}
 	}
+	d.faults.claimed()
 	if d.garp != nil && d.cfg.LAN1.Prefix.IsValid() {
 		d.garp.Start(d.cfg.LAN1.Prefix.Addr(), d.vmac)
 	}
@@ -391,6 +485,10 @@ func (d *Daemon) claimAddress() {
 }
 
 func (d *Daemon) releaseAddress() {
+	if !d.holds {
+		// Nothing was claimed (an abandoned takeover): nothing to remove.
+		return
+	}
 	d.holds = false
 	if d.garp != nil {
 		d.garp.Stop()
@@ -420,10 +518,8 @@ func (d *Daemon) startProbe() {
 	}
 	total := d.cfg.LAN1.ProbeTime.Duration
 	ip := d.cfg.LAN1.Prefix.Addr()
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*total)
+	d.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(d.ctx, 2*total)
 		defer cancel()
 		// Two probes half the probe time apart, listening until the end.
 		t0 := time.Now()
@@ -437,29 +533,30 @@ func (d *Daemon) startProbe() {
 			d.log.Warn("the service address answers ARP", "addr", ip, "holder", holder)
 		}
 		d.queue(engine.ProbeDone{InUse: inUse})
-	}()
+	})
 }
 
-func (d *Daemon) runHook(h engine.RunHook) {
+// runHook queues a hook for the hook worker. The role and previous role it
+// is told are those of the RoleChanged that follows it in the batch, if
+// any: the engine emits a transition's hook before announcing it.
+func (d *Daemon) runHook(h engine.RunHook, rest []engine.Action) {
 	st := d.eng.Status()
-	env := hooks.Env{
-		Event: h.Name, Role: st.Role.String(), Peer: st.Peer.State.String(), Reason: h.Reason,
-		Node: d.cfg.NodeName, Mode: st.Mode.String(), Epoch: st.Epoch,
+	role, prev := d.role, d.prev
+	for _, a := range rest {
+		if rc, ok := a.(engine.RoleChanged); ok {
+			role, prev = rc.Role, rc.Prev
+			break
+		}
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		out, err := d.hooks.Run(context.Background(), env)
-		if out != "" {
-			d.log.Info("hook output", "hook", h.Name, "output", out)
-		}
-		if err != nil {
-			d.log.Warn("hook failed", "hook", h.Name, "err", err)
-		}
-		if h.Wait || err != nil {
-			d.queue(engine.HookDone{Name: h.Name, Err: err})
-		}
-	}()
+	env := hooks.Env{
+		Event: h.Name, Role: role.String(), PrevRole: prev.String(), Peer: st.Peer.State.String(), Reason: h.Reason,
+		Node: d.cfg.NodeName, Mode: st.Mode.String(), Epoch: st.Epoch, Standby: d.cfg.Standby,
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	d.hookq.push(&hookJob{
+		runner: hooks.Runner{Dir: d.cfg.Hooks.Dir, Timeout: d.cfg.Hooks.Timeout.Duration},
+		env:    env, wait: h.Wait, ctx: ctx, cancel: cancel,
+	})
 }
 
 func (d *Daemon) logbook(kind, msg string) {
@@ -477,9 +574,7 @@ func (d *Daemon) logEntry(e logbook.Entry) {
 func (d *Daemon) goWitness(ctx context.Context) {
 	every := d.cfg.LAN1.WitnessEvery.Duration
 	ip := d.cfg.LAN1.WitAddr
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	d.wg.Go(func() {
 		last, first := false, true
 		misses := 0
 		for ctx.Err() == nil {
@@ -503,11 +598,17 @@ func (d *Daemon) goWitness(ctx context.Context) {
 			case <-time.After(every):
 			}
 		}
-	}()
+	})
 }
 
-// Reload asks the loop to apply a new config (SIGHUP).
-func (d *Daemon) Reload(next *config.Config) { d.reload <- next }
+// Reload asks the loop to apply a new config (SIGHUP); it gives up when
+// ctx ends first (the daemon has stopped).
+func (d *Daemon) Reload(ctx context.Context, next *config.Config) {
+	select {
+	case d.reload <- next:
+	case <-ctx.Done():
+	}
+}
 
 func (d *Daemon) applyReload(next *config.Config) {
 	if err := d.cfg.Reloadable(next); err != nil {
@@ -520,7 +621,6 @@ func (d *Daemon) applyReload(next *config.Config) {
 		d.logbook("reload", "reload refused: "+err.Error())
 		return
 	}
-	d.hooks = &hooks.Runner{Dir: next.Hooks.Dir, Timeout: next.Hooks.Timeout.Duration}
 	d.cfg = next
 	d.logbook("reload", "configuration reloaded from "+next.File())
 }

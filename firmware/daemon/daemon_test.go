@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/pairguard/pairguard/drivers/watchdog/watchdogtest"
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/control"
+	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/frame"
 	"github.com/pairguard/pairguard/firmware/panel"
 )
@@ -42,9 +44,18 @@ type node struct {
 
 func mac(i byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 0, i} }
 
-func testConfig(t *testing.T, mode string, dir string) *config.Config {
+func testConfig(t *testing.T, mode string, dir string, extra ...string) *config.Config {
 	t.Helper()
-	src := fmt.Sprintf(`mode = %q
+	// Extra text that starts with a table goes at the end, top-level keys first.
+	var top, tables string
+	for _, e := range extra {
+		if strings.HasPrefix(e, "[") {
+			tables += e + "\n"
+		} else {
+			top += e + "\n"
+		}
+	}
+	src := top + fmt.Sprintf(`mode = %q
 state-dir = %q
 pair-key = "daemon-test-pair-key-0001"
 [lan1]
@@ -57,7 +68,8 @@ interval = "20ms"
 connection-wait-time = "300ms"
 [hooks]
 dir = %q
-`, mode, dir, filepath.Join(dir, "hooks"))
+timeout = "5s"
+%s`, mode, dir, filepath.Join(dir, "hooks"), tables)
 	c, err := config.Parse(mode+".toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +79,14 @@ dir = %q
 
 func startNode(t *testing.T, mode string, lan2, lan1 *rawethertest.Hub, id byte) *node {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := testConfig(t, mode, dir)
+	return startNodeWith(t, mode, lan2, lan1, id, t.TempDir(), "", nil)
+}
+
+// startNodeWith starts a node with extra config text in dir; prep, when
+// set, adjusts the daemon before it runs.
+func startNodeWith(t *testing.T, mode string, lan2, lan1 *rawethertest.Hub, id byte, dir, extra string, prep func(*Daemon)) *node {
+	t.Helper()
+	cfg := testConfig(t, mode, dir, extra)
 	n := &node{
 		addrs: addrtest.New(),
 		arp:   arptest.New(mac(id)),
@@ -82,6 +100,9 @@ func startNode(t *testing.T, mode string, lan2, lan1 *rawethertest.Hub, id byte)
 		LAN1: lan1.Port(mode+"-l1", mac(id)),
 		Addr: n.addrs,
 		ARP:  n.arp,
+		Links: []LinkWatch{{Path: engine.PathLAN2, Watch: func(ctx context.Context) (<-chan rawether.LinkEvent, error) {
+			return lan2.WatchLink(ctx, mode+"-l2")
+		}}},
 		Panel: &Panel{
 			LEDs:     panel.Outputs{panel.ChannelFailover: n.led},
 			Button:   n.btn,
@@ -95,6 +116,9 @@ func startNode(t *testing.T, mode string, lan2, lan1 *rawethertest.Hub, id byte)
 		t.Fatal(err)
 	}
 	n.d = d
+	if prep != nil {
+		prep(d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	go func() { n.done <- d.Run(ctx) }()
@@ -117,7 +141,7 @@ func (n *node) stop(t *testing.T) {
 
 func (n *node) report(t *testing.T) Report {
 	t.Helper()
-	resp := n.d.Handle(context.Background(), control.Request{Cmd: "status"})
+	resp := n.d.Handle(context.Background(), control.Request{Cmd: "status"}, nil)
 	var r Report
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
 		t.Fatalf("status: %v (%+v)", err, resp)
@@ -207,7 +231,7 @@ func TestDaemonFencesWhenReleaseFails(t *testing.T) {
 	m := startNode(t, "main", lan2, lan1, 1)
 	waitFor(t, "main primary alone", func() bool { return m.report(t).Role == "primary" })
 	m.addrs.SetErr(addrtest.OpRemove, errors.New("netlink: device busy"))
-	resp := m.d.Handle(context.Background(), control.Request{Cmd: "swap"})
+	resp := m.d.Handle(context.Background(), control.Request{Cmd: "swap"}, nil)
 	if resp.OK {
 		t.Fatalf("swap without a peer accepted: %+v", resp)
 	}

@@ -20,6 +20,7 @@ import (
 const macvlanName = "pgvmac0"
 
 // Open opens the real drivers for cfg and returns a daemon ready to Run.
+// ctx is not kept: Run watches the links with its own context.
 // A missing failover-line interface is fatal; a LAN 1 that cannot carry
 // heartbeats is a warning (the second path is lost, the guard probes still).
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
@@ -45,8 +46,6 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 				deps.Closers = append(deps.Closers, lan1.Close)
 			}
 		}
-		links := make(chan LinkUpdate, 8)
-		deps.Links = links
 		for _, l := range []struct {
 			name string
 			path engine.Path
@@ -54,16 +53,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 			if l.name == "" {
 				continue
 			}
-			ch, err := rawether.WatchLink(ctx, l.name)
-			if err != nil {
-				log.Warn("cannot watch the link", "interface", l.name, "err", err)
-				continue
-			}
-			go func() {
-				for ev := range ch {
-					links <- LinkUpdate{Path: l.path, Up: ev.Up}
-				}
-			}()
+			deps.Links = append(deps.Links, LinkWatch{Path: l.path, Watch: func(ctx context.Context) (<-chan rawether.LinkEvent, error) {
+				return rawether.WatchLink(ctx, l.name)
+			}})
 		}
 	}
 	if cfg.LAN1.Interface != "" && cfg.LAN1.Prefix.IsValid() {

@@ -131,7 +131,7 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 			}
 		}
 	}()
-	go func() { <-ctx.Done(); c.Close() }()
+	d.wg.Go(func() { <-ctx.Done(); c.Close() })
 }
 
 func (d *Daemon) toLoop(ctx context.Context, r received) bool {

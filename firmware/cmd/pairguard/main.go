@@ -13,8 +13,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
-	"time"
 
 	"github.com/pairguard/pairguard/firmware/config"
 	pgconsole "github.com/pairguard/pairguard/firmware/console"
@@ -23,53 +23,45 @@ import (
 	"github.com/pairguard/pairguard/firmware/frame/framepcap"
 )
 
-const usage = `usage: pairguard COMMAND [flags]
-
-daemon:
-  run --config FILE           run the daemon
-  check-config FILE           check a config file and exit
-
-client (each takes --socket PATH, or PAIRGUARD_SOCKET):
-  status [--json]             role, peer, data, mirror and alarms
-  log [-n N] [--json]         the logbook's newest entries
-  swap                        planned handover to the peer (on the primary)
-  takeover --force            become primary, overriding the guards
-  ack                         acknowledge alarms and the failover LED
-  sync                        start a datastore resync round now
-  verify                      compare both datastores block by block
-  resolve --keep-local|--discard-local   end a split brain, naming the side to keep
-  capture -n N -w FILE        write the next N failover-line frames as pcap
-  leds test                   walk every LED and colour
-  console --tty DEV           these commands as a prompt on a serial console
-  version                     print the version
-`
-
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, control.Usage())
 		os.Exit(2)
 	}
-	err := run(os.Args[1], os.Args[2:], os.Stdout)
-	var ue usageError
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1], os.Args[2:], os.Stdout)
+	stop()
+	var ue *control.UsageError
+	var ee exitError
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "pairguard: %v\n\n%s", err, usage)
+		fmt.Fprintf(os.Stderr, "pairguard: %v\n\n%s", err, control.Usage())
 		os.Exit(2)
+	case errors.As(err, &ee):
+		os.Exit(int(ee))
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "pairguard: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-type usageError struct{ error }
+// exitError ends the program with a status and no message (is-primary).
+type exitError int
 
-func run(cmd string, args []string, out io.Writer) error {
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func usagef(format string, args ...any) error {
+	return &control.UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// run runs one command of the command table (control.Commands).
+func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 	switch cmd {
 	case "run":
 		return runDaemon(args)
 	case "check-config":
 		if len(args) != 1 {
-			return usageError{errors.New("check-config needs one FILE")}
+			return usagef("check-config needs one FILE")
 		}
 		c, err := config.Load(args[0])
 		if err != nil {
@@ -81,80 +73,89 @@ func run(cmd string, args []string, out io.Writer) error {
 		fmt.Fprintln(out, "pairguard", daemon.Version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprint(out, usage)
+		fmt.Fprint(out, control.Usage())
 		return nil
 	case "console":
 		return runConsole(args)
 	}
-	return client(context.Background(), cmd, args, out)
+	return client(ctx, cmd, args, out)
 }
 
 // client runs one client command against the control socket.
 func client(ctx context.Context, cmd string, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	socket := fs.String("socket", defaultSocket(), "control socket")
-	asJSON := fs.Bool("json", false, "print JSON")
-	n := fs.Int("n", 20, "count")
-	force := fs.Bool("force", false, "force")
-	write := fs.String("w", "", "pcap file")
-	keepLocal := fs.Bool("keep-local", false, "resolve: keep this node's data")
-	discardLocal := fs.Bool("discard-local", false, "resolve: discard this node's data")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	c, ok := control.Lookup(cmd)
+	if !ok || !c.Sent() {
+		return usagef("unknown command %q", cmd)
 	}
-	req := control.Request{Cmd: cmd}
-	switch cmd {
-	case "status", "swap", "ack", "sync", "verify":
-	case "log":
-		req.Args = []string{"-n", fmt.Sprint(*n)}
-	case "takeover":
-		if !*force {
-			return usageError{errors.New("takeover needs --force")}
-		}
-		req.Args = []string{"--force"}
-	case "capture":
-		if *write == "" {
-			return usageError{errors.New("capture needs -w FILE")}
-		}
-		req.Args = []string{"-n", fmt.Sprint(*n)}
-	case "resolve":
-		if *keepLocal == *discardLocal {
-			return usageError{errors.New("resolve needs exactly one of --keep-local or --discard-local")}
-		}
-		req.Args = []string{"--discard-local"}
-		if *keepLocal {
-			req.Args = []string{"--keep-local"}
-		}
-	case "leds":
-		if fs.Arg(0) != "test" {
-			return usageError{errors.New("leds: the only subcommand is test")}
-		}
-		req.Args = []string{"test"}
-	default:
-		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	inv, err := c.Parse(args, defaultSocket())
+	if err != nil {
+		return err
 	}
-	timeout := 10 * time.Second
-	if cmd == "capture" || cmd == "verify" || cmd == "leds" || cmd == "resolve" {
-		timeout = 10 * time.Minute
+	if inv.Req.Follow {
+		return follow(ctx, inv, out)
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = control.DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := control.Do(ctx, *socket, req)
+	resp, err := control.Do(ctx, inv.Socket, inv.Req)
 	if err != nil {
 		return err
 	}
 	if !resp.OK {
 		return errors.New(resp.Error)
 	}
-	if cmd == "capture" {
-		return writeCapture(*write, resp.Data, out)
+	switch cmd {
+	case "capture":
+		return writeCapture(inv.Write, resp.Data, out)
+	case "is-primary":
+		var p daemon.IsPrimary
+		if err := json.Unmarshal(resp.Data, &p); err != nil {
+			return fmt.Errorf("is-primary: %w", err)
+		}
+		if inv.JSON {
+			fmt.Fprintf(out, "%s\n", resp.Data)
+		}
+		if !p.Primary {
+			return exitError(1)
+		}
+		return nil
 	}
-	if *asJSON && len(resp.Data) > 0 {
+	if inv.JSON && len(resp.Data) > 0 {
 		_, err := fmt.Fprintf(out, "%s\n", resp.Data)
 		return err
 	}
 	_, err = io.WriteString(out, resp.Text)
+	return err
+}
+
+// follow prints the stream of `log --follow` until ctx ends (Ctrl-C) or the
+// daemon stops: one line each, or one JSON object each with --json.
+func follow(ctx context.Context, inv control.Invocation, out io.Writer) error {
+	print := func(r control.Response) error {
+		var err error
+		if inv.JSON {
+			_, err = fmt.Fprintf(out, "%s\n", r.Data)
+		} else {
+			_, err = io.WriteString(out, r.Text)
+		}
+		return err
+	}
+	resp, err := control.Stream(ctx, inv.Socket, inv.Req, print)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !resp.OK {
+		return errors.New(resp.Error)
+	}
+	if !inv.JSON {
+		_, err = io.WriteString(out, resp.Text)
+	}
 	return err
 }
 
@@ -198,11 +199,11 @@ func runDaemon(args []string) error {
 	cfgPath := fs.String("config", "/etc/pairguard/pairguard.toml", "config file")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return &control.UsageError{Err: err}
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return usageError{fmt.Errorf("--log-level: %w", err)}
+		return usagef("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg, err := config.Load(*cfgPath)
@@ -224,23 +225,48 @@ func runDaemon(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	go srv.Serve(ctx, d.Handle)
+	log.Info("pairguard running", "mode", cfg.Mode, "node", cfg.NodeName, "socket", cfg.Control.Socket)
+	return serve(ctx, d, srv, *cfgPath, log)
+}
 
+// serve runs the daemon, its control socket and the SIGHUP reloads until
+// ctx ends and the daemon has stopped; every goroutine has ended when it
+// returns.
+func serve(ctx context.Context, d *daemon.Daemon, srv *control.Server, cfgPath string, log *slog.Logger) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	done := make(chan struct{})
+	// The socket outlives ctx while the daemon hands over: it closes when
+	// the daemon has stopped.
+	sctx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	wg.Go(func() {
+		if err := srv.Serve(sctx, d.Handle); err != nil {
+			log.Error("control socket failed", "err", err)
+		}
+	})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			next, err := config.Load(*cfgPath)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-hup:
+			case <-done:
+				return
+			}
+			next, err := config.Load(cfgPath)
 			if err != nil {
 				log.Error("reload refused: the config is invalid", "err", err)
 				continue
 			}
-			d.Reload(next)
+			d.Reload(sctx, next)
 		}
-	}()
-	log.Info("pairguard running", "mode", cfg.Mode, "node", cfg.NodeName, "socket", cfg.Control.Socket)
-	return d.Run(ctx)
+	})
+	err := d.Run(ctx)
+	close(done)
+	stopServing()
+	return err
 }
 
 func runConsole(args []string) error {
@@ -248,10 +274,10 @@ func runConsole(args []string) error {
 	tty := fs.String("tty", "", "serial device")
 	socket := fs.String("socket", defaultSocket(), "control socket")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return &control.UsageError{Err: err}
 	}
 	if *tty == "" {
-		return usageError{errors.New("console needs --tty DEV")}
+		return usagef("console needs --tty DEV")
 	}
 	return console(*tty, *socket)
 }
@@ -275,11 +301,14 @@ func console(tty, socket string) error {
 		if cmd == "pairguard" && len(rest) > 0 {
 			cmd, rest = rest[0], rest[1:]
 		}
-		switch cmd {
-		case "run", "console":
+		c, ok := control.Lookup(cmd)
+		switch {
+		case !ok:
+			return fmt.Errorf("unknown command %q; help lists them", cmd)
+		case !c.Console:
 			return fmt.Errorf("%s is not available on the console", cmd)
-		case "check-config", "version":
-			return run(cmd, rest, out)
+		case !c.Sent():
+			return run(ctx, cmd, rest, out)
 		}
 		return client(ctx, cmd, append([]string{"--socket", socket}, rest...), out)
 	})

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -39,8 +40,9 @@ func socketPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 func FuzzRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"cmd":"status"}`,
-		`{"cmd":"resolve","args":["--keep-local"]}`,
-		`{"cmd":"capture","args":["-n","10","-w","/tmp/x.pcap"]}`,
+		`{"cmd":"resolve","keep":"local"}`,
+		`{"cmd":"capture","n":10}`,
+		`{"cmd":"log","n":5,"follow":true}`,
 		`{"cmd":"status"}{"cmd":"swap"}`,
 		`{"cmd":1}`,
 		`{"args":[null]}`,
@@ -59,7 +61,7 @@ func FuzzRequest(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			(&Server{}).handle(context.Background(), server, func(_ context.Context, req Request) Response {
+			(&Server{}).handle(context.Background(), server, func(_ context.Context, req Request, _ func(Response) error) Response {
 				got = &req
 				return Response{OK: true, Text: "handled"}
 			})
@@ -74,11 +76,15 @@ func FuzzRequest(f *testing.F) {
 			t.Fatalf("no JSON answer: %v", err)
 		}
 		<-done
+		want, werr := DecodeRequest(bytes.NewReader(b))
 		if got == nil {
-			if resp.OK || !strings.HasPrefix(resp.Error, "bad request") {
-				t.Fatalf("unparsed input answered %+v", resp)
+			if werr == nil || resp.OK || resp.Error != werr.Error() {
+				t.Fatalf("input %q: not handled, answered %+v (parser: %v)", b, resp, werr)
 			}
 			return
+		}
+		if werr != nil || !reflect.DeepEqual(*got, want) {
+			t.Fatalf("input %q: handled as %+v, parser says %+v, %v", b, *got, want, werr)
 		}
 		if !resp.OK || resp.Text != "handled" {
 			t.Fatalf("parsed request answered %+v", resp)

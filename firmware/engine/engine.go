@@ -35,6 +35,7 @@ type Config struct {
 	Recovery   Recovery
 	OnLineLoss LineLoss
 	Witness    bool // a witness is configured: without it a node is never primary
+	Arbiter    ArbiterConfig
 	Software   string
 	Durations
 }
@@ -55,6 +56,7 @@ func (c *Config) Validate() error {
 		return errors.Join(errs...)
 	}
 	d := c.Durations
+	errs = append(errs, c.Arbiter.validate(d))
 	switch {
 	case d.Interval <= 0:
 		errs = append(errs, errors.New("heartbeat.interval: must be positive"))
@@ -125,6 +127,8 @@ type Engine struct {
 
 	nextLAN2 time.Duration
 	nextLAN1 time.Duration
+
+	lease leaseState
 
 	out []Action
 }
@@ -228,6 +232,7 @@ func (e *Engine) Status() Status {
 		LAN2Up:      e.lan2Up,
 		Witness:     e.witnessOK,
 		Software:    e.cfg.Software,
+		Arbiter:     e.arbiterStatus(),
 	}
 	for a, acked := range e.alarms {
 		s.Alarms = append(s.Alarms, a)
@@ -343,6 +348,8 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 		if e.handover {
 			e.finishHandover(ev.Err)
 		}
+	case LeaseChanged:
+		e.stepLease(ev)
 	case EpochReserved:
 		e.reserving = false
 		if ev.Err == nil {
@@ -451,6 +458,7 @@ func (e *Engine) stepCommand(c Command) {
 			return
 		}
 		e.becomePrimary("forced by the operator", false)
+		e.lease.forced = true
 	case CmdSwap:
 		if e.role != RolePrimary {
 			e.emit(Log{Kind: "swap-refused", Message: "swap: this node is not primary"})
@@ -490,6 +498,7 @@ func (e *Engine) evaluate() {
 	default:
 		panic(fmt.Sprintf("engine: evaluate in impossible role %s", e.role))
 	}
+	e.evalLease()
 	e.heartbeats()
 }
 
@@ -626,6 +635,9 @@ func (e *Engine) evalSecondary() {
 // guardAllows runs the split-brain guard before a claim: with on-line-loss =
 // probe the service address must have been probed free after since.
 func (e *Engine) guardAllows(reason string, since time.Duration) bool {
+	if !e.leaseAllows() {
+		return false
+	}
 	if e.cfg.OnLineLoss == LineLossTakeover {
 		return true
 	}

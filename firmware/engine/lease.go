@@ -84,6 +84,9 @@ type LeaseChanged struct {
 	Holder uint64 // the node the arbiter names as holder (0: nobody)
 	Epoch  uint64 // the arbiter's epoch of that grant
 	Reason string // why it was denied
+	// HolderFor: with a denial, how long the holder's lease (and the
+	// arbiter's margin) still runs, as the arbiter said.
+	HolderFor time.Duration
 }
 
 func (LeaseChanged) isEvent() {}
@@ -112,6 +115,10 @@ type leaseState struct {
 	holder uint64
 	epoch  uint64
 	forced bool // primary by force: the operator overrides the arbiter too
+	// peerEnd: when the peer's lease was to end by the first denial that
+	// named it while it was unheard (0: none). A later end means the
+	// peer renewed: it is alive, only unheard.
+	peerEnd time.Duration
 }
 
 // stepLease handles LeaseChanged.
@@ -139,8 +146,15 @@ func (e *Engine) stepLease(ev LeaseChanged) {
 		panic(fmt.Sprintf("engine: lease state %s in role %s", ev.State, e.role))
 	}
 	if ev.State == LeaseDenied && ev.Holder != 0 && ev.Holder != e.cfg.NodeID && !e.peerAlive() {
-		// The peer is alive enough to renew its lease, but unheard.
-		e.raise(AlarmFailoverLineDown, "peer unheard on both paths, but it holds the arbiter's lease")
+		end := e.now + ev.HolderFor
+		switch {
+		case l.peerEnd == 0:
+			l.peerEnd = end
+		case end > l.peerEnd+e.cfg.Interval:
+			// The peer renewed its lease since it fell silent: it is
+			// alive, only unheard (a dead peer's lease just runs out).
+			e.raise(AlarmFailoverLineDown, "peer unheard on both paths, but it renews its arbiter lease")
+		}
 	}
 	if prev != ev.State {
 		e.emit(Log{Kind: "arbiter", Message: fmt.Sprintf("lease %s (holder %016x, epoch %d%s)", ev.State, ev.Holder, ev.Epoch, reasonSuffix(ev.Reason))})
@@ -198,7 +212,7 @@ func (e *Engine) evalLease() {
 	}
 	l.want = want
 	if !want {
-		l.until, l.state = 0, 0
+		l.until, l.state, l.peerEnd = 0, 0, 0
 		e.clear(AlarmArbiterLost)
 	} else {
 		l.state = 0

@@ -194,8 +194,16 @@ func TestLeaseRules(t *testing.T) {
 			if !slices.Equal(d.wants(), []bool{true}) {
 				t.Fatalf("wants %v after the peer fell silent", d.wants())
 			}
-			// Denied: the main holds, so it is alive but unheard.
-			d.step(LeaseChanged{State: LeaseDenied, Holder: 1, Epoch: 1, Reason: "held"})
+			// Denied: the main holds. Its lease may just run out (it died),
+			// but when it renews, it is alive and unheard.
+			d.step(LeaseChanged{State: LeaseDenied, Holder: 1, Epoch: 1, Reason: "held", HolderFor: 900 * time.Millisecond})
+			d.to(d.now + 800*time.Millisecond)
+			d.step(LeaseChanged{State: LeaseDenied, Holder: 1, Epoch: 1, Reason: "held", HolderFor: 100 * time.Millisecond})
+			if hasAlarm(d.e.Status(), AlarmFailoverLineDown) {
+				t.Fatal("alarm while the peer's lease only runs out")
+			}
+			d.to(d.now + 200*time.Millisecond)
+			d.step(LeaseChanged{State: LeaseDenied, Holder: 1, Epoch: 1, Reason: "held", HolderFor: 1100 * time.Millisecond})
 			d.to(d.now + 3*time.Second)
 			st := d.e.Status()
 			if st.Role != RoleSecondary || !hasAlarm(st, AlarmFailoverLineDown) {

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -63,6 +64,19 @@ func DeriveKey(pairKey []byte) []byte {
 		panic("arbiter: hkdf: " + err.Error()) // only for lengths above 255×32
 	}
 	return k
+}
+
+// FormatKey writes an arbiter key as `pairguard arbiter-key` prints it and
+// `[[arbiter.pair]] key` takes it: 64 lower-case hex digits.
+func FormatKey(arbiterKey []byte) string { return hex.EncodeToString(arbiterKey) }
+
+// ParseKey reads a key written by FormatKey.
+func ParseKey(s string) ([]byte, error) {
+	k, err := hex.DecodeString(s)
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("arbiter key: want 64 hex digits (pairguard arbiter-key prints it)")
+	}
+	return k, nil
 }
 
 // PairID returns the pair id of an arbiter key: the first four bytes,

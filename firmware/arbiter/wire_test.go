@@ -255,3 +255,16 @@ func FuzzDecodeReply(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyText(t *testing.T) {
+	k := DeriveKey(testPairKey)
+	got, err := ParseKey(FormatKey(k))
+	if err != nil || !bytes.Equal(got, k) {
+		t.Fatalf("ParseKey(FormatKey) = %x, %v", got, err)
+	}
+	for _, bad := range []string{"", "zz", FormatKey(k)[:62], FormatKey(k) + "00"} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+}

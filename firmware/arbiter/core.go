@@ -44,6 +44,28 @@
 // accepted. A node whose counter is too low (it restarted) is told the
 // lowest counter the arbiter accepts, in an authenticated reply to its own
 // nonce, and continues from there.
+//
+// # Guarantees and limits
+//
+// Two nodes that cannot hear each other are never primary at once: a node
+// without its peer is primary only while its lease runs (it steps down
+// ReleaseMargin before the end, measured from its request), and the other
+// node is granted only after that lease as the arbiter measured it (from
+// the later receipt) plus Margin. This rests on monotonic clocks that run
+// at about the same rate (not on synchronised wall clocks), on a daemon
+// that ticks its engine well within ReleaseMargin, and on the address being
+// removed within ReleaseMargin + Margin.
+//
+// What it cannot do: keep the service up when the arbiter and the peer are
+// both gone (the primary cannot tell a dead peer from its own isolation,
+// so it steps down); stop a node frozen for longer than its lease (a paused
+// VM, SIGSTOP) from holding the address until its first tick after it
+// resumes; serve more than the availability of one box while the nodes
+// are cut apart (with the peer heard, the arbiter's loss is only an alarm).
+// A lost state dir costs one lease of waiting and the counters' replay
+// protection until the nodes ask again; a replayed request can at worst
+// delay a grant, never give a lease to a node that did not ask (a reply
+// needs the node's fresh nonce).
 package arbiter
 
 import (

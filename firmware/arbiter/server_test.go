@@ -192,6 +192,9 @@ func TestServerDropsStrangers(t *testing.T) {
 	if n, err := c.Read(buf); err == nil {
 		t.Fatalf("a reply (%d bytes) to a stranger", n)
 	}
+	for deadline := time.Now().Add(5 * time.Second); s.Status().Dropped < 4 && time.Now().Before(deadline); {
+		time.Sleep(10 * ms)
+	}
 	if d := s.Status().Dropped; d != 4 {
 		t.Errorf("dropped %d, want 4", d)
 	}

@@ -184,12 +184,14 @@ func (e *Engine) leaseAllows() bool {
 // without its peer and without a lease steps down, and the wish for a
 // lease follows the role and the peer.
 func (e *Engine) evalLease() {
-	if !e.cfg.Arbiter.Enabled {
-		return
-	}
 	l := &e.lease
 	if e.role != RolePrimary {
 		l.forced = false
+	}
+	if !e.cfg.Arbiter.Enabled {
+		// Also after a reload that removed the arbiter.
+		e.setWant(false)
+		return
 	}
 	if e.role == RolePrimary && !l.forced && !e.peerAlive() && !e.leaseHeld() {
 		why := "peer unheard and no arbiter lease"
@@ -207,6 +209,12 @@ func (e *Engine) evalLease() {
 			want = e.now-e.roleSince >= e.cfg.ConnectionWait-e.cfg.FailoverTime
 		}
 	}
+	e.setWant(want)
+}
+
+// setWant emits WantLease when the wish for a lease changes.
+func (e *Engine) setWant(want bool) {
+	l := &e.lease
 	if want == l.want {
 		return
 	}

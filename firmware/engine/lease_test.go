@@ -229,6 +229,19 @@ func TestLeaseRules(t *testing.T) {
 				t.Fatalf("role %s", d.e.Role())
 			}
 		}},
+		{"a reload that removes the arbiter stops asking", func(t *testing.T) {
+			d := newDrive(t, arbiterConfig(ModeMain, 1))
+			d.to(1600 * time.Millisecond)
+			d.step(LeaseChanged{State: LeaseUnreachable})
+			if err := d.e.Reconfigure(testConfig(ModeMain, 1)); err != nil {
+				t.Fatal(err)
+			}
+			d.to(3 * time.Second)
+			st := d.e.Status()
+			if !slices.Equal(d.wants(), []bool{true, false}) || st.Role != RolePrimary || hasAlarm(st, AlarmArbiterLost) {
+				t.Fatalf("wants %v role %s alarms %v", d.wants(), st.Role, st.Alarms)
+			}
+		}},
 		{"without an arbiter nothing changes", func(t *testing.T) {
 			d := newDrive(t, testConfig(ModeMain, 1))
 			d.step(LeaseChanged{State: LeaseUnreachable})

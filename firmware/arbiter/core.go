@@ -146,6 +146,7 @@ type pairState struct {
 	holder  uint64        // 0: nobody
 	epoch   uint64        // incremented at every grant to a new holder
 	expires time.Duration // end of the holder's lease (after start: start + MaxLease)
+	granted bool          // a lease was granted since the start (expires is a real lease)
 	nodes   map[uint64]*nodeState
 }
 
@@ -271,7 +272,7 @@ func (c *Core) Handle(now time.Duration, req Request) (rep Reply, persist bool) 
 		}
 	}
 	if rep.Reason == ReasonNone {
-		p.expires = now + ttl
+		p.expires, p.granted = now+ttl, true
 		rep.Type, rep.TTL = ReplyGrant, ttl
 	}
 	c.fill(&rep, p, now, n)
@@ -425,7 +426,7 @@ func (c *Core) Status(now time.Duration) (pairs []PairStatus, starting bool) {
 		ps := PairStatus{Pair: fmt.Sprintf("%08x", id), Epoch: p.epoch}
 		if p.holder != 0 {
 			ps.Holder = fmt.Sprintf("%016x", p.holder)
-			if p.expires > now {
+			if p.granted && p.expires > now {
 				ps.LeaseMS = (p.expires - now).Milliseconds()
 			}
 		}

@@ -101,7 +101,8 @@ func (WantLease) isAction() {}
 // ArbiterStatus is `status` `arbiter` {`state`, `holder`, `lease-ms`}.
 type ArbiterStatus struct {
 	// State: "off" (no arbiter), "idle" (no lease wanted), "asking" (no
-	// answer yet), or the last answer: "granted", "denied", "unreachable".
+	// answer yet), or the last answer: "granted" ("expired" once that
+	// lease has run out), "denied", "unreachable".
 	State   string
 	Holder  uint64        // the holder the arbiter last named
 	LeaseMS int64         // what is left of this node's lease
@@ -239,6 +240,8 @@ func (e *Engine) arbiterStatus() ArbiterStatus {
 		s.State = "idle"
 	case l.state == 0:
 		s.State = "asking"
+	case l.state == LeaseGranted && l.until <= e.now:
+		s.State = "expired" // granted, but the lease has run out since
 	default:
 		s.State = l.state.String()
 	}

@@ -116,8 +116,15 @@ func TestLeaseRules(t *testing.T) {
 				t.Fatal("stepped down before the release margin")
 			}
 			d.to(3400 * time.Millisecond)
+			if st := d.e.Status().Arbiter; st.State != "granted" || st.LeaseMS != 100 {
+				t.Errorf("status at the release margin %+v", st)
+			}
 			if d.e.Role() != RoleSecondary || !before(d.acts, ReleaseAddress{}, RoleChanged{}) {
 				t.Fatalf("role %s at lease end - margin; actions %v", d.e.Role(), d.acts)
+			}
+			d.to(3500 * time.Millisecond)
+			if st := d.e.Status().Arbiter; st.State != "expired" || st.LeaseMS != 0 {
+				t.Errorf("status after the lease %+v", st)
 			}
 			// Still without its peer: it keeps asking.
 			if w := d.wants(); len(w) != 0 {

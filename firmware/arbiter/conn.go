@@ -14,6 +14,7 @@ import (
 // Run in one goroutine and Want/SetInfo from its loop.
 type Conn struct {
 	conn *net.UDPConn
+	to   *net.UDPAddr
 	now  func() time.Duration
 	wake chan struct{}
 
@@ -35,11 +36,14 @@ func Dial(addr string, cfg ClientConfig, now func() time.Duration) (*Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("arbiter: %s: %w", addr, err)
 	}
-	conn, err := net.DialUDP("udp", nil, raddr)
+	// Not connected: a multi-homed arbiter listening on a wildcard address
+	// may answer from another of its addresses. Replies are authenticated
+	// and must echo a nonce, so their source does not matter.
+	conn, err := net.ListenUDP("udp", nil)
 	if err != nil {
-		return nil, fmt.Errorf("arbiter: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("arbiter: socket for %s: %w", addr, err)
 	}
-	return &Conn{conn: conn, now: now, wake: make(chan struct{}, 1), c: c}, nil
+	return &Conn{conn: conn, to: raddr, now: now, wake: make(chan struct{}, 1), c: c}, nil
 }
 
 // Want starts or stops asking for a lease (the engine's WantLease).
@@ -96,7 +100,7 @@ func (k *Conn) Run(ctx context.Context, events chan<- Event) error {
 		defer cancel()
 		buf := make([]byte, 512)
 		for {
-			n, err := k.conn.Read(buf)
+			n, _, err := k.conn.ReadFromUDP(buf)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 					var ne net.Error
@@ -150,7 +154,7 @@ func (k *Conn) Run(ctx context.Context, events chan<- Event) error {
 			buf = out
 			// A send error (no route, port unreachable) is a lost
 			// request; the timer asks again.
-			k.conn.Write(out)
+			k.conn.WriteToUDP(out, k.to)
 		}
 		if lost && !send(ev) {
 			continue

@@ -44,6 +44,28 @@
 // accepted. A node whose counter is too low (it restarted) is told the
 // lowest counter the arbiter accepts, in an authenticated reply to its own
 // nonce, and continues from there.
+//
+// # Guarantees and limits
+//
+// Two nodes that cannot hear each other are never primary at once: a node
+// without its peer is primary only while its lease runs (it steps down
+// ReleaseMargin before the end, measured from its request), and the other
+// node is granted only after that lease as the arbiter measured it (from
+// the later receipt) plus Margin. This rests on monotonic clocks that run
+// at about the same rate (not on synchronised wall clocks), on a daemon
+// that ticks its engine well within ReleaseMargin, and on the address being
+// removed within ReleaseMargin + Margin.
+//
+// What it cannot do: keep the service up when the arbiter and the peer are
+// both gone (the primary cannot tell a dead peer from its own isolation,
+// so it steps down); stop a node frozen for longer than its lease (a paused
+// VM, SIGSTOP) from holding the address until its first tick after it
+// resumes; serve more than the availability of one box while the nodes
+// are cut apart (with the peer heard, the arbiter's loss is only an alarm).
+// A lost state dir costs one lease of waiting and the counters' replay
+// protection until the nodes ask again; a replayed request can at worst
+// delay a grant, never give a lease to a node that did not ask (a reply
+// needs the node's fresh nonce).
 package arbiter
 
 import (
@@ -124,6 +146,7 @@ type pairState struct {
 	holder  uint64        // 0: nobody
 	epoch   uint64        // incremented at every grant to a new holder
 	expires time.Duration // end of the holder's lease (after start: start + MaxLease)
+	granted bool          // a lease was granted since the start (expires is a real lease)
 	nodes   map[uint64]*nodeState
 }
 
@@ -249,7 +272,7 @@ func (c *Core) Handle(now time.Duration, req Request) (rep Reply, persist bool) 
 		}
 	}
 	if rep.Reason == ReasonNone {
-		p.expires = now + ttl
+		p.expires, p.granted = now+ttl, true
 		rep.Type, rep.TTL = ReplyGrant, ttl
 	}
 	c.fill(&rep, p, now, n)
@@ -403,7 +426,7 @@ func (c *Core) Status(now time.Duration) (pairs []PairStatus, starting bool) {
 		ps := PairStatus{Pair: fmt.Sprintf("%08x", id), Epoch: p.epoch}
 		if p.holder != 0 {
 			ps.Holder = fmt.Sprintf("%016x", p.holder)
-			if p.expires > now {
+			if p.granted && p.expires > now {
 				ps.LeaseMS = (p.expires - now).Milliseconds()
 			}
 		}

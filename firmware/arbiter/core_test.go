@@ -92,6 +92,9 @@ func TestStartWaitsOneLease(t *testing.T) {
 func TestRecordedHolderRenewsDuringStartWait(t *testing.T) {
 	st := &State{Pairs: []PairState{{Pair: pairA, Holder: spare, Epoch: 4}}}
 	c := newCore(t, st)
+	if pairs, _ := c.Status(0); pairs[0].Holder != "0000000000000002" || pairs[0].LeaseMS != 0 {
+		t.Errorf("status after the restart %+v: a recorded holder, no lease yet", pairs[0])
+	}
 	var a asker
 	rep, persist := c.Handle(10*ms, a.req(spare))
 	wantGrant(t, rep, spare)

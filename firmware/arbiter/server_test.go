@@ -3,6 +3,7 @@ package arbiter
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -169,7 +170,9 @@ func TestServerRestartKeepsHolder(t *testing.T) {
 }
 
 func TestServerDropsStrangers(t *testing.T) {
-	s := startServer(t, t.TempDir(), fastCfg())
+	// A long start wait: the good request is answered "starting" however
+	// slow the machine.
+	s := startServer(t, t.TempDir(), Config{MaxLease: time.Minute, Margin: 50 * ms, Window: 100 * ms})
 	c, err := net.Dial("udp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +191,9 @@ func TestServerDropsStrangers(t *testing.T) {
 	buf := make([]byte, 512)
 	if n, err := c.Read(buf); err == nil {
 		t.Fatalf("a reply (%d bytes) to a stranger", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.Status().Dropped < 4 && time.Now().Before(deadline); {
+		time.Sleep(10 * ms)
 	}
 	if d := s.Status().Dropped; d != 4 {
 		t.Errorf("dropped %d, want 4", d)
@@ -248,5 +254,69 @@ func TestCorruptStateIsLikeLostState(t *testing.T) {
 	s := startServer(t, dir, fastCfg())
 	if !s.Status().Starting {
 		t.Error("not starting")
+	}
+}
+
+func TestConnReportsUnreachable(t *testing.T) {
+	// A port nobody listens on: the requests are refused or lost.
+	l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.LocalAddr()
+	l.Close()
+	n := dialNode(t, addr, mainID)
+	n.conn.Want(true)
+	ev := n.await(t, 5*time.Second, func(ev Event) bool { return true })
+	if ev.Kind != EventUnreachable {
+		t.Fatalf("event %+v, want unreachable", ev)
+	}
+	if st, _ := n.conn.Status(); !st.Unreachable || !st.Wanting {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestConnRunStops(t *testing.T) {
+	s := startServer(t, t.TempDir(), fastCfg())
+	c, err := Dial(s.Addr().String(), ClientConfig{Key: testKey(), Node: 1, Mode: ModeMain},
+		func() time.Duration { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	events := make(chan Event) // nobody reads: Run must still stop
+	go func() { done <- c.Run(ctx, events) }()
+	c.Want(true)
+	time.Sleep(50 * ms)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+func TestServerSetKeys(t *testing.T) {
+	s := startServer(t, t.TempDir(), fastCfg())
+	other := DeriveKey([]byte("another pair key, 16+"))
+	if err := s.SetKeys([][]byte{DeriveKey(testPairKey), other}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Status().Pairs); n != 2 {
+		t.Fatalf("%d pairs after adding one", n)
+	}
+	if err := s.SetKeys([][]byte{other}); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status()
+	if len(st.Pairs) != 1 || st.Pairs[0].Pair != fmt.Sprintf("%08x", PairID(other)) {
+		t.Fatalf("pairs %+v", st.Pairs)
+	}
+	if err := s.SetKeys([][]byte{other, other}); err == nil {
+		t.Fatal("duplicate accepted")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -65,6 +66,19 @@ func DeriveKey(pairKey []byte) []byte {
 	return k
 }
 
+// FormatKey writes an arbiter key as `pairguard arbiter-key` prints it and
+// `[[arbiter.pair]] key` takes it: 64 lower-case hex digits.
+func FormatKey(arbiterKey []byte) string { return hex.EncodeToString(arbiterKey) }
+
+// ParseKey reads a key written by FormatKey.
+func ParseKey(s string) ([]byte, error) {
+	k, err := hex.DecodeString(s)
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("arbiter key: want 64 hex digits (pairguard arbiter-key prints it)")
+	}
+	return k, nil
+}
+
 // PairID returns the pair id of an arbiter key: the first four bytes,
 // big-endian, of SHA-256("pairguard arbiter pair id\x00" || key). The
 // arbiter knows only the derived key, so the id is computed from it.
@@ -110,15 +124,22 @@ func (k *Key) verify(b []byte) bool {
 	return hmac.Equal(b[n:], k.mac.Sum(k.sum[:0]))
 }
 
-// Datagram types; requests and replies share one numbering so that neither
-// can be taken for the other.
+// Type is the type of a datagram; requests and replies share one numbering
+// so that neither can be taken for the other.
+type Type uint8
+
+// Datagram types.
 const (
-	typeInvalid    uint8 = iota
-	RequestAcquire       // ask for a lease or renew it
-	RequestRelease       // give the lease back (the address is released)
-	ReplyGrant           // the lease is granted
-	ReplyDeny            // it is not; Reason says why
+	typeInvalid    Type = iota
+	RequestAcquire      // ask for a lease or renew it
+	RequestRelease      // give the lease back (the address is released)
+	ReplyGrant          // the lease is granted
+	ReplyDeny           // it is not; Reason says why
 )
+
+var typeNames = [...]string{"invalid", "acquire", "release", "grant", "deny"}
+
+func (t Type) String() string { return enumName(typeNames[:], uint8(t)) }
 
 // Mode is the configured mode of the asking node.
 type Mode uint8
@@ -214,7 +235,7 @@ func enumName(names []string, v uint8) string {
 //
 // Integers are big-endian.
 type Request struct {
-	Type       uint8
+	Type       Type
 	Pair       uint32
 	Node       uint64
 	Counter    uint64
@@ -247,7 +268,7 @@ type Request struct {
 //	68  HMAC-SHA256 of 0..67       32
 //	100
 type Reply struct {
-	Type       uint8
+	Type       Type
 	Pair       uint32
 	Node       uint64
 	Nonce      [16]byte
@@ -273,8 +294,8 @@ func msOf(d time.Duration, up bool) (uint32, bool) {
 	return uint32(ms), true
 }
 
-func header(b []byte, typ uint8, pair uint32) []byte {
-	b = append(b, magic[0], magic[1], ProtocolVersion, typ)
+func header(b []byte, typ Type, pair uint32) []byte {
+	b = append(b, magic[0], magic[1], ProtocolVersion, byte(typ))
 	return binary.BigEndian.AppendUint32(b, pair)
 }
 
@@ -349,7 +370,7 @@ func DecodeRequest(b []byte, k *Key, r *Request) error {
 		return err
 	}
 	v := Request{
-		Type:       b[3],
+		Type:       Type(b[3]),
 		Pair:       binary.BigEndian.Uint32(b[4:]),
 		Node:       binary.BigEndian.Uint64(b[8:]),
 		Counter:    binary.BigEndian.Uint64(b[16:]),
@@ -411,7 +432,7 @@ func DecodeReply(b []byte, k *Key, r *Reply) error {
 		return err
 	}
 	v := Reply{
-		Type:       b[3],
+		Type:       Type(b[3]),
 		Pair:       binary.BigEndian.Uint32(b[4:]),
 		Node:       binary.BigEndian.Uint64(b[8:]),
 		Holder:     binary.BigEndian.Uint64(b[32:]),

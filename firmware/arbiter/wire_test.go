@@ -133,7 +133,7 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Errorf("foreign pair: %v", err)
 	}
 	// Invalid fields under a valid authenticator.
-	for i, v := range map[int]byte{3: ReplyGrant, 68: 0, 69: 9, 70: 4, 71: 2} {
+	for i, v := range map[int]byte{3: byte(ReplyGrant), 68: 0, 69: 9, 70: 4, 71: 2} {
 		b := bytes.Clone(good)
 		b[i] = v
 		k.seal(b)
@@ -142,7 +142,7 @@ func TestDecodeRefuses(t *testing.T) {
 		}
 	}
 	rep, _ := testReply(k).Append(nil, k)
-	for i, v := range map[int]byte{3: RequestAcquire, 64: byte(reasonMax), 65: 1} {
+	for i, v := range map[int]byte{3: byte(RequestAcquire), 64: byte(reasonMax), 65: 1} {
 		b := bytes.Clone(rep)
 		b[i] = v
 		k.seal(b)
@@ -254,4 +254,17 @@ func FuzzDecodeReply(f *testing.F) {
 			t.Fatalf("re-encoding %+v: %x, %v; want %x", r, out, err, b)
 		}
 	})
+}
+
+func TestKeyText(t *testing.T) {
+	k := DeriveKey(testPairKey)
+	got, err := ParseKey(FormatKey(k))
+	if err != nil || !bytes.Equal(got, k) {
+		t.Fatalf("ParseKey(FormatKey) = %x, %v", got, err)
+	}
+	for _, bad := range []string{"", "zz", FormatKey(k)[:62], FormatKey(k) + "00"} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Recovery   Recovery
 	OnLineLoss LineLoss
 	Witness    bool // a witness is configured: without it a node is never primary
+	Arbiter    ArbiterConfig
 	Software   string
 	// BootID and Nonce identify this start of the node: the persisted boot
 	// counter and a random value, not zero in main or spare mode. They are
@@ -72,6 +73,7 @@ func (c *Config) Validate() error {
 		return errors.Join(errs...)
 	}
 	d := c.Durations
+	errs = append(errs, c.Arbiter.validate(d))
 	switch {
 	case d.Interval <= 0:
 		errs = append(errs, errors.New("heartbeat.interval: must be positive"))
@@ -144,6 +146,8 @@ type Engine struct {
 
 	nextLAN2 time.Duration
 	nextLAN1 time.Duration
+
+	lease leaseState
 
 	out []Action
 }
@@ -251,6 +255,7 @@ func (e *Engine) Status() Status {
 		LAN2Up:      e.lan2Up,
 		Witness:     e.witnessOK,
 		Software:    e.cfg.Software,
+		Arbiter:     e.arbiterStatus(),
 	}
 	for a, acked := range e.alarms {
 		s.Alarms = append(s.Alarms, a)
@@ -366,6 +371,8 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 		if e.handover {
 			e.finishHandover(ev.Err)
 		}
+	case LeaseChanged:
+		e.stepLease(ev)
 	case EpochReserved:
 		e.reserving = false
 		if ev.Err == nil {
@@ -491,6 +498,7 @@ func (e *Engine) stepCommand(c Command) {
 			return
 		}
 		e.becomePrimary("forced by the operator", false)
+		e.lease.forced = true
 	case CmdSwap:
 		if e.role != RolePrimary {
 			e.emit(Log{Kind: "swap-refused", Message: "swap: this node is not primary"})
@@ -533,6 +541,7 @@ func (e *Engine) evaluate() {
 	default:
 		panic(fmt.Sprintf("engine: evaluate in impossible role %s", e.role))
 	}
+	e.evalLease()
 	e.heartbeats()
 }
 
@@ -669,6 +678,9 @@ func (e *Engine) evalSecondary() {
 // guardAllows runs the split-brain guard before a claim: with on-line-loss =
 // probe the service address must have been probed free after since.
 func (e *Engine) guardAllows(reason string, since time.Duration) bool {
+	if !e.leaseAllows() {
+		return false
+	}
 	if e.cfg.OnLineLoss == LineLossTakeover {
 		return true
 	}

@@ -284,6 +284,7 @@ type Status struct {
 	LAN2Up      bool
 	Witness     bool // the witness answers (true when none is configured)
 	Software    string
+	Arbiter     ArbiterStatus
 }
 
 // PeerStatus is the part of Status about the peer.

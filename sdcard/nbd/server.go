@@ -190,6 +190,7 @@ func (s *Server) ServeTransmission(c net.Conn) error {
 	if cn == nil {
 		return ErrServerClosed
 	}
+	cn.kernel = true
 	defer s.wg.Done()
 	return cn.serve()
 }
@@ -254,6 +255,7 @@ type conn struct {
 	mu        sync.Mutex
 	idle      *sync.Cond // signalled when inflight drops to 0
 	handshake bool
+	kernel    bool // served by ServeTransmission: no ESHUTDOWN replies
 	closing   bool // shutdown: no new work, close when idle
 	closed    bool
 	inflight  int
@@ -300,6 +302,11 @@ func (c *conn) drain() {
 	c.closing = true
 	if c.handshake || c.inflight == 0 {
 		c.closeLocked()
+	} else if c.kernel {
+		// Read no more: what the kernel sent and we did not answer, it
+		// resends on the sockets a RECONFIGURE hands it, where an
+		// ESHUTDOWN reply would fail the I/O.
+		_ = c.c.SetReadDeadline(time.Now())
 	}
 }
 
@@ -485,6 +492,11 @@ func (c *conn) transmit(br *bufio.Reader) error {
 		errno := c.s.check(req)
 		c.mu.Lock()
 		if c.closing {
+			if c.kernel {
+				c.mu.Unlock()
+				putBuf(payload)
+				return nil // unanswered: the kernel resends it
+			}
 			errno = errShutdown
 		}
 		if errno != 0 {

@@ -368,3 +368,23 @@ func TestFio(t *testing.T) {
 		}
 	}
 }
+
+// With a 4 KiB minimum block size the clients learn the constraint in the
+// handshake and do unaligned writes as read-modify-write themselves.
+func TestMinBlockSizeQemuIO(t *testing.T) {
+	needTool(t, "qemu-io")
+	const size = 1 << 20
+	e := serveFile(t, size, Options{MinBlock: 4096})
+	out := runTool(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 100 10", "-c", "read -P 0x11 100 10", e.uri)
+	if strings.Contains(out, "failed") {
+		t.Fatalf("qemu-io:\n%s", out)
+	}
+	want := randomBytes(size, 1)
+	copy(want[100:110], bytes.Repeat([]byte{0x11}, 10))
+	mustEqual(t, "backing file after an unaligned write", e.backing(t), want)
+	if _, err := exec.LookPath("nbdinfo"); err == nil {
+		if out := runTool(t, "nbdinfo", e.uri); !strings.Contains(out, "block_size_minimum: 4096") {
+			t.Errorf("nbdinfo does not show the minimum block size:\n%s", out)
+		}
+	}
+}

@@ -263,4 +263,3 @@ func (d *Device) Trim(off, n int64) error { return d.request(cmdTrim, 0, off, in
 func (d *Device) Zero(off, n int64) error {
 	return d.request(cmdWriteZeroes, 0, off, int(n), nil, nil)
 }
-

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -80,6 +81,8 @@ type Server struct {
 	opt  Options
 	size uint64
 	log  *slog.Logger
+
+	stats stats
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -502,6 +505,7 @@ func (c *conn) transmit(br *bufio.Reader) error {
 		if errno != 0 {
 			c.mu.Unlock()
 			putBuf(payload)
+			c.s.count(req, errno)
 			c.reply(req.cookie, errno, nil)
 			continue
 		}
@@ -604,8 +608,49 @@ func (s *Server) check(r request) uint32 {
 	return 0
 }
 
+// Stats counts the requests a server has answered since it started.
+type Stats struct {
+	Read, Write, Flush, Trim, WriteZeroes uint64
+	FUA                                   uint64 // requests with NBD_CMD_FLAG_FUA
+	Errors                                uint64 // requests answered with an error
+}
+
+type stats struct {
+	read, write, flush, trim, zeroes, fua, errors atomic.Uint64
+}
+
+// Stats returns the request counts.
+func (s *Server) Stats() Stats {
+	return Stats{Read: s.stats.read.Load(), Write: s.stats.write.Load(), Flush: s.stats.flush.Load(),
+		Trim: s.stats.trim.Load(), WriteZeroes: s.stats.zeroes.Load(), FUA: s.stats.fua.Load(),
+		Errors: s.stats.errors.Load()}
+}
+
+func (s *Server) count(r request, errno uint32) {
+	if errno != 0 {
+		s.stats.errors.Add(1)
+		return
+	}
+	switch r.typ {
+	case cmdRead:
+		s.stats.read.Add(1)
+	case cmdWrite:
+		s.stats.write.Add(1)
+	case cmdFlush:
+		s.stats.flush.Add(1)
+	case cmdTrim:
+		s.stats.trim.Add(1)
+	case cmdWriteZeroes:
+		s.stats.zeroes.Add(1)
+	}
+	if r.flags&cmdFlagFUA != 0 {
+		s.stats.fua.Add(1)
+	}
+}
+
 // do runs a checked request against the backend.
 func (s *Server) do(r request, payload []byte) (errno uint32, data []byte) {
+	defer func() { s.count(r, errno) }()
 	off, n := int64(r.offset), int64(r.length)
 	var err error
 	switch r.typ {

@@ -151,6 +151,13 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.wg.Done()
 	for {
 		c, err := l.Accept()
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+			// Out of descriptors or a client gone before accept: the
+			// listener is fine, the export stays up.
+			s.log.Warn("nbd: accept", "reason", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			s.mu.Lock()
 			down := s.shutdown

@@ -84,6 +84,18 @@ func (e *fileExport) backing(t *testing.T) []byte {
 	return b
 }
 
+// saw logs what the server received and checks that the client sent at
+// least the given commands.
+func (e *fileExport) saw(t *testing.T, client string, want Stats) {
+	t.Helper()
+	got := e.s.Stats()
+	t.Logf("%s: %+v", client, got)
+	if got.Read < want.Read || got.Write < want.Write || got.Flush < want.Flush || got.Trim < want.Trim ||
+		got.WriteZeroes < want.WriteZeroes || got.FUA < want.FUA || got.Errors < want.Errors {
+		t.Errorf("%s sent %+v, want at least %+v", client, got, want)
+	}
+}
+
 func mustEqual(t *testing.T, what string, got, want []byte) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -155,6 +167,7 @@ func TestNbdcopyRoundTrip(t *testing.T) {
 	// Several connections (the export allows multi-conn) and requests in flight.
 	runTool(t, "nbdcopy", "--connections=4", "--requests=16", "--flush", srcFile, e.uri)
 	mustEqual(t, "backing file after nbdcopy in", e.backing(t), src)
+	e.saw(t, "nbdcopy in", Stats{Write: 1, Flush: 1})
 	out := filepath.Join(e.dir, "out.img")
 	runTool(t, "nbdcopy", e.uri, out)
 	got, err := os.ReadFile(out)
@@ -162,6 +175,7 @@ func TestNbdcopyRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustEqual(t, "nbdcopy out", got, src)
+	e.saw(t, "nbdcopy in and out", Stats{Write: 1, Flush: 1, Read: 1})
 }
 
 const nbdshScript = `
@@ -244,6 +258,7 @@ func TestNbdsh(t *testing.T) {
 		copy(want[65536+i*4096:], bytes.Repeat([]byte{byte(i)}, 4096))
 	}
 	mustEqual(t, "backing file after nbdsh", e.backing(t), want)
+	e.saw(t, "nbdsh", Stats{Read: 3, Write: 33, Flush: 2, Trim: 1, WriteZeroes: 3, FUA: 2, Errors: 4})
 }
 
 func TestReadOnlyExportNbdsh(t *testing.T) {
@@ -265,6 +280,9 @@ print("ro ok")
 		t.Fatalf("nbdsh: %s", out)
 	}
 	mustEqual(t, "read-only backing file", e.backing(t), randomBytes(1<<20, 1))
+	if st := e.s.Stats(); st.Errors != 3 || st.Write+st.Trim+st.WriteZeroes != 0 {
+		t.Errorf("read-only export: %+v, want 3 errors and no writes", st)
+	}
 }
 
 func TestQemuIO(t *testing.T) {
@@ -308,6 +326,7 @@ func TestQemuIO(t *testing.T) {
 	fill(6<<20, 64<<10, 0xb2)
 	fill(7<<20, 64<<10, 0xb3)
 	mustEqual(t, "backing file after qemu-io", e.backing(t), want)
+	e.saw(t, "qemu-io", Stats{Read: 5, Write: 5, Flush: 1, Trim: 1, WriteZeroes: 1, FUA: 1})
 }
 
 func TestQemuImg(t *testing.T) {
@@ -330,6 +349,7 @@ func TestQemuImg(t *testing.T) {
 	runTool(t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-W", srcFile, e.uri)
 	mustEqual(t, "backing file after qemu-img convert", e.backing(t), src)
 	runTool(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", srcFile, e.uri)
+	e.saw(t, "qemu-img", Stats{Read: 1, Write: 1})
 	// Written by qemu-img, read back by another client.
 	if _, err := exec.LookPath("nbdcopy"); err == nil {
 		got := filepath.Join(e.dir, "got.img")
@@ -356,6 +376,7 @@ func TestFio(t *testing.T) {
 	// Sequential 1 MiB writes, verified, then trims.
 	runTool(t, "fio", append([]string{"--name=seq", "--rw=write", "--bs=1M", "--iodepth=4"}, common...)...)
 	runTool(t, "fio", "--name=trim", "--ioengine=nbd", "--uri="+e.uri, "--size=1M", "--rw=trim", "--bs=64k", "--iodepth=4")
+	e.saw(t, "fio", Stats{Read: 1, Write: 1, Flush: 1, Trim: 1})
 	// What fio wrote, read back by another client, equals the backing file.
 	if _, err := exec.LookPath("nbdcopy"); err == nil {
 		got := filepath.Join(e.dir, "got.img")
@@ -367,6 +388,26 @@ func TestFio(t *testing.T) {
 		mustEqual(t, "nbdcopy of what fio wrote vs backing file", b, e.backing(t))
 		if bytes.Equal(b[1<<20:], randomBytes(size, 1)[1<<20:]) {
 			t.Fatal("fio wrote nothing")
+		}
+	}
+}
+
+// With a 4 KiB minimum block size the clients learn the constraint in the
+// handshake and do unaligned writes as read-modify-write themselves.
+func TestMinBlockSizeQemuIO(t *testing.T) {
+	needTool(t, "qemu-io")
+	const size = 1 << 20
+	e := serveFile(t, size, Options{MinBlock: 4096})
+	out := runTool(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 100 10", "-c", "read -P 0x11 100 10", e.uri)
+	if strings.Contains(out, "failed") {
+		t.Fatalf("qemu-io:\n%s", out)
+	}
+	want := randomBytes(size, 1)
+	copy(want[100:110], bytes.Repeat([]byte{0x11}, 10))
+	mustEqual(t, "backing file after an unaligned write", e.backing(t), want)
+	if _, err := exec.LookPath("nbdinfo"); err == nil {
+		if out := runTool(t, "nbdinfo", e.uri); !strings.Contains(out, "block_size_minimum: 4096") {
+			t.Errorf("nbdinfo does not show the minimum block size:\n%s", out)
 		}
 	}
 }

@@ -53,7 +53,12 @@
 //
 // [Server.Shutdown] closes the listeners and connections still haggling;
 // a connection in transmission answers new requests with ESHUTDOWN, and
-// is closed when its last request in flight has been answered.
+// is closed when its last request in flight has been answered. A kernel
+// connection ([Server.ServeTransmission]) gets no ESHUTDOWN, which would
+// fail the I/O under a mounted filesystem: the server stops reading it,
+// answers what it has started, and closes; the kernel resends the rest
+// on the sockets of the next RECONFIGURE (within its dead-connection
+// timeout).
 //
 // # The kernel
 //

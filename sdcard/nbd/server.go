@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -81,6 +82,8 @@ type Server struct {
 	size uint64
 	log  *slog.Logger
 
+	stats stats
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -148,6 +151,13 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.wg.Done()
 	for {
 		c, err := l.Accept()
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+			// Out of descriptors or a client gone before accept: the
+			// listener is fine, the export stays up.
+			s.log.Warn("nbd: accept", "reason", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			s.mu.Lock()
 			down := s.shutdown
@@ -190,6 +200,7 @@ func (s *Server) ServeTransmission(c net.Conn) error {
 	if cn == nil {
 		return ErrServerClosed
 	}
+	cn.kernel = true
 	defer s.wg.Done()
 	return cn.serve()
 }
@@ -254,6 +265,7 @@ type conn struct {
 	mu        sync.Mutex
 	idle      *sync.Cond // signalled when inflight drops to 0
 	handshake bool
+	kernel    bool // served by ServeTransmission: no ESHUTDOWN replies
 	closing   bool // shutdown: no new work, close when idle
 	closed    bool
 	inflight  int
@@ -300,6 +312,11 @@ func (c *conn) drain() {
 	c.closing = true
 	if c.handshake || c.inflight == 0 {
 		c.closeLocked()
+	} else if c.kernel {
+		// Read no more: what the kernel sent and we did not answer, it
+		// resends on the sockets a RECONFIGURE hands it, where an
+		// ESHUTDOWN reply would fail the I/O.
+		_ = c.c.SetReadDeadline(time.Now())
 	}
 }
 
@@ -485,11 +502,17 @@ func (c *conn) transmit(br *bufio.Reader) error {
 		errno := c.s.check(req)
 		c.mu.Lock()
 		if c.closing {
+			if c.kernel {
+				c.mu.Unlock()
+				putBuf(payload)
+				return nil // unanswered: the kernel resends it
+			}
 			errno = errShutdown
 		}
 		if errno != 0 {
 			c.mu.Unlock()
 			putBuf(payload)
+			c.s.count(req, errno)
 			c.reply(req.cookie, errno, nil)
 			continue
 		}
@@ -592,8 +615,49 @@ func (s *Server) check(r request) uint32 {
 	return 0
 }
 
+// Stats counts the requests a server has answered since it started.
+type Stats struct {
+	Read, Write, Flush, Trim, WriteZeroes uint64
+	FUA                                   uint64 // requests with NBD_CMD_FLAG_FUA
+	Errors                                uint64 // requests answered with an error
+}
+
+type stats struct {
+	read, write, flush, trim, zeroes, fua, errors atomic.Uint64
+}
+
+// Stats returns the request counts.
+func (s *Server) Stats() Stats {
+	return Stats{Read: s.stats.read.Load(), Write: s.stats.write.Load(), Flush: s.stats.flush.Load(),
+		Trim: s.stats.trim.Load(), WriteZeroes: s.stats.zeroes.Load(), FUA: s.stats.fua.Load(),
+		Errors: s.stats.errors.Load()}
+}
+
+func (s *Server) count(r request, errno uint32) {
+	if errno != 0 {
+		s.stats.errors.Add(1)
+		return
+	}
+	switch r.typ {
+	case cmdRead:
+		s.stats.read.Add(1)
+	case cmdWrite:
+		s.stats.write.Add(1)
+	case cmdFlush:
+		s.stats.flush.Add(1)
+	case cmdTrim:
+		s.stats.trim.Add(1)
+	case cmdWriteZeroes:
+		s.stats.zeroes.Add(1)
+	}
+	if r.flags&cmdFlagFUA != 0 {
+		s.stats.fua.Add(1)
+	}
+}
+
 // do runs a checked request against the backend.
 func (s *Server) do(r request, payload []byte) (errno uint32, data []byte) {
+	defer func() { s.count(r, errno) }()
 	off, n := int64(r.offset), int64(r.length)
 	var err error
 	switch r.typ {

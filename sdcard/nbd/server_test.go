@@ -501,33 +501,70 @@ func TestDiscAnswersInFlight(t *testing.T) {
 	}
 }
 
+// connPair returns two connected Unix stream sockets (buffered, unlike
+// net.Pipe).
+func connPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgnbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err = net.Dial("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// waitDraining waits until Shutdown has marked every connection.
+func waitDraining(s *Server) {
+	for {
+		s.mu.Lock()
+		all := true
+		for c := range s.conns {
+			all = all && c.isClosing()
+		}
+		s.mu.Unlock()
+		if all {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestShutdownDrains(t *testing.T) {
 	g := newGate(1<<16, 0)
 	s, err := NewServer(g, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := net.Pipe()
-	defer a.Close()
+	a, b := connPair(t)
 	served := make(chan error, 1)
-	go func() { served <- s.ServeTransmission(b) }()
+	go func() { served <- s.ServeConn(b) }()
 	tc := &tclient{t: t, c: a}
-	a.SetDeadline(time.Now().Add(10 * time.Second))
+	tc.hello(clientFixedNewstyle | clientNoZeroes)
+	tc.goExport("")
 	tc.send(cmdRead, 0, 1, 0, 16, nil)
 	<-g.entered
 	down := make(chan error, 1)
 	go func() { down <- s.Shutdown(context.Background()) }()
-	// Wait until the connection is marked closing: new requests get ESHUTDOWN.
-	for {
-		tc.send(cmdFlush, 0, 2, 0, 0, nil)
-		errno, cookie := tc.reply()
-		if cookie != 2 {
-			t.Fatalf("cookie %d", cookie)
-		}
-		if errno == errShutdown {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	waitDraining(s)
+	// New requests are answered ESHUTDOWN while the read is in flight.
+	tc.send(cmdWrite, 0, 2, 100, 3, []byte{1, 2, 3})
+	if errno, cookie := tc.reply(); cookie != 2 || errno != errShutdown {
+		t.Fatalf("request during shutdown: errno %d cookie %d, want ESHUTDOWN", errno, cookie)
 	}
 	select {
 	case err := <-down:
@@ -547,6 +584,46 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if !tc.closed() {
 		t.Fatal("connection open after shutdown")
+	}
+	if !bytes.Equal(g.Bytes()[100:103], make([]byte, 3)) {
+		t.Fatal("the refused write reached the backend")
+	}
+}
+
+// A kernel connection is never answered ESHUTDOWN: what it sent after
+// the shutdown began stays unanswered (the kernel resends it elsewhere).
+func TestShutdownKernelConnection(t *testing.T) {
+	g := newGate(1<<16, 0)
+	s, err := NewServer(g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := connPair(t)
+	served := make(chan error, 1)
+	go func() { served <- s.ServeTransmission(b) }()
+	tc := &tclient{t: t, c: a}
+	tc.send(cmdRead, 0, 1, 0, 16, nil)
+	<-g.entered
+	down := make(chan error, 1)
+	go func() { down <- s.Shutdown(context.Background()) }()
+	waitDraining(s)
+	tc.send(cmdWrite, 0, 2, 100, 3, []byte{1, 2, 3})
+	close(g.release)
+	if errno, cookie := tc.reply(); errno != 0 || cookie != 1 {
+		t.Fatalf("in-flight read: errno %d cookie %d", errno, cookie)
+	}
+	tc.read(make([]byte, 16))
+	if !tc.closed() {
+		t.Fatal("connection open (or a reply sent) after the in-flight request")
+	}
+	if err := <-down; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g.Bytes()[100:103], make([]byte, 3)) {
+		t.Fatal("the unanswered write reached the backend")
 	}
 }
 

@@ -79,7 +79,7 @@ func (d *drive) wants() []bool {
 // peerFrame feeds a heartbeat of a peer in role r on LAN 2.
 func (d *drive) peerFrame(mode Mode, id uint64, r Role, epoch uint64) {
 	d.step(FrameReceived{Path: PathLAN2, Peer: PeerInfo{Kind: FrameHeartbeat, NodeID: id, Mode: mode, Role: r,
-		Eligible: true, Epoch: epoch, Data: DataUpToDate, Software: "1.0.0"}})
+		Nonce: 0x5000 + id, Echo: d.e.cfg.Nonce, Eligible: true, Epoch: epoch, Data: DataUpToDate, Software: "1.0.0"}})
 }
 
 func TestLeaseRules(t *testing.T) {

@@ -169,6 +169,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if d.eng, err = engine.New(ecfg, epoch, 0); err != nil {
 		return nil, err
 	}
+	d.role, d.prev = d.eng.Role(), d.eng.Role()
 	if cfg.Datastore != nil {
 		ds, err := newDatastore(cfg, log, d.book, func() uint64 { return d.eng.Status().Epoch })
 		if err != nil {

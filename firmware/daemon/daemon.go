@@ -213,6 +213,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.book.Close()
 	}()
 	d.wg.Go(d.runHooks)
+	d.goFlushLogbook(loopCtx)
 	if d.deps.LAN2 != nil {
 		d.goRecv(loopCtx, d.deps.LAN2, engine.PathLAN2)
 	}
@@ -303,14 +304,30 @@ func (d *Daemon) step(ev engine.Event) {
 	d.apply(d.eng.Step(d.mono(), ev))
 }
 
-// everySecond retries faults and syncs the logbook.
+// everySecond retries faults.
 func (d *Daemon) everySecond() {
 	for _, ev := range d.faults.due(time.Now(), d.retryFault) {
 		d.step(ev)
 	}
-	if err := d.book.Flush(); err != nil {
-		d.log.Warn("logbook sync failed", "err", err)
-	}
+}
+
+// goFlushLogbook syncs the logbook every second, off the loop: an fsync
+// on a busy card must not delay a heartbeat.
+func (d *Daemon) goFlushLogbook(ctx context.Context) {
+	d.wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := d.book.Flush(); err != nil {
+				d.log.Warn("logbook sync failed", "err", err)
+			}
+		}
+	})
 }
 
 // goLink forwards one interface's carrier changes to the inbox.

@@ -1,6 +1,14 @@
 // Package daemon wires the role engine to Linux: the failover-line sockets,
 // the service address, ARP, hooks, the logbook and the control socket. Its
 // loop is the only place where time, sockets and goroutines meet the engine.
+//
+// The loop takes frames from the receivers and every other event (checks,
+// the witness, probes, hooks, links, the mirror, the epoch writer) from
+// one ordered inbox that never blocks a sender, so no event overtakes an
+// earlier one. Every goroutine Run starts is counted in one WaitGroup and
+// has ended when Run returns. Hooks run on one worker, one at a time, in
+// the engine's order. The faults the daemon raises clear by themselves
+// (faults.go).
 package daemon
 
 import (

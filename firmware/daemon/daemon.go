@@ -1,6 +1,14 @@
 // Package daemon wires the role engine to Linux: the failover-line sockets,
 // the service address, ARP, hooks, the logbook and the control socket. Its
 // loop is the only place where time, sockets and goroutines meet the engine.
+//
+// The loop takes frames from the receivers and every other event (checks,
+// the witness, probes, hooks, links, the mirror, the epoch writer) from
+// one ordered inbox that never blocks a sender, so no event overtakes an
+// earlier one. Every goroutine Run starts is counted in one WaitGroup and
+// has ended when Run returns. Hooks run on one worker, one at a time, in
+// the engine's order. The faults the daemon raises clear by themselves
+// (faults.go).
 package daemon
 
 import (
@@ -164,6 +172,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if d.eng, err = engine.New(ecfg, epoch, 0); err != nil {
 		return nil, err
 	}
+	d.role, d.prev = d.eng.Role(), d.eng.Role()
 	if cfg.Datastore != nil {
 		ds, err := newDatastore(cfg, log, d.book, func() uint64 { return d.eng.Status().Epoch })
 		if err != nil {
@@ -207,6 +216,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.book.Close()
 	}()
 	d.wg.Go(d.runHooks)
+	d.goFlushLogbook(loopCtx)
 	if d.deps.LAN2 != nil {
 		d.goRecv(loopCtx, d.deps.LAN2, engine.PathLAN2)
 	}
@@ -297,14 +307,30 @@ func (d *Daemon) step(ev engine.Event) {
 	d.apply(d.eng.Step(d.mono(), ev))
 }
 
-// everySecond retries faults and syncs the logbook.
+// everySecond retries faults.
 func (d *Daemon) everySecond() {
 	for _, ev := range d.faults.due(time.Now(), d.retryFault) {
 		d.step(ev)
 	}
-	if err := d.book.Flush(); err != nil {
-		d.log.Warn("logbook sync failed", "err", err)
-	}
+}
+
+// goFlushLogbook syncs the logbook every second, off the loop: an fsync
+// on a busy card must not delay a heartbeat.
+func (d *Daemon) goFlushLogbook(ctx context.Context) {
+	d.wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := d.book.Flush(); err != nil {
+				d.log.Warn("logbook sync failed", "err", err)
+			}
+		}
+	})
 }
 
 // goLink forwards one interface's carrier changes to the inbox.

@@ -86,7 +86,13 @@ func startNode(t *testing.T, mode string, lan2, lan1 *rawethertest.Hub, id byte)
 // set, adjusts the daemon before it runs.
 func startNodeWith(t *testing.T, mode string, lan2, lan1 *rawethertest.Hub, id byte, dir, extra string, prep func(*Daemon)) *node {
 	t.Helper()
-	cfg := testConfig(t, mode, dir, extra)
+	return startNodeConfig(t, testConfig(t, mode, dir, extra), lan2, lan1, id, prep)
+}
+
+// startNodeConfig starts a node with cfg.
+func startNodeConfig(t *testing.T, cfg *config.Config, lan2, lan1 *rawethertest.Hub, id byte, prep func(*Daemon)) *node {
+	t.Helper()
+	mode := cfg.Mode
 	n := &node{
 		addrs: addrtest.New(),
 		arp:   arptest.New(mac(id)),

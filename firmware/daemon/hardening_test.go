@@ -243,9 +243,7 @@ func pairguardGoroutines() []string {
 // A stop leaves no goroutine behind: receivers, link watchers, checks,
 // hooks (one still running at the stop), probes and the loop all end.
 func TestStopLeavesNoGoroutine(t *testing.T) {
-	if g := pairguardGoroutines(); len(g) > 0 {
-		t.Fatalf("goroutines before the test: %v", g)
-	}
+	waitNoGoroutines(t, "before the test")
 	dir := t.TempDir()
 	writeHook(t, dir, "to-primary", "sleep 30 &\necho started\n")
 	writeHook(t, dir, "alarm", "sleep 0.3\n")
@@ -259,6 +257,13 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 	}
 	m.stop(t)
 	s.stop(t)
+	waitNoGoroutines(t, "after the stop")
+}
+
+// waitNoGoroutines waits up to 2 s for this module's goroutines to end:
+// one may still be returning from its last call.
+func waitNoGoroutines(t *testing.T, when string) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		g := pairguardGoroutines()
@@ -266,7 +271,7 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left after the stop:\n%s", len(g), strings.Join(g, "\n\n"))
+			t.Fatalf("%d goroutines left %s:\n%s", len(g), when, strings.Join(g, "\n\n"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -106,7 +106,7 @@ func (d *Daemon) runHooks() {
 		for _, r := range results {
 			d.noteHook(j.env, r)
 		}
-		if errors.Is(context.Cause(j.ctx), errDemoted) {
+		if errors.Is(err, errDemoted) { // killed or not started: no failure
 			d.logEntry(logbook.Entry{Kind: "hook", Role: j.env.Role, Epoch: j.env.Epoch,
 				Message: fmt.Sprintf("%s killed: %v", j.env.Event, errDemoted)})
 			continue
@@ -132,6 +132,8 @@ func (d *Daemon) noteHook(env hooks.Env, r hooks.Result) {
 	msg := r.Script + " " + env.Event
 	kind := "hook"
 	switch {
+	case errors.Is(r.Err, errDemoted):
+		msg += ": " + r.Err.Error()
 	case r.Err != nil:
 		kind = "hook-failed"
 		msg += ": " + r.Err.Error()

@@ -147,7 +147,6 @@ func (r Runner) one(ctx context.Context, path string, env Env, bg *Background) R
 	if res.Script != env.Event {
 		cmd.Args = append(cmd.Args, env.Event)
 	}
-	cmd.Dir = r.Dir
 	cmd.Env = append(os.Environ(), env.list()...)
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -219,7 +219,8 @@ func (b *Book) write(entries []Entry) error {
 
 // Flush writes the summaries of the flood windows that have ended and
 // syncs the file if anything was written since the last sync. The daemon
-// calls it every second: the logbook's fsyncs come in batches.
+// calls it every second, off its loop: the logbook's fsyncs come in
+// batches, and Add does not wait for them.
 func (b *Book) Flush() error {
 	b.mu.Lock()
 	now := b.now()
@@ -234,15 +235,21 @@ func (b *Book) Flush() error {
 		delete(b.windows, key)
 	}
 	err := b.write(out)
-	if b.f != nil && b.dirty {
-		err = errors.Join(err, b.sync(b.f))
-		b.dirty = false
-	}
+	f := b.f
+	dirty := b.dirty && f != nil
+	b.dirty = false
 	watch := b.watch
 	b.mu.Unlock()
 	if watch != nil {
 		for _, e := range out {
 			watch(e)
+		}
+	}
+	// The fsync runs without the lock: Add never waits for the disk. A
+	// compaction or Close in between syncs and closes the file itself.
+	if dirty {
+		if serr := b.sync(f); serr != nil && !errors.Is(serr, os.ErrClosed) {
+			err = errors.Join(err, fmt.Errorf("logbook: %w", serr))
 		}
 	}
 	return err

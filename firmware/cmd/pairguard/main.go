@@ -38,17 +38,21 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pairguard: %v\n\n%s", err, control.Usage())
 		os.Exit(2)
 	case errors.As(err, &ee):
-		os.Exit(int(ee))
+		os.Exit(ee.code)
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "pairguard: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-// exitError ends the program with a status and no message (is-primary).
-type exitError int
+// exitError ends the program with a status and no message (is-primary);
+// the console shows the message.
+type exitError struct {
+	code int
+	msg  string
+}
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+func (e exitError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error {
 	return &control.UsageError{Err: fmt.Errorf(format, args...)}
@@ -119,7 +123,7 @@ func client(ctx context.Context, cmd string, args []string, out io.Writer) error
 			fmt.Fprintf(out, "%s\n", resp.Data)
 		}
 		if !p.Primary {
-			return exitError(1)
+			return exitError{1, "not primary (role " + p.Role + ")"}
 		}
 		return nil
 	}

@@ -101,7 +101,7 @@ func TestIsPrimary(t *testing.T) {
 		t.Errorf("is-primary on the primary: %v, printed %q", err, out.String())
 	}
 	var ee exitError
-	if err := run(context.Background(), "is-primary", []string{"--socket", spare}, &out); !errors.As(err, &ee) || ee != 1 {
+	if err := run(context.Background(), "is-primary", []string{"--socket", spare}, &out); !errors.As(err, &ee) || ee.code != 1 || ee.msg != "not primary (role secondary)" {
 		t.Errorf("is-primary on the secondary: %v", err)
 	}
 	if err := run(context.Background(), "is-primary", []string{"--socket", filepath.Join(t.TempDir(), "none")}, &out); err == nil {

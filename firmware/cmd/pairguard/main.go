@@ -41,6 +41,8 @@ client (each takes --socket PATH, or PAIRGUARD_SOCKET):
   capture -n N -w FILE        write the next N failover-line frames as pcap
   leds test                   walk every LED and colour
   console --tty DEV           these commands as a prompt on a serial console
+  snapshot -w FILE.tar.gz     collect status, logbook, config (keys redacted),
+                              a capture, versions, board, kernel and links
   version                     print the version
 `
 
@@ -85,6 +87,8 @@ func run(cmd string, args []string, out io.Writer) error {
 		return nil
 	case "console":
 		return runConsole(args)
+	case "snapshot":
+		return runSnapshot(args, out)
 	}
 	return client(context.Background(), cmd, args, out)
 }

@@ -2,9 +2,10 @@
 # Installs the Debian packages the tests and the demo need, if missing.
 set -euo pipefail
 need=()
-for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make; do
+for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make tshark:tshark \
+	qemu-user-static:qemu-aarch64-static qemu-user-static:qemu-arm-static; do
 	pkg=${pc%%:*} cmd=${pc##*:}
-	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+	command -v "$cmd" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")
 done
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
 	echo "deps: Go 1.26 or newer is needed (https://go.dev/dl); it is not a Debian package of that version" >&2
@@ -17,6 +18,8 @@ if [ ${#need[@]} -gt 0 ]; then
 	fi
 	echo "deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# tshark asks whether non-root users may capture: no.
+	echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 	apt-get update -qq
 	apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -29,7 +29,7 @@
 // user feedback instead (State.Held): slow blink once a release would start
 // a sync, fast blink once it would swap.
 //
-// Decisions where DESIGN.md is silent: fault outranks an alarm (a node that
+// Decisions beyond the product rules: fault outranks an alarm (a node that
 // cannot serve shows solid red even while an alarm is unacknowledged);
 // "behind" (async replication lagging by a few blocks) counts as in sync,
 // so that a busy async pair does not flicker; syncing shows amber on both

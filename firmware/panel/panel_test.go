@@ -32,7 +32,7 @@ func TestPatternsTable(t *testing.T) {
 		s    State
 		want Light
 	}{
-		// DESIGN.md's Front panel section, word for word.
+		// The product rules for the role LED (the README's Front panel table).
 		{State{Role: P, Peer: up, Mirror: ins}, Light{green, Solid}},
 		{State{Role: P, Peer: down, Mirror: off}, Light{green, SlowBlink}},
 		{State{Role: S, Peer: up, Mirror: ins}, Light{amber, Solid}},

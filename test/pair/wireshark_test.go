@@ -3,11 +3,13 @@ package pair
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pairguard/pairguard/firmware/config"
+	"github.com/pairguard/pairguard/firmware/frame"
 	"github.com/pairguard/pairguard/firmware/frame/wireshark"
 	"github.com/pairguard/pairguard/test/netns"
 )
@@ -40,9 +42,10 @@ func TestCaptureDecodesInTshark(t *testing.T) {
 		t.Fatalf("tshark decoded %d packets, want 10: %q", len(rows), rows)
 	}
 	primary := 0
+	version := fmt.Sprint(frame.ProtocolVersion)
 	for i, r := range rows {
-		if r[0] != "1" || r[1] == "" || r[4] != "1" || r[5] != "" {
-			t.Errorf("packet %d: version %q type %q auth.good %q expert %q; want version 1, a type, a verified authenticator, no expert note", i+1, r[0], r[1], r[4], r[5])
+		if r[0] != version || r[1] == "" || r[4] != "1" || r[5] != "" {
+			t.Errorf("packet %d: version %q type %q auth.good %q expert %q; want version %s, a type, a verified authenticator, no expert note", i+1, r[0], r[1], r[4], r[5], version)
 		}
 		if r[2] == "2" && r[3] == "1" { // primary, epoch 1
 			primary++

@@ -20,10 +20,12 @@
 -- slow for millions of frames.
 --
 -- The frame layout is documented in firmware/frame/frame.go; this file
--- follows it. The first six bytes (magic "PG", version, type, length) and
--- the trailing 16-byte authenticator keep their meaning in every protocol
--- version, so a frame of a version this file does not know is still shown
--- with its prefix, length and authenticator.
+-- follows it and decodes protocol versions 1 (100 bytes) and 2 (116 bytes,
+-- with nonce and echo). The first bytes (magic "PG", version, type, length,
+-- and since version 2 flags and pair id) and the trailing 16-byte
+-- authenticator keep their meaning in every protocol version, so a frame of
+-- a version this file does not know is still shown with its prefix, length
+-- and authenticator.
 
 local pg = Proto("pairguard", "Pairguard failover-line frame")
 
@@ -62,6 +64,8 @@ local F = {
 	seq = ProtoField.uint64("pairguard.seq", "Sequence", base.DEC),
 	generation = ProtoField.uint64("pairguard.generation", "Data generation", base.HEX),
 	history = ProtoField.uint64("pairguard.history", "Previous generation", base.HEX),
+	nonce = ProtoField.uint64("pairguard.nonce", "Nonce (the sender's, new at each start)", base.HEX),
+	echo = ProtoField.uint64("pairguard.echo", "Echo (the nonce last heard from the peer)", base.HEX),
 	software = ProtoField.string("pairguard.software", "Software version"),
 	body = ProtoField.bytes("pairguard.body", "Body (unknown version)"),
 	auth = ProtoField.bytes("pairguard.auth", "Authenticator"),
@@ -82,19 +86,28 @@ pg.prefs.key = Pref.string("Pair key", "",
 	"The pair key (pair-key of the config, or hex:<hex digits>) used to verify authenticators; empty: not checked")
 
 -- Layouts per protocol version: the frame's length and its fields after the
--- six-byte prefix, as {offset, size, field}. Only version 1 exists today.
-local layouts = {
-	[1] = {
-		len = 100,
-		fields = {
-			{ 6, 2, "flags" }, { 8, 4, "pair" }, { 12, 8, "node" },
-			{ 20, 1, "mode" }, { 21, 1, "role" }, { 22, 1, "data" }, { 23, 1, "mirror" },
-			{ 24, 1, "percent" }, { 25, 1, "softlen" }, { 26, 2, "reserved" },
-			{ 28, 8, "epoch" }, { 36, 8, "boot" }, { 44, 8, "seq" },
-			{ 52, 8, "generation" }, { 60, 8, "history" }, { 68, 16, "software" },
-		},
-	},
+-- six-byte prefix, as {offset, size, field}. Version 2 added the nonce and
+-- its echo (freshness after a restart) before the software version.
+local common = {
+	{ 6, 2, "flags" }, { 8, 4, "pair" }, { 12, 8, "node" },
+	{ 20, 1, "mode" }, { 21, 1, "role" }, { 22, 1, "data" }, { 23, 1, "mirror" },
+	{ 24, 1, "percent" }, { 25, 1, "softlen" }, { 26, 2, "reserved" },
+	{ 28, 8, "epoch" }, { 36, 8, "boot" }, { 44, 8, "seq" },
+	{ 52, 8, "generation" }, { 60, 8, "history" },
 }
+local function layout(len, extra)
+	local fields = {}
+	for _, f in ipairs(common) do fields[#fields + 1] = f end
+	for _, f in ipairs(extra) do fields[#fields + 1] = f end
+	return { len = len, fields = fields }
+end
+local layouts = {
+	[1] = layout(100, { { 68, 16, "software" } }),
+	[2] = layout(116, { { 68, 8, "nonce" }, { 76, 8, "echo" }, { 84, 16, "software" } }),
+}
+-- Since version 2 the first 12 bytes (prefix, flags, pair id) are the same in
+-- every version; an unknown version longer than this is shown with them.
+local FIXED_LEN = 12
 
 -- SHA-256 and HMAC-SHA256 over Lua strings (FIPS 180-4, RFC 2104).
 local band, bnot, bxor, rrotate, rshift = bit32.band, bit32.bnot, bit32.bxor, bit32.rrotate, bit32.rshift
@@ -244,8 +257,14 @@ function pg.dissector(tvb, pinfo, root)
 			tostring(tvb:range(28, 8):uint64()), tostring(tvb:range(44, 8):uint64())))
 	elseif not layout then
 		tree:add_proto_expert_info(E.version, string.format("protocol version %d", version))
-		if body > PREFIX_LEN then
-			tree:add(F.body, tvb:range(PREFIX_LEN, body - PREFIX_LEN))
+		local from = PREFIX_LEN
+		if body >= FIXED_LEN then
+			tree:add(F.flags, tvb:range(6, 2))
+			tree:add(F.pair, tvb:range(8, 4))
+			from = FIXED_LEN
+		end
+		if body > from then
+			tree:add(F.body, tvb:range(from, body - from))
 		end
 	end
 

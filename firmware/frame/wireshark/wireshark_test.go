@@ -2,6 +2,8 @@ package wireshark
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -62,34 +64,73 @@ func encode(t *testing.T, f frame.Frame, key *frame.Key) []byte {
 	return b
 }
 
-func TestDissectorFields(t *testing.T) {
-	key := frame.NewKey([]byte(testKey))
-	hb := frame.Frame{
-		Type: frame.TypeHeartbeat, Flags: frame.FlagPreferred | frame.FlagEligible,
-		PairID: key.PairID(), NodeID: 0x0102030405060708, Mode: 2, Role: 2, DataState: 1, MirrorState: 4,
-		MirrorPercent: 100, Epoch: 7, BootID: 3, Seq: 42, Generation: 0xabc, History: 0x9, Software: "1.2.3",
+// craft builds a frame of protocol version v (1 or 2) byte by byte, as the
+// byte maps of package frame draw them, authenticated under secret.
+func craft(v, typ byte, flags uint16, role byte, node, epoch, seq, nonce, echo uint64, software string, secret []byte) []byte {
+	n := map[byte]int{1: 100, 2: 116}[v]
+	b := make([]byte, n)
+	copy(b, "PG")
+	b[2], b[3] = v, typ
+	binary.BigEndian.PutUint16(b[4:], uint16(n))
+	binary.BigEndian.PutUint16(b[6:], flags)
+	binary.BigEndian.PutUint32(b[8:], 0x9bcf92b5)
+	binary.BigEndian.PutUint64(b[12:], node)
+	b[20], b[21], b[22], b[23], b[24], b[25] = 2, role, 1, 4, 100, byte(len(software))
+	binary.BigEndian.PutUint64(b[28:], epoch)
+	binary.BigEndian.PutUint64(b[36:], 3)
+	binary.BigEndian.PutUint64(b[44:], seq)
+	binary.BigEndian.PutUint64(b[52:], 0xabc)
+	binary.BigEndian.PutUint64(b[60:], 0x9)
+	sw := 68
+	if v == 2 {
+		binary.BigEndian.PutUint64(b[68:], nonce)
+		binary.BigEndian.PutUint64(b[76:], echo)
+		sw = 84
 	}
-	rel := hb
-	rel.Type, rel.Flags, rel.Role, rel.Seq = frame.TypeRelease, frame.FlagLAN1|frame.FlagHandover, 3, 43
-	pcap := capture(t, encode(t, hb, key), encode(t, rel, key))
+	copy(b[sw:], software)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(b[:n-16])
+	copy(b[n-16:], mac.Sum(nil))
+	return b
+}
+
+// TestDissectorFields decodes frames of protocol versions 1 and 2, and one
+// encoded by package frame (its current version), with the pair key set.
+func TestDissectorFields(t *testing.T) {
+	secret := []byte(testKey)
+	key := frame.NewKey(secret)
+	v1 := craft(1, 1, 0x0011, 2, 0x0102030405060708, 7, 42, 0, 0, "1.2.3", secret)
+	v2 := craft(2, 2, 0x0006, 3, 0x0102030405060708, 7, 43, 0x1111, 0x2222, "2.0.0", secret)
+	cur := encode(t, frame.Frame{Type: frame.TypeHeartbeat, Flags: frame.FlagLAN1, PairID: key.PairID(),
+		NodeID: 0x42, Role: 2, Epoch: 9, BootID: 4, Seq: 44, Software: "cur"}, key)
+	pcap := capture(t, v1, v2, cur)
 	names := []string{"pairguard.version", "pairguard.type", "pairguard.role", "pairguard.epoch", "pairguard.seq",
 		"pairguard.boot", "pairguard.node", "pairguard.pair", "pairguard.generation", "pairguard.flags",
 		"pairguard.flags.preferred", "pairguard.flags.lan1", "pairguard.mode", "pairguard.data",
-		"pairguard.mirror", "pairguard.software", "pairguard.auth.good"}
+		"pairguard.mirror", "pairguard.software", "pairguard.nonce", "pairguard.echo",
+		"pairguard.auth.good", "pairguard.length.wrong"}
 	rows := fields(t, pcap, testKey, names...)
-	pair := fmt.Sprintf("0x%08x", key.PairID())
 	want := [][]string{
-		{"1", "1", "2", "7", "42", "3", "0x0102030405060708", pair, "0x0000000000000abc", "0x0011", "1", "0", "2", "1", "4", "1.2.3", "1"},
-		{"1", "2", "3", "7", "43", "3", "0x0102030405060708", pair, "0x0000000000000abc", "0x0006", "0", "1", "2", "1", "4", "1.2.3", "1"},
+		{"1", "1", "2", "7", "42", "3", "0x0102030405060708", "0x9bcf92b5", "0x0000000000000abc", "0x0011", "1", "0", "2", "1", "4", "1.2.3", "", "", "1", ""},
+		{"2", "2", "3", "7", "43", "3", "0x0102030405060708", "0x9bcf92b5", "0x0000000000000abc", "0x0006", "0", "1", "2", "1", "4", "2.0.0", "0x0000000000001111", "0x0000000000002222", "1", ""},
 	}
-	if len(rows) != len(want) {
-		t.Fatalf("tshark printed %d packets, want %d: %q", len(rows), len(want), rows)
+	if len(rows) != 3 {
+		t.Fatalf("tshark printed %d packets, want 3: %q", len(rows), rows)
 	}
 	for i := range want {
 		for j, n := range names {
 			if got := rows[i][j]; !strings.EqualFold(got, want[i][j]) {
-				t.Errorf("packet %d: %s = %q, want %q", i+1, n, got, want[i][j])
+				t.Errorf("version %d frame: %s = %q, want %q", i+1, n, got, want[i][j])
 			}
+		}
+	}
+	cw := map[string]string{"pairguard.version": fmt.Sprint(frame.ProtocolVersion), "pairguard.type": "1",
+		"pairguard.role": "2", "pairguard.epoch": "9", "pairguard.seq": "44", "pairguard.boot": "4",
+		"pairguard.node": "0x0000000000000042", "pairguard.pair": fmt.Sprintf("0x%08x", key.PairID()),
+		"pairguard.flags.lan1": "1", "pairguard.software": "cur", "pairguard.auth.good": "1", "pairguard.length.wrong": ""}
+	for j, n := range names {
+		if w, ok := cw[n]; ok && !strings.EqualFold(rows[2][j], w) {
+			t.Errorf("frame of package frame (version %d): %s = %q, want %q", frame.ProtocolVersion, n, rows[2][j], w)
 		}
 	}
 }

@@ -184,7 +184,7 @@ func TestChannels(t *testing.T) {
 
 func TestStrings(t *testing.T) {
 	if ColourAmber.String() != "amber" || SlowBlink.String() != "slow-blink" || ActionSwap.String() != "swap" ||
-		ChannelFailover.String() != "failover" || Pattern(99).String() != "invalid(99)" {
+		ChannelFailover.String() != "failover" || Pattern(99).String() != "Pattern(99)" {
 		t.Error("String() mismatch")
 	}
 	if s := (Light{ColourGreen, Solid}).String(); s != "green solid" {

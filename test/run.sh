@@ -11,6 +11,13 @@ for cmd in tshark qemu-aarch64-static qemu-arm-static; do
 done
 stage "go vet"
 go vet ./...
+stage "generated code is current (go generate: stringer)"
+go generate ./...
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- '*_string.go'; then
+	git diff --stat -- '*_string.go'
+	echo "go generate changed the files above: commit them" >&2
+	exit 1
+fi
 stage "unit, fuzz seeds, namespace pairs, the Wireshark dissector on a live capture"
 go test -count=1 -timeout 20m ./...
 stage "unit tests on arm64 and armv7 under qemu-user-static"

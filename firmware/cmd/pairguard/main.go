@@ -65,6 +65,8 @@ func main() {
 
 type usageError struct{ error }
 
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
 func run(cmd string, args []string, out io.Writer) error {
 	switch cmd {
 	case "run":

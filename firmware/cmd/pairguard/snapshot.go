@@ -66,10 +66,10 @@ func runSnapshot(args []string, out io.Writer) error {
 	fs.IntVar(&o.frames, "n", 20, "frames to capture")
 	fs.DurationVar(&o.capture, "capture-time", 5*time.Second, "how long to wait for the frames")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return usagef("snapshot: %v", err)
 	}
 	if o.out == "" {
-		return usageError{errors.New("snapshot needs -w FILE.tar.gz")}
+		return usagef("snapshot needs -w FILE.tar.gz")
 	}
 	f, err := os.OpenFile(o.out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600) // it holds logs and topology
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,10 +156,10 @@ func writeSnapshot(ctx context.Context, o snapshotOptions, w io.Writer) ([]strin
 	}
 
 	// What the daemon says.
-	ask := func(timeout time.Duration, cmd string, args ...string) (control.Response, error) {
+	ask := func(timeout time.Duration, cmd string, n int) (control.Response, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		resp, err := control.Do(ctx, socket, control.Request{Cmd: cmd, Args: args})
+		resp, err := control.Do(ctx, socket, request(cmd, n))
 		if err == nil && !resp.OK {
 			err = errors.New(resp.Error)
 		}
@@ -170,21 +171,21 @@ func writeSnapshot(ctx context.Context, o snapshotOptions, w io.Writer) ([]strin
 			Software string `json:"software"`
 		} `json:"peer"`
 	}
-	if resp, err := ask(10*time.Second, "status"); err != nil {
+	if resp, err := ask(10*time.Second, "status", 0); err != nil {
 		s.miss("status", err)
 	} else {
 		add("status.txt", []byte(resp.Text))
 		add("status.json", append(resp.Data, '\n'))
 		json.Unmarshal(resp.Data, &status)
 	}
-	if resp, err := ask(10*time.Second, "log", "-n", "100000"); err != nil {
+	if resp, err := ask(10*time.Second, "log", 100000); err != nil {
 		s.miss("logbook", err)
 	} else {
 		add("logbook.txt", []byte(resp.Text))
 		add("logbook.json", append(resp.Data, '\n'))
 	}
 	if o.frames > 0 {
-		if resp, err := ask(o.capture, "capture", "-n", fmt.Sprint(o.frames)); err != nil {
+		if resp, err := ask(o.capture, "capture", o.frames); err != nil {
 			s.miss("capture", fmt.Errorf("%w (no %d frames within %v: is the peer silent?)", err, o.frames, o.capture))
 		} else {
 			var pcap bytes.Buffer
@@ -227,6 +228,27 @@ func writeSnapshot(ctx context.Context, o snapshotOptions, w io.Writer) ([]strin
 		return s.missing, err
 	}
 	return s.missing, gz.Close()
+}
+
+// request is the control request of one snapshot step: cmd with n entries
+// (log) or frames (capture) when n > 0.
+func request(cmd string, n int) control.Request {
+	r := control.Request{Cmd: cmd}
+	if n > 0 {
+		r.Args = []string{"-n", fmt.Sprint(n)}
+	}
+	return r
+}
+
+// requestCount is the n of a request built by request.
+func requestCount(r control.Request) int {
+	for i := 0; i+1 < len(r.Args); i++ {
+		if r.Args[i] == "-n" {
+			n, _ := strconv.Atoi(r.Args[i+1])
+			return n
+		}
+	}
+	return 0
 }
 
 type file struct {

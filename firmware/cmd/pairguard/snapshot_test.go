@@ -4,9 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,33 @@ func readSnapshot(t *testing.T, path string) map[string]string {
 	return files
 }
 
+// serve stands in for the daemon on socket: one JSON request, one JSON
+// response per connection, as control.Do expects.
+func serve(t *testing.T, socket string, h func(control.Request) control.Response) {
+	t.Helper()
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var req control.Request
+			if err := json.NewDecoder(c).Decode(&req); err == nil {
+				json.NewEncoder(c).Encode(h(req))
+			}
+			c.Close()
+		}
+	}()
+}
+
 func writeConfig(t *testing.T, dir, socket string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "pairguard.toml")
@@ -94,15 +122,9 @@ func TestSnapshot(t *testing.T) {
 		mu    sync.Mutex
 		asked []string
 	)
-	srv, err := control.Listen(socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); srv.Close() })
-	go srv.Serve(ctx, func(_ context.Context, req control.Request) control.Response {
+	serve(t, socket, func(req control.Request) control.Response {
 		mu.Lock()
-		asked = append(asked, req.Cmd+" "+strings.Join(req.Args, " "))
+		asked = append(asked, fmt.Sprintf("%s %d", req.Cmd, requestCount(req)))
 		mu.Unlock()
 		switch req.Cmd {
 		case "status":
@@ -178,7 +200,7 @@ func TestSnapshot(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := "capture -n 2"; !strings.Contains(strings.Join(asked, ";"), want) {
+	if want := "capture 2"; !strings.Contains(strings.Join(asked, ";"), want) {
 		t.Errorf("asked %q, want %q among them", asked, want)
 	}
 	if strings.Contains(files["errors.txt"], "status") || strings.Contains(files["errors.txt"], "config") {

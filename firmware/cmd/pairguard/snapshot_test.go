@@ -64,9 +64,9 @@ func readSnapshot(t *testing.T, path string) map[string]string {
 	return files
 }
 
-// serve stands in for the daemon on socket: one JSON request, one JSON
+// standInDaemon stands in for the daemon on socket: one JSON request, one JSON
 // response per connection, as control.Do expects.
-func serve(t *testing.T, socket string, h func(control.Request) control.Response) {
+func standInDaemon(t *testing.T, socket string, h func(control.Request) control.Response) {
 	t.Helper()
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
@@ -122,7 +122,7 @@ func TestSnapshot(t *testing.T) {
 		mu    sync.Mutex
 		asked []string
 	)
-	serve(t, socket, func(req control.Request) control.Response {
+	standInDaemon(t, socket, func(req control.Request) control.Response {
 		mu.Lock()
 		asked = append(asked, fmt.Sprintf("%s %d", req.Cmd, requestCount(req)))
 		mu.Unlock()

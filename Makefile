@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X github.com/pairguard/pairguard/firmware/daemon.Version=$(VERSION)
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)'
 
-.PHONY: all build arm64 armv7 test unit deps demo hil hil-ci fuzz bench cover clean help
+.PHONY: all build arm64 armv7 test unit test-arm wireshark deps demo hil hil-ci fuzz bench cover clean help
 
 all: build
 
@@ -33,6 +33,22 @@ test: deps
 # unit: the tests that need neither root nor QEMU.
 unit:
 	$(GO) test ./...
+
+# test-arm: the unit tests of the product packages built for arm64 and armv7
+# and run under qemu-user-static (go test -exec): 32-bit ARM is where
+# unaligned 64-bit atomics and int overflows show up. Tests that cannot work
+# under user-mode emulation skip with the reason; PAIRGUARD_TEST_EMULATED=1
+# tells them where they run.
+ARM_PKGS := ./board/... ./drivers/... ./firmware/... ./sdcard/...
+test-arm: deps
+	PAIRGUARD_TEST_EMULATED=1 GOARCH=arm64 $(GO) test -count=1 -timeout 15m -exec qemu-aarch64-static $(ARM_PKGS)
+	PAIRGUARD_TEST_EMULATED=1 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 15m -exec qemu-arm-static $(ARM_PKGS)
+
+# wireshark: the dissector's tests through tshark, with a live capture of a
+# pair in namespaces (root).
+wireshark: deps
+	$(GO) test -count=1 ./firmware/frame/wireshark
+	$(GO) test -count=1 -run 'TestCaptureDecodesInTshark' ./test/pair
 
 demo: deps
 	$(GO) run ./test/demo
@@ -63,6 +79,8 @@ help:
 	@echo "make demo       a main and a spare in namespaces; the main dies (root)"
 	@echo "make test       all tests, namespaces and the QEMU pair included (root)"
 	@echo "make unit       unit tests only"
+	@echo "make test-arm   unit tests for arm64 and armv7 under qemu-user-static"
+	@echo "make wireshark  the Wireshark dissector through tshark, a live capture included (root)"
 	@echo "make hil        every QEMU hardware-in-the-loop scenario (root)"
 	@echo "make fuzz       fuzz the frame decoder (FUZZTIME=5m)"
 	@echo "make bench      benchmarks"

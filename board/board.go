@@ -40,6 +40,8 @@
 // bicolour pair, and amber lights both.
 package board
 
+//go:generate go tool stringer -type=OutputKind,Bias -linecomment -output=names_string.go
+
 import (
 	"embed"
 	"errors"
@@ -107,22 +109,16 @@ type Watchdog struct {
 // OutputKind says what an Output drives.
 type OutputKind uint8
 
-// Output kinds.
+// Output kinds. The String names are the comments (go generate: stringer -linecomment).
 const (
-	outputInvalid OutputKind = iota
-	OutputNone               // not fitted
-	OutputGPIO               // a line of a GPIO character device
-	OutputSysfs              // a LED-class device under /sys/class/leds
+	outputInvalid OutputKind = iota // invalid
+	// OutputNone: not fitted.
+	OutputNone // none
+	// OutputGPIO: a line of a GPIO character device.
+	OutputGPIO // gpio
+	// OutputSysfs: a LED-class device under /sys/class/leds.
+	OutputSysfs // sysfs
 )
-
-var outputKindNames = [...]string{"invalid", "none", "gpio", "sysfs"}
-
-func (k OutputKind) String() string {
-	if int(k) < len(outputKindNames) {
-		return outputKindNames[k]
-	}
-	return fmt.Sprintf("invalid(%d)", k)
-}
 
 // Output is one GPIO line or LED-class LED.
 type Output struct {
@@ -162,23 +158,16 @@ func (o Output) String() string {
 // Bias is the pull resistor requested for the button line.
 type Bias uint8
 
-// Biases.
+// Biases. The String names are the comments, and the board file's values.
 const (
-	biasInvalid  Bias = iota
-	BiasAsIs          // leave the line's bias as it is
-	BiasDisabled      // no pull resistor
-	BiasPullUp
-	BiasPullDown
+	biasInvalid Bias = iota // invalid
+	// BiasAsIs leaves the line's bias as it is.
+	BiasAsIs // as-is
+	// BiasDisabled: no pull resistor.
+	BiasDisabled // disabled
+	BiasPullUp   // pull-up
+	BiasPullDown // pull-down
 )
-
-var biasNames = [...]string{"invalid", "as-is", "disabled", "pull-up", "pull-down"}
-
-func (b Bias) String() string {
-	if int(b) < len(biasNames) {
-		return biasNames[b]
-	}
-	return fmt.Sprintf("invalid(%d)", b)
-}
 
 // KeyError is a problem with one key of a board file or override.
 type KeyError struct {

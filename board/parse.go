@@ -95,9 +95,9 @@ var keyTable = []keySpec{
 			b.Button.Bias = BiasAsIs
 			return nil
 		}
-		for i, n := range biasNames {
-			if i > 0 && n == s {
-				b.Button.Bias = Bias(i)
+		for bias := BiasAsIs; bias <= BiasPullDown; bias++ {
+			if bias.String() == s {
+				b.Button.Bias = bias
 				return nil
 			}
 		}

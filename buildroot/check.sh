@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
-# Checks the BR2_EXTERNAL tree without Buildroot (which cannot be downloaded
-# here): the files the Buildroot manual asks for, Kconfig and make syntax basics,
-# what pairguard.mk evaluates to, the init script, the defconfig's paths, the
-# kernel fragment, the shipped config (with `pairguard check-config`), and that
-# the QEMU hardware-in-the-loop image is built from this tree's overlay and init
-# script. Exits non-zero on the first failing group; prints one line per check.
+# Checks the BR2_EXTERNAL tree.
+#
+# With a Buildroot checkout named by BUILDROOT_DIR (git clone
+# https://gitlab.com/buildroot.org/buildroot), it first runs Buildroot's own
+# checks: utils/check-package on every file of the tree (0 warnings wanted; it
+# needs python3 with the Debian packages python3-magic and python3-flake8, and
+# the shellcheck program for the init script), then `make BR2_EXTERNAL=... <defconfig>`
+# for each defconfig in configs/ and `make pairguard-show-info` in that output
+# directory, so that the package's Kconfig and .mk evaluate in real Buildroot.
+# Without BUILDROOT_DIR it says so and runs only the checks below.
+#
+# The checks that need no Buildroot: the files the Buildroot manual asks for,
+# Kconfig and make syntax basics, what pairguard.mk evaluates to, the init
+# script, the defconfig's paths, the kernel fragment, the shipped config (with
+# `pairguard check-config`), and that the QEMU hardware-in-the-loop image is
+# built from this tree's overlay and init script.
+#
+# Prints one line per check and exits non-zero if any failed.
+#
+# shellcheck disable=SC2016 # single-quoted $(...) below are make syntax, not shell
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +35,43 @@ check() { # check DESCRIPTION COMMAND...
 	fi
 	rm -f /tmp/pg-br-check.$$
 }
+
+# 0. Buildroot's own checks, when a checkout is given.
+if [ -z "${BUILDROOT_DIR:-}" ]; then
+	ok "BUILDROOT_DIR not set: Buildroot's utils/check-package and make <defconfig> NOT run (set it to a Buildroot checkout)"
+elif [ ! -x "$BUILDROOT_DIR/utils/check-package" ]; then
+	bad "BUILDROOT_DIR=$BUILDROOT_DIR is not a Buildroot checkout (no utils/check-package)"
+else
+	py=
+	for p in python3 /usr/bin/python3; do
+		if "$p" -c 'import magic, flake8' 2>/dev/null; then py=$p; break; fi
+	done
+	if [ -z "$py" ]; then
+		bad "check-package needs python3 with magic and flake8 (apt-get install python3-magic python3-flake8)"
+	else
+		check_package() {
+			local out
+			out=$(cd "$root" && find buildroot \( -type f -o -type l \) -print0 | sort -z |
+				xargs -0 "$py" "$BUILDROOT_DIR/utils/check-package" -b 2>&1)
+			echo "$out"
+			grep -q '^0 warnings generated' <<<"$out"
+		}
+		check "Buildroot's utils/check-package -b: 0 warnings" check_package
+	fi
+	out=$(mktemp -d)
+	for def in "$here"/configs/*_defconfig; do
+		name=$(basename "$def")
+		defconfig() {
+			make -s -C "$BUILDROOT_DIR" BR2_EXTERNAL="$here" O="$out/$name" "$name" &&
+				grep -qx 'BR2_PACKAGE_PAIRGUARD=y' "$out/$name/.config" &&
+				grep -qx 'BR2_DOWNLOAD_FORCE_CHECK_HASHES=y' "$out/$name/.config"
+		}
+		check "make BR2_EXTERNAL=buildroot $name: pairguard enabled, hashes enforced" defconfig
+		check "make pairguard-show-info evaluates the package in Buildroot" \
+			make -s -C "$out/$name" pairguard-show-info
+	done
+	rm -rf "$out"
+fi
 
 # 1. The external tree's skeleton.
 for f in external.desc external.mk Config.in; do
@@ -56,7 +107,10 @@ kconfig_ok() {
 		' '*) echo "$f: indented with spaces, Kconfig wants tabs: $line"; return 1 ;;
 		esac
 	done <"$f"
-	[ $menus = 0 ] && [ $ifs = 0 ] || { echo "$f: unbalanced menu/if"; return 1; }
+	if [ $menus != 0 ] || [ $ifs != 0 ]; then
+		echo "$f: unbalanced menu/if"
+		return 1
+	fi
 }
 for f in "$here/Config.in" "$here"/package/*/Config.in; do
 	check "Kconfig basics of ${f#"$here"/}" kconfig_ok "$f"
@@ -141,13 +195,16 @@ if vars=$(make --no-print-directory -f "$stub" 2>&1); then
 		test "$(grep -v '^[[:space:]]*$' "$here/package/pairguard/pairguard.mk" | tail -1)" = '$(eval $(golang-package))'
 else
 	bad "pairguard.mk parses with GNU make"
-	sed 's/^/     /' <<<"$vars"
+	while IFS= read -r l; do printf '     %s\n' "$l"; done <<<"$vars"
 fi
 rm -f "$stub"
 
 # 4. The init script.
 init=$here/package/pairguard/S60pairguard
-check "S60pairguard is executable" test -x "$init"
+check "S60pairguard is not executable (installed with \$(INSTALL) -D -m 0755)" test ! -x "$init"
+check "pairguard.mk installs S60pairguard with mode 0755" \
+	grep -qF '$(INSTALL) -D -m 0755 $(PAIRGUARD_PKGDIR)/S60pairguard' "$here/package/pairguard/pairguard.mk"
+check "S60pairguard's DAEMON names no path" grep -qx 'DAEMON="pairguard"' "$init"
 check "S60pairguard is valid sh" sh -n "$init"
 if command -v shellcheck >/dev/null; then
 	check "shellcheck S60pairguard" shellcheck -s sh "$init"
@@ -160,7 +217,8 @@ done
 def=$here/configs/pairguard_qemu_aarch64_virt_defconfig
 check "defconfig enables the package" grep -qx 'BR2_PACKAGE_PAIRGUARD=y' "$def"
 check "defconfig uses BusyBox init" grep -qx 'BR2_INIT_BUSYBOX=y' "$def"
-for key in BR2_ROOTFS_OVERLAY BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES; do
+check "defconfig enforces download hashes" grep -qx 'BR2_DOWNLOAD_FORCE_CHECK_HASHES=y' "$def"
+for key in BR2_ROOTFS_OVERLAY BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES BR2_GLOBAL_PATCH_DIR; do
 	v=$(sed -n "s/^$key=\"\(.*\)\"/\1/p" "$def")
 	v=${v//\$(BR2_EXTERNAL_PAIRGUARD_PATH)/$here}
 	check "$key exists ($v)" test -e "$v"

@@ -55,7 +55,7 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{c, newLimitWriter(c, m.cfg.BandwidthLimit)}
+	}{c, newLimitWriter(ctx, c, m.cfg.BandwidthLimit)}
 	s := &sess{fc: newFrameConn(rw), in: make(chan frame, 16), ctx: ctx}
 	go func() {
 		for {

@@ -115,21 +115,12 @@ func (m *helloMsg) decode(r *decoder) {
 type RoundMode uint8
 
 const (
-	roundModeInvalid RoundMode = iota
+	roundModeInvalid RoundMode = iota // invalid
 	// RoundChecksum: the target sends the sums of all blocks.
-	RoundChecksum
+	RoundChecksum // checksum
 	// RoundBitmap: the source's dirty bitmap lists the blocks.
-	RoundBitmap
+	RoundBitmap // bitmap
 )
-
-var roundModeNames = [...]string{"invalid", "checksum", "bitmap"}
-
-func (m RoundMode) String() string {
-	if int(m) < len(roundModeNames) {
-		return roundModeNames[m]
-	}
-	return fmt.Sprintf("invalid(%d)", uint8(m))
-}
 
 // roundStartMsg byte map: 0 round u64 | 8 mode u8 | 9 source hello (its generation to adopt)
 type roundStartMsg struct {

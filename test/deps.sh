@@ -2,9 +2,11 @@
 # Installs the Debian packages the tests and the demo need, if missing.
 set -euo pipefail
 need=()
-for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit; do
+for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make tshark:tshark \
+	qemu-user-static:qemu-aarch64-static qemu-user-static:qemu-arm-static \
+	libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit; do
 	pkg=${pc%%:*} cmd=${pc##*:}
-	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+	command -v "$cmd" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")
 done
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
 	echo "deps: Go 1.26 or newer is needed (https://go.dev/dl); it is not a Debian package of that version" >&2
@@ -17,6 +19,8 @@ if [ ${#need[@]} -gt 0 ]; then
 	fi
 	echo "deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# tshark asks whether non-root users may capture: no.
+	echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 	apt-get -o DPkg::Lock::Timeout=600 update -qq
 	apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,16 @@ func openA(t *testing.T) *Conn {
 	return c
 }
 
+// slack widens the upper bounds of the timing checks under make test-arm,
+// where qemu-user emulation on a busy CI machine delays every step; the
+// lower bounds (nothing returns early) stay as they are.
+var slack = func() time.Duration {
+	if os.Getenv("PAIRGUARD_TEST_EMULATED") == "1" {
+		return 10
+	}
+	return 1
+}()
+
 func TestProbeNetns(t *testing.T) {
 	p := setupPair(t)
 	c := openA(t)
@@ -82,7 +93,7 @@ func TestProbeNetns(t *testing.T) {
 			t.Errorf("Probe(%s) = %t, %v; want in use by %v", heldAddr, inUse, holder, p.bMAC)
 		}
 		t.Logf("probe of a held address answered in %v", took)
-		if took > interval {
+		if took > interval*slack {
 			t.Errorf("probe of a held address took %v, want an answer within the first interval %v", took, interval)
 		}
 
@@ -96,7 +107,7 @@ func TestProbeNetns(t *testing.T) {
 			t.Errorf("Probe(%s) = in use by %v; want free", freeAddr, holder)
 		}
 		t.Logf("probe of a free address (%d × %v) took %v", count, interval, took)
-		if took < count*interval || took > count*interval+100*time.Millisecond {
+		if took < count*interval || took > count*interval+100*time.Millisecond*slack {
 			t.Errorf("probe of a free address took %v, want about %v", took, count*interval)
 		}
 
@@ -106,7 +117,7 @@ func TestProbeNetns(t *testing.T) {
 		if _, _, err := c.Probe(cctx, freeAddr, 10, time.Second); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Probe with a 50 ms context: %v, want DeadlineExceeded", err)
 		}
-		if took := time.Since(start); took > 500*time.Millisecond {
+		if took := time.Since(start); took > 500*time.Millisecond*slack {
 			t.Errorf("Probe ignored its context for %v", took)
 		}
 		if _, _, err := c.Probe(ctx, netip.MustParseAddr("2001:db8::1"), 1, interval); err == nil {
@@ -189,7 +200,7 @@ func TestResolveNetns(t *testing.T) {
 		if _, err := c.Resolve(ctx, freeAddr); !errors.Is(err, ErrNoReply) {
 			t.Errorf("Resolve(%s) = %v, want ErrNoReply", freeAddr, err)
 		}
-		if took := time.Since(start); took < 300*time.Millisecond || took > 400*time.Millisecond {
+		if took := time.Since(start); took < 300*time.Millisecond || took > 300*time.Millisecond+100*time.Millisecond*slack {
 			t.Errorf("unanswered Resolve took %v, want about 300ms", took)
 		}
 	})

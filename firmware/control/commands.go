@@ -145,6 +145,7 @@ var Commands = []Command{
 			}
 		}},
 	{Name: "console", Args: "--tty DEV", Help: "these commands as a prompt on a serial console", Section: SectionLocal},
+	{Name: "snapshot", Args: "-w FILE.tar.gz", Help: "collect status, logbook, config (keys redacted), a capture, versions, board, kernel and links", Section: SectionLocal},
 	{Name: "version", Help: "print the version", Section: SectionLocal, Console: true},
 	{Name: "help", Help: "this list", Section: SectionLocal, Console: true},
 }

@@ -10,17 +10,18 @@ type Action uint8
 
 // Actions. ActionNone is a press that means nothing (or no press at all).
 const (
-	actionInvalid Action = iota
-	ActionNone
-	ActionAcknowledge // short press: acknowledge alarms and the failover LED
-	ActionSync        // held SyncHold: start a sync
-	ActionSwap        // held SwapHold: planned handover
-	ActionApprove     // short press in a pairing window: approve the peer
+	actionInvalid Action = iota // invalid
+	ActionNone                  // none
+	// ActionAcknowledge: a short press acknowledges alarms and the
+	// failover LED.
+	ActionAcknowledge // acknowledge
+	// ActionSync: held SyncHold, starts a sync.
+	ActionSync // sync
+	// ActionSwap: held SwapHold, planned handover.
+	ActionSwap // swap
+	// ActionApprove: a short press in a pairing window approves the peer.
+	ActionApprove // approve
 )
-
-var actionNames = [...]string{"invalid", "none", "acknowledge", "sync", "swap", "approve"}
-
-func (a Action) String() string { return name(actionNames[:], uint8(a)) }
 
 // Timing holds the press lengths the decoder tells apart.
 type Timing struct {

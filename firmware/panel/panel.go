@@ -29,7 +29,7 @@
 // user feedback instead (State.Held): slow blink once a release would start
 // a sync, fast blink once it would swap.
 //
-// Decisions where DESIGN.md is silent: fault outranks an alarm (a node that
+// Decisions beyond the product rules: fault outranks an alarm (a node that
 // cannot serve shows solid red even while an alarm is unacknowledged);
 // "behind" (async replication lagging by a few blocks) counts as in sync,
 // so that a busy async pair does not flicker; syncing shows amber on both
@@ -41,6 +41,8 @@
 // 100 ms off); both are multiples of the renderer's 50 ms tick. On a
 // red/green bicolour LED amber is both on.
 package panel
+
+//go:generate go tool stringer -type=Colour,Pattern,Channel,Action -linecomment -output=names_string.go
 
 import (
 	"fmt"
@@ -68,32 +70,24 @@ type Colour uint8
 
 // Colours. ColourOff is a valid colour (the LED is dark).
 const (
-	colourInvalid Colour = iota
-	ColourOff
-	ColourRed
-	ColourGreen
-	ColourAmber
+	colourInvalid Colour = iota // invalid
+	ColourOff                   // off
+	ColourRed                   // red
+	ColourGreen                 // green
+	ColourAmber                 // amber
 )
-
-var colourNames = [...]string{"invalid", "off", "red", "green", "amber"}
-
-func (c Colour) String() string { return name(colourNames[:], uint8(c)) }
 
 // Pattern is how an LED lights over time.
 type Pattern uint8
 
 // Patterns.
 const (
-	patternInvalid Pattern = iota
-	Off
-	Solid
-	SlowBlink
-	FastBlink
+	patternInvalid Pattern = iota // invalid
+	Off                           // off
+	Solid                         // solid
+	SlowBlink                     // slow-blink
+	FastBlink                     // fast-blink
 )
-
-var patternNames = [...]string{"invalid", "off", "solid", "slow-blink", "fast-blink"}
-
-func (p Pattern) String() string { return name(patternNames[:], uint8(p)) }
 
 // Blink timings: half periods, on then off.
 const (
@@ -192,17 +186,13 @@ type Channel uint8
 
 // Channels. ChannelRoleAmber exists on boards with a separate amber LED.
 const (
-	channelInvalid Channel = iota
-	ChannelRoleRed
-	ChannelRoleGreen
-	ChannelRoleAmber
-	ChannelFailover
+	channelInvalid   Channel = iota // invalid
+	ChannelRoleRed                  // role-red
+	ChannelRoleGreen                // role-green
+	ChannelRoleAmber                // role-amber
+	ChannelFailover                 // failover
 	numChannels
 )
-
-var channelNames = [...]string{"invalid", "role-red", "role-green", "role-amber", "failover"}
-
-func (c Channel) String() string { return name(channelNames[:], uint8(c)) }
 
 // Channels returns every channel, in walk-test order.
 func Channels() []Channel {
@@ -234,11 +224,4 @@ func (d Display) Channels(separateAmber bool) map[Channel]Pattern {
 		}
 	}
 	return m
-}
-
-func name(names []string, v uint8) string {
-	if int(v) < len(names) {
-		return names[v]
-	}
-	return fmt.Sprintf("invalid(%d)", v)
 }

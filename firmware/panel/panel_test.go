@@ -32,7 +32,7 @@ func TestPatternsTable(t *testing.T) {
 		s    State
 		want Light
 	}{
-		// DESIGN.md's Front panel section, word for word.
+		// The product rules for the role LED (the README's Front panel table).
 		{State{Role: P, Peer: up, Mirror: ins}, Light{green, Solid}},
 		{State{Role: P, Peer: down, Mirror: off}, Light{green, SlowBlink}},
 		{State{Role: S, Peer: up, Mirror: ins}, Light{amber, Solid}},
@@ -184,7 +184,7 @@ func TestChannels(t *testing.T) {
 
 func TestStrings(t *testing.T) {
 	if ColourAmber.String() != "amber" || SlowBlink.String() != "slow-blink" || ActionSwap.String() != "swap" ||
-		ChannelFailover.String() != "failover" || Pattern(99).String() != "invalid(99)" {
+		ChannelFailover.String() != "failover" || Pattern(99).String() != "Pattern(99)" {
 		t.Error("String() mismatch")
 	}
 	if s := (Light{ColourGreen, Solid}).String(); s != "green solid" {

@@ -68,7 +68,7 @@ func (s spec) tap(lan int) string   { return fmt.Sprintf("pg%s%d", s.name, lan) 
 func (s spec) lan2Addr() string     { return fmt.Sprintf("10.0.2.%d/24", s.n) }
 func (s spec) peerLAN2Addr() string { return fmt.Sprintf("10.0.2.%d", s.peerN) }
 
-// config is the board's /etc/pairguard/pairguard.toml (keys as in DESIGN.md).
+// config is the board's /etc/pairguard/pairguard.toml (keys as in the README).
 func (s spec) config(b *board.Board) string {
 	return fmt.Sprintf(`# written by the hardware-in-the-loop harness
 mode = %q

@@ -81,6 +81,8 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		return nil
 	case "console":
 		return runConsole(args)
+	case "snapshot":
+		return runSnapshot(args, out)
 	}
 	return client(ctx, cmd, args, out)
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 )
 
 // JournalFile is the journal's file name inside the state directory.
@@ -33,29 +31,29 @@ const commitBlock = ^uint64(0)
 
 // Journal is the receiver's write-ahead log for one round.
 type Journal struct {
-	path    string
-	f       *os.File
+	f       File
 	w       *bufio.Writer
+	off     int64 // where the next write goes
 	chain   uint32
 	records uint64
 	bytes   int64
 }
 
-// OpenJournal opens (creating) the journal in stateDir. It does not
-// change its contents: call Recover first, then Begin for each round.
-func OpenJournal(stateDir string) (*Journal, error) {
-	path := filepath.Join(stateDir, JournalFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// OpenJournal opens (creating) the journal in store. It does not change
+// its contents: call Recover first, then Begin for each round.
+func OpenJournal(store Store) (*Journal, error) {
+	f, err := store.OpenFile(JournalFile)
 	if err != nil {
 		return nil, fmt.Errorf("sdcard: journal: %w", err)
 	}
-	// The file's directory entry must be durable before any commit relies
-	// on it.
-	if err := syncDir(stateDir); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Journal{path: path, f: f}, nil
+	return &Journal{f: f}, nil
+}
+
+// Write appends p at the journal's write offset (for the bufio.Writer).
+func (j *Journal) Write(p []byte) (int, error) {
+	n, err := j.f.WriteAt(p, j.off)
+	j.off += int64(n)
+	return n, err
 }
 
 // Close closes the file.
@@ -69,7 +67,7 @@ func (j *Journal) Begin(round uint64, size int64) error {
 	if err := j.truncate(); err != nil {
 		return err
 	}
-	j.w = bufio.NewWriterSize(j.f, 1<<20)
+	j.w = bufio.NewWriterSize(j, 1<<20)
 	j.chain, j.records, j.bytes = 0, 0, 0
 	hdr := binary.LittleEndian.AppendUint64([]byte(journalMagic), round)
 	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(size))
@@ -83,9 +81,7 @@ func (j *Journal) truncate() error {
 	if err := j.f.Truncate(0); err != nil {
 		return fmt.Errorf("sdcard: journal: %w", err)
 	}
-	if _, err := j.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("sdcard: journal: %w", err)
-	}
+	j.off = 0
 	return nil
 }
 
@@ -177,7 +173,7 @@ func (j *Journal) Recover(dev BlockDevice, g Geometry) (*GenInfo, error) {
 
 // replay scans the journal; with requireCommit it writes nothing unless a
 // valid commit record is found.
-func replay(f *os.File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
+func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
 	var gen *GenInfo
 	write := func(apply bool) (uint64, error) {
 		r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 1<<20)

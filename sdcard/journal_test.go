@@ -14,7 +14,7 @@ import (
 func writeJournal(t *testing.T, dir string, commit bool) ([]byte, []byte) {
 	t.Helper()
 	g := Geometry{Size: 1 << 20, BlockSize: 65536}
-	j, err := OpenJournal(dir)
+	j, err := OpenJournal(DirStore(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func recoverFrom(t *testing.T, journal []byte) (*MemDevice, *GenInfo) {
 	if err := os.WriteFile(filepath.Join(dir, JournalFile), journal, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	j, err := OpenJournal(dir)
+	j, err := OpenJournal(DirStore(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/pairguard/pairguard/firmware/engine"
 )
@@ -36,7 +35,7 @@ type Meta struct {
 	BlockSize   int
 	Dirty       *Bitmap
 
-	dir string
+	store Store
 }
 
 // Byte map of the file (little endian):
@@ -48,13 +47,12 @@ type Meta struct {
 //	56 history count×u64 | bitmap (blocks+63)/64×u64 | crc32c u32 of all before
 const metaMagic = "PGMIRMT1"
 
-// LoadMeta reads the metadata in stateDir for a device of the given
+// LoadMeta reads the metadata in store for a device of the given
 // geometry. A missing file gives fresh metadata: a random node id, no
 // generation, data inconsistent. A file for another geometry keeps its
 // generations but gets a new, invalid bitmap.
-func LoadMeta(stateDir string, g Geometry) (*Meta, error) {
-	path := filepath.Join(stateDir, MetaFile)
-	b, err := os.ReadFile(path)
+func LoadMeta(store Store, g Geometry) (*Meta, error) {
+	b, err := store.ReadFile(MetaFile)
 	if errors.Is(err, os.ErrNotExist) {
 		var id [8]byte
 		if _, err := io.ReadFull(rand.Reader, id[:]); err != nil {
@@ -65,7 +63,7 @@ func LoadMeta(stateDir string, g Geometry) (*Meta, error) {
 			Gen:       GenInfo{Data: engine.DataInconsistent},
 			BlockSize: g.BlockSize,
 			Dirty:     NewBitmap(g.Blocks()),
-			dir:       stateDir,
+			store:     store,
 		}, nil
 	}
 	if err != nil {
@@ -73,9 +71,9 @@ func LoadMeta(stateDir string, g Geometry) (*Meta, error) {
 	}
 	m, blocks, err := unmarshalMeta(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrMetaCorrupt, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrMetaCorrupt, MetaFile, err)
 	}
-	m.dir = stateDir
+	m.store = store
 	if blocks != g.Blocks() || m.BlockSize != g.BlockSize {
 		m.BlockSize = g.BlockSize
 		m.Dirty = NewBitmap(g.Blocks())
@@ -157,7 +155,7 @@ func (m *Meta) Save() error {
 	if len(m.Gen.History) > MaxHistory {
 		m.Gen.History = m.Gen.History[:MaxHistory]
 	}
-	return writeFileSync(filepath.Join(m.dir, MetaFile), m.marshal())
+	return m.store.WriteFile(MetaFile, m.marshal())
 }
 
 // NewGeneration starts a generation: the current identifier moves into
@@ -176,38 +174,5 @@ func (m *Meta) NewGeneration() error {
 	}
 	m.Gen.Current = binary.LittleEndian.Uint64(b[:]) | 1
 	m.Gen.Data = engine.DataUpToDate
-	return nil
-}
-
-func writeFileSync(path string, b []byte) (err error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return errors.Join(fmt.Errorf("sdcard: write %s: %w", tmp, err), f.Close())
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("sdcard: fsync %s: %w", tmp, err), f.Close())
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sdcard: fsync %s: %w", dir, err)
-	}
 	return nil
 }

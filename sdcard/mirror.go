@@ -63,6 +63,7 @@ type MirrorConfig struct {
 	Dev        BlockDevice // if set, used instead of opening Device (tests)
 	BlockSize  int         // block-size, default 64 KiB
 	StateDir   string      // state-dir
+	Store      Store       // if set, used instead of StateDir (crash tests)
 	PairKey    []byte      // pair-key
 	ListenAddr string      // [lan2] address with the mirror port, e.g. "192.168.77.1:7789"
 	PeerAddr   string      // [lan2] peer-address with the mirror port
@@ -112,7 +113,7 @@ func (c *MirrorConfig) validate() error {
 	switch {
 	case c.Device == "" && c.Dev == nil:
 		return errors.New("sdcard: device: empty")
-	case c.StateDir == "":
+	case c.StateDir == "" && c.Store == nil:
 		return errors.New("sdcard: state-dir: empty")
 	case c.Mode == ModePeriodic && c.Interval <= 0:
 		return errors.New("sdcard: interval: must be positive in periodic mode")
@@ -208,6 +209,7 @@ type Mirror struct {
 	cfg     MirrorConfig
 	log     *slog.Logger
 	dev     BlockDevice
+	store   Store
 	geom    Geometry
 	tlsConf *tls.Config
 	journal *Journal
@@ -279,11 +281,14 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooSmall, dev.Size())
 	}
 	m := &Mirror{
-		cfg: cfg, log: log, dev: dev, tlsConf: tc,
+		cfg: cfg, log: log, dev: dev, tlsConf: tc, store: cfg.Store,
 		geom:   Geometry{Size: dev.Size(), BlockSize: cfg.BlockSize},
 		events: make(chan Event, 128),
 		cmds:   make(chan command),
 		kick:   make(chan struct{}, 1),
+	}
+	if m.store == nil {
+		m.store = DirStore(cfg.StateDir)
 	}
 	if err := m.open(); err != nil {
 		return nil, errors.Join(err, m.Close())
@@ -292,12 +297,12 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 }
 
 func (m *Mirror) open() error {
-	meta, err := LoadMeta(m.cfg.StateDir, m.geom)
+	meta, err := LoadMeta(m.store, m.geom)
 	if err != nil {
 		return err
 	}
 	m.meta = meta
-	if m.journal, err = OpenJournal(m.cfg.StateDir); err != nil {
+	if m.journal, err = OpenJournal(m.store); err != nil {
 		return err
 	}
 	gen, err := m.journal.Recover(m.dev, m.geom)

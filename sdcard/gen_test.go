@@ -62,7 +62,10 @@ func TestEnumsInvalidZero(t *testing.T) {
 	if _, err := ParseHashKind("md5"); err == nil {
 		t.Error("md5 accepted")
 	}
-	if p, err := ParseSplitBrainPolicy("keep-primary"); err != nil || p != SplitBrainKeepPrimary {
+	if p, err := ParseSplitBrainPolicy("discard-zero-changes"); err != nil || p != SplitBrainDiscardZeroChanges {
 		t.Error(p, err)
+	}
+	if _, err := ParseSplitBrainPolicy("keep-primary"); err == nil {
+		t.Error("keep-primary accepted: it would discard a side's writes silently")
 	}
 }

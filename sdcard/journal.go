@@ -2,6 +2,7 @@ package sdcard
 
 import (
 	"bufio"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -37,6 +38,9 @@ type Journal struct {
 	chain   uint32
 	records uint64
 	bytes   int64
+	// pending: a commit record was written and the journal not reset
+	// since, or unknown (just opened): Begin must not truncate it.
+	pending bool
 }
 
 // OpenJournal opens (creating) the journal in store. It does not change
@@ -46,7 +50,28 @@ func OpenJournal(store Store) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdcard: journal: %w", err)
 	}
-	return &Journal{f: f}, nil
+	return &Journal{f: f, pending: true}, nil
+}
+
+// ErrJournalPending is returned by Begin while the journal may hold a
+// committed round that has not been applied.
+var ErrJournalPending = errors.New("sdcard: journal holds a committed round not yet applied")
+
+// Pending reports whether the journal may hold a committed round that has
+// not been applied (and reset) yet.
+func (j *Journal) Pending() bool { return j.pending }
+
+// Committed scans the journal and returns the generation of its commit
+// record, or nil if it holds no valid commit. It writes nothing.
+func (j *Journal) Committed() (*GenInfo, error) {
+	if err := j.Flush(); err != nil {
+		return nil, err
+	}
+	_, gen, err := replay(j.f, nil, Geometry{}, false)
+	if err == nil && gen == nil {
+		j.pending = false
+	}
+	return gen, err
 }
 
 // Write appends p at the journal's write offset (for the bufio.Writer).
@@ -64,6 +89,9 @@ func (j *Journal) Bytes() int64 { return j.bytes }
 
 // Begin empties the journal and starts round over a source of size bytes.
 func (j *Journal) Begin(round uint64, size int64) error {
+	if j.pending {
+		return ErrJournalPending
+	}
 	if err := j.truncate(); err != nil {
 		return err
 	}
@@ -122,6 +150,7 @@ func (j *Journal) Commit(gen GenInfo) error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sdcard: journal fsync: %w", err)
 	}
+	j.pending = true
 	return nil
 }
 
@@ -146,6 +175,7 @@ func (j *Journal) Reset() error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sdcard: journal fsync: %w", err)
 	}
+	j.pending = false
 	return nil
 }
 
@@ -172,7 +202,7 @@ func (j *Journal) Recover(dev BlockDevice, g Geometry) (*GenInfo, error) {
 }
 
 // replay scans the journal; with requireCommit it writes nothing unless a
-// valid commit record is found.
+// valid commit record is found. With a nil dev it only scans.
 func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
 	var gen *GenInfo
 	write := func(apply bool) (uint64, error) {
@@ -181,7 +211,7 @@ func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *G
 		if _, err := io.ReadFull(r, hdr); err != nil || string(hdr[:8]) != journalMagic {
 			return 0, nil // empty or torn header: nothing to do
 		}
-		if size := int64(binary.LittleEndian.Uint64(hdr[16:])); size > 0 && size <= dev.Size() {
+		if size := int64(binary.LittleEndian.Uint64(hdr[16:])); dev != nil && size > 0 && size <= dev.Size() {
 			g.Size = size
 		}
 		var chain uint32
@@ -225,7 +255,7 @@ func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *G
 			}
 		}
 	}
-	n, err := write(!requireCommit)
+	n, err := write(!requireCommit && dev != nil)
 	if err != nil {
 		return n, nil, err
 	}
@@ -237,7 +267,7 @@ func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *G
 			return n, nil, err
 		}
 	}
-	if n > 0 {
+	if n > 0 && dev != nil {
 		if err := dev.Sync(); err != nil {
 			return n, nil, err
 		}

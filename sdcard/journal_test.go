@@ -19,6 +19,12 @@ func writeJournal(t *testing.T, dir string, commit bool) ([]byte, []byte) {
 		t.Fatal(err)
 	}
 	defer j.Close()
+	if err := j.Begin(9, g.Size); err == nil {
+		t.Fatal("Begin on a journal not yet recovered truncated it")
+	}
+	if err := j.Reset(); err != nil {
+		t.Fatal(err)
+	}
 	if err := j.Begin(9, g.Size); err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +46,9 @@ func writeJournal(t *testing.T, dir string, commit bool) ([]byte, []byte) {
 	if commit {
 		if err := j.Commit(GenInfo{Current: 77, History: []uint64{66}, Data: engine.DataUpToDate}); err != nil {
 			t.Fatal(err)
+		}
+		if err := j.Begin(10, g.Size); err == nil {
+			t.Fatal("Begin truncated a committed journal that was never applied")
 		}
 	} else if err := j.Flush(); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,12 @@ type Meta struct {
 	SyncedGen   uint64
 	BlockSize   int
 	Dirty       *Bitmap
+	// BaseGen and BaseSum describe the device at the end of the last
+	// completed round: the generation it then held and the digest of its
+	// block sums ([Digest]). A split brain resolves by itself only toward
+	// the side that changed, when the other still matches its base.
+	BaseGen uint64
+	BaseSum Sum
 
 	store Store
 }
@@ -44,8 +50,14 @@ type Meta struct {
 //	8  node id u64 | epoch u64 | current u64 | synced-gen u64
 //	40 data u8 | flags u8 (bit 0 bitmap valid) | history count u8 | pad u8
 //	44 block size u32 | blocks u64
-//	56 history count×u64 | bitmap (blocks+63)/64×u64 | crc32c u32 of all before
-const metaMagic = "PGMIRMT1"
+//	56 history count×u64 | bitmap (blocks+63)/64×u64
+//	   base gen u64 | base sum 16 bytes (version 2 only) | crc32c u32 of all before
+//
+// Version 1 files (magic "PGMIRMT1", no base) are read as having no base.
+const (
+	metaMagic   = "PGMIRMT2"
+	metaMagicV1 = "PGMIRMT1"
+)
 
 // LoadMeta reads the metadata in store for a device of the given
 // geometry. A missing file gives fresh metadata: a random node id, no
@@ -86,7 +98,8 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 	if len(b) < 60 {
 		return nil, 0, io.ErrUnexpectedEOF
 	}
-	if string(b[:8]) != metaMagic {
+	v2 := string(b[:8]) == metaMagic
+	if !v2 && string(b[:8]) != metaMagicV1 {
 		return nil, 0, errors.New("bad magic")
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
@@ -109,7 +122,11 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 		return nil, 0, errors.New("bad field")
 	}
 	words := (blocks + 63) / 64
-	if uint64(len(body)) != 56+uint64(nh)*8+words*8 {
+	tail := uint64(0)
+	if v2 {
+		tail = 24
+	}
+	if uint64(len(body)) != 56+uint64(nh)*8+words*8+tail {
 		return nil, 0, errors.New("bad length")
 	}
 	p := b[56:]
@@ -122,12 +139,16 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 		m.Dirty.words[i] = le.Uint64(p)
 		p = p[8:]
 	}
+	if v2 {
+		m.BaseGen = le.Uint64(p)
+		copy(m.BaseSum[:], p[8:24])
+	}
 	return m, blocks, nil
 }
 
 func (m *Meta) marshal() []byte {
 	le := binary.LittleEndian
-	b := make([]byte, 56, 56+len(m.Gen.History)*8+len(m.Dirty.words)*8+4)
+	b := make([]byte, 56, 56+len(m.Gen.History)*8+len(m.Dirty.words)*8+28)
 	copy(b, metaMagic)
 	le.PutUint64(b[8:], m.NodeID)
 	le.PutUint64(b[16:], m.Epoch)
@@ -146,6 +167,8 @@ func (m *Meta) marshal() []byte {
 	for _, w := range m.Dirty.words {
 		b = le.AppendUint64(b, w)
 	}
+	b = le.AppendUint64(b, m.BaseGen)
+	b = append(b, m.BaseSum[:]...)
 	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 

@@ -75,7 +75,7 @@ type MirrorConfig struct {
 	FreezeMount  string
 	Hash         HashKind         // default xxh3-128
 	JournalLimit int64            // default 256 MiB
-	SplitBrain   SplitBrainPolicy // default manual
+	SplitBrain   SplitBrainPolicy // split-brain, default discard-zero-changes
 	// Backoff bounds for reconnecting; defaults 200ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
 	// ReplyTimeout bounds the wait for each frame of a round; default 2m.
@@ -99,7 +99,7 @@ func (c *MirrorConfig) validate() error {
 		c.JournalLimit = DefaultJournalLimit
 	}
 	if c.SplitBrain == splitBrainInvalid {
-		c.SplitBrain = SplitBrainManual
+		c.SplitBrain = SplitBrainDiscardZeroChanges
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -177,6 +177,30 @@ type RoundStats struct {
 	InPlace   bool          // the receiver outgrew its journal
 }
 
+// String says what the round did, for the logbook: "round 7 sent
+// (checksum): 12 of 16384 blocks differed, 786432 data bytes, ...".
+func (r RoundStats) String() string {
+	dir := "received"
+	if r.Sender {
+		dir = "sent"
+	}
+	var what string
+	switch {
+	case r.Scanned > 0:
+		what = fmt.Sprintf("%d of %d blocks differed", r.Blocks, r.Scanned)
+	case r.Sender:
+		what = fmt.Sprintf("%d blocks sent without a sum scan", r.Blocks)
+	default:
+		what = fmt.Sprintf("%d blocks written", r.Blocks)
+	}
+	s := fmt.Sprintf("round %d %s (%v): %s, %d data bytes, %d bytes on the wire, %v",
+		r.Round, dir, r.Mode, what, r.DataBytes, r.WireBytes, r.Duration.Round(time.Millisecond))
+	if r.InPlace {
+		s += ", written in place (larger than the journal)"
+	}
+	return s
+}
+
 // Event is one thing for the logbook.
 type Event struct {
 	Kind          EventKind
@@ -231,6 +255,9 @@ type Mirror struct {
 	round     uint64
 	prog      progress
 	dropped   uint64
+	// sbChecked is the local generation a split-brain check found changed
+	// (not scanned again until the generation or the role changes).
+	sbChecked uint64
 }
 
 type progress struct {
@@ -305,15 +332,11 @@ func (m *Mirror) open() error {
 	if m.journal, err = OpenJournal(m.store); err != nil {
 		return err
 	}
-	gen, err := m.journal.Recover(m.dev, m.geom)
-	if err != nil {
+	// A committed journal is replayed before anything else; it stays
+	// until its apply, the device sync and the metadata save succeeded, so
+	// a failure here is retried at the next open.
+	if err := m.finishPending(); err != nil {
 		return fmt.Errorf("sdcard: journal recovery: %w", err)
-	}
-	if gen != nil {
-		m.log.Info("mirror journal replayed", "generation", fmt.Sprintf("%016x", gen.Current))
-		meta.Gen = *gen
-		meta.Dirty.Clear()
-		meta.BitmapValid = false
 	}
 	if err := meta.Save(); err != nil {
 		return err
@@ -399,6 +422,9 @@ func (m *Mirror) Status() Status {
 // A secondary never sends its data; a primary never accepts a round.
 func (m *Mirror) SetPrimary(primary bool) {
 	m.mu.Lock()
+	if m.primary != primary {
+		m.sbChecked = 0
+	}
 	m.primary = primary
 	m.mu.Unlock()
 	m.poke()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -289,22 +290,91 @@ func splitBrain(t *testing.T, keepOnA bool) {
 	}
 }
 
-func TestSplitBrainPolicyKeepPrimary(t *testing.T) {
-	la, lb := freeAddrs(t)
-	pol := func(c *MirrorConfig) { c.SplitBrain = SplitBrainKeepPrimary }
-	a := newNode(t, randomDev(1<<20, 1), la, lb, pol)
-	b := newNode(t, randomDev(1<<20, 2), lb, la, pol)
-	a.m.NewGeneration(1)
-	b.m.NewGeneration(1)
+// partition runs the partition story on a synced pair: a (primary)
+// loses its peer and starts a generation, as does b, which takes over;
+// aWrites and bWrites say who writes meanwhile. On reconnection a has been
+// demoted by the role engine (b's epoch is higher).
+func partition(t *testing.T, policy SplitBrainPolicy, aWrites, bWrites bool) (a, b *node, aBefore []byte) {
+	t.Helper()
+	a, b = pair(t, 2<<20, func(c *MirrorConfig) { c.SplitBrain = policy })
+	waitInSync(t, a, b)
+	a.stop(t)
+	b.stop(t)
+	if _, err := a.m.NewGeneration(1); err != nil { // lost its peer
+		t.Fatal(err)
+	}
+	if aWrites {
+		a.dev.WriteAt(bytes.Repeat([]byte{0xaa}, 8192), 3*65536)
+	}
+	if _, err := b.m.NewGeneration(2); err != nil { // took over
+		t.Fatal(err)
+	}
 	b.m.SetPrimary(true)
+	if bWrites {
+		b.dev.WriteAt(bytes.Repeat([]byte{0xbb}, 4096), 65536)
+	}
+	a.m.SetPrimary(false)
+	aBefore = a.dev.Bytes()
 	a.start(t)
 	b.start(t)
-	waitInSync(t, a, b)
+	return a, b, aBefore
+}
+
+func TestSplitBrainDiscardZeroChanges(t *testing.T) {
+	a, b, _ := partition(t, SplitBrainDiscardZeroChanges, false, true)
+	waitFor(t, "a resolves toward b and receives its data", func() bool {
+		sa, sb := a.m.Status(), b.m.Status()
+		return sa.State == engine.MirrorInSync && sa.Generation == sb.Generation && sa.Data == engine.DataUpToDate
+	})
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
-		t.Fatal("images differ")
+		t.Fatal("images differ after the automatic resolution")
 	}
-	if s := a.m.Status(); s.Generation != b.m.Status().Generation {
-		t.Fatal("generations differ")
+	resolved := false
+	for len(a.m.Events()) > 0 {
+		if e := <-a.m.Events(); e.Kind == EventSplitBrainResolved {
+			resolved = true
+		}
+	}
+	if !resolved {
+		t.Error("no split-brain-resolved event on the side that discarded")
+	}
+}
+
+func TestSplitBrainBothChangedWaits(t *testing.T) {
+	for _, policy := range []SplitBrainPolicy{SplitBrainDiscardZeroChanges, SplitBrainManual} {
+		t.Run(policy.String(), func(t *testing.T) {
+			a, b, aBefore := partition(t, policy, true, true)
+			waitFor(t, "split brain", func() bool {
+				return a.m.Status().State == engine.MirrorSplitBrain && b.m.Status().State == engine.MirrorSplitBrain
+			})
+			time.Sleep(300 * time.Millisecond)
+			if a.m.Status().State != engine.MirrorSplitBrain {
+				t.Fatal("the split brain ended by itself")
+			}
+			if !bytes.Equal(a.dev.Bytes(), aBefore) {
+				t.Fatal("a's partition-time writes were overwritten")
+			}
+		})
+	}
+}
+
+func TestSplitBrainManualWaitsForUnchanged(t *testing.T) {
+	a, _, aBefore := partition(t, SplitBrainManual, false, true)
+	waitFor(t, "split brain", func() bool { return a.m.Status().State == engine.MirrorSplitBrain })
+	time.Sleep(300 * time.Millisecond)
+	if a.m.Status().State != engine.MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
+		t.Fatal("manual policy resolved by itself")
+	}
+}
+
+// An unchanged primary cannot discard its data; the changed secondary's
+// data is not overwritten either: the operator decides.
+func TestSplitBrainUnchangedPrimaryWaits(t *testing.T) {
+	a, _, aBefore := partition(t, SplitBrainDiscardZeroChanges, true, false)
+	waitFor(t, "split brain", func() bool { return a.m.Status().State == engine.MirrorSplitBrain })
+	time.Sleep(300 * time.Millisecond)
+	if a.m.Status().State != engine.MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
+		t.Fatal("the changed secondary's data was replaced")
 	}
 }
 
@@ -611,4 +681,15 @@ func TestGarbageFromAuthenticatedPeer(t *testing.T) {
 func newFrameBuf(t msgType, p []byte) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, uint32(len(p)+1))
 	return append(append(b, byte(t)), p...)
+}
+
+func TestRoundStatsString(t *testing.T) {
+	full := RoundStats{Round: 1, Mode: RoundBitmap, Sender: true, Blocks: 256, DataBytes: 1 << 24}.String()
+	if strings.Contains(full, "of 0") || !strings.Contains(full, "256 blocks sent without a sum scan") {
+		t.Errorf("initial sync reads %q", full)
+	}
+	scan := RoundStats{Round: 2, Mode: RoundChecksum, Scanned: 256, Blocks: 3}.String()
+	if !strings.Contains(scan, "round 2 received (checksum): 3 of 256 blocks differed") {
+		t.Errorf("checksum round reads %q", scan)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -137,6 +138,9 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 			if err := m.sendHello(s); err != nil {
 				return nil, err
 			}
+			if err := m.autoResolve(); err != nil { // a demotion may allow it now
+				return nil, err
+			}
 			pending = true
 		case <-tick:
 			pending = true
@@ -246,14 +250,55 @@ func (m *Mirror) peerHello(s *sess, p []byte, first bool) error {
 	if dir == DirSplitBrain && (first || prev != DirSplitBrain) {
 		m.log.Error("mirror split brain", "local", local, "peer", h.Gen, "policy", m.cfg.SplitBrain)
 		m.emit(Event{Kind: EventSplitBrain, Local: local, Remote: h.Gen})
-		if m.cfg.SplitBrain == SplitBrainKeepPrimary && primary && !h.Primary {
-			if err := s.fc.write(msgDiscard, nil); err != nil {
-				return err
-			}
-			return s.fc.flush()
-		}
+	}
+	if dir == DirSplitBrain && !primary {
+		return m.autoResolve()
 	}
 	return nil
+}
+
+// autoResolve applies the discard-zero-changes policy to a split brain:
+// a secondary that provably changed nothing since the last completed round
+// discards its generation; the peer's data is its data plus the peer's
+// changes, so nothing is lost. A failed scan leaves the split brain.
+func (m *Mirror) autoResolve() error {
+	if m.cfg.SplitBrain != SplitBrainDiscardZeroChanges {
+		return nil
+	}
+	m.mu.Lock()
+	local, peer, primary := m.meta.Gen, m.peer.Gen, m.primary
+	base, baseSum := m.meta.BaseGen, m.meta.BaseSum
+	checked := m.sbChecked
+	m.mu.Unlock()
+	if primary || m.direction() != DirSplitBrain || checked == local.Current {
+		return nil
+	}
+	why := ""
+	switch {
+	case base == 0:
+		why = "no completed round is recorded"
+	case !slices.Contains(local.History, base) ||
+		(peer.Current != base && !slices.Contains(peer.History, base)):
+		why = fmt.Sprintf("the last completed round (generation %016x) is not where the generations diverged", base)
+	}
+	if why == "" {
+		sums, err := m.sums(m.geom, nil)
+		if err != nil {
+			m.log.Warn("mirror split brain: cannot scan the device", "reason", err)
+			return nil
+		}
+		if Digest(m.cfg.Hash, sums) != baseSum {
+			why = "this node's data changed since the last completed round"
+		}
+	}
+	m.mu.Lock()
+	m.sbChecked = local.Current
+	m.mu.Unlock()
+	if why != "" {
+		m.log.Warn("mirror split brain needs an operator: pairguard resolve", "policy", m.cfg.SplitBrain, "reason", why)
+		return nil
+	}
+	return m.discardLocal("discard-zero-changes: this node changed nothing since the generations diverged")
 }
 
 // peerRequest handles a frame the peer sent on its own initiative.
@@ -268,7 +313,7 @@ func (m *Mirror) peerRequest(s *sess, f frame) error {
 		}
 		return m.targetRound(s, rs)
 	case msgVerifyReq:
-		if err := m.sendSums(s, m.geom); err != nil {
+		if _, err := m.sendSums(s, m.geom, false); err != nil {
 			return err
 		}
 		return s.fc.flush()
@@ -363,8 +408,10 @@ func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
 	return out, nil
 }
 
-// sendSums streams the coarse sums of g, then HashesEnd.
-func (m *Mirror) sendSums(s *sess, g Geometry) error {
+// sendSums streams the coarse sums of g, then HashesEnd. With keep it
+// also returns them.
+func (m *Mirror) sendSums(s *sess, g Geometry, keep bool) ([]Sum, error) {
+	var kept []Sum
 	n := g.Blocks()
 	per := max(1, (1<<20)/g.BlockSize)
 	buf := make([]byte, per*g.BlockSize)
@@ -385,21 +432,24 @@ func (m *Mirror) sendSums(s *sess, g Geometry) error {
 		off, _ := g.Span(i)
 		ln := int(min(int64(len(buf)), g.Size-off))
 		if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
-			return err
+			return nil, err
 		}
 		for o := 0; o < ln; o += g.BlockSize {
 			batch = append(batch, m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)]))
+			if keep {
+				kept = append(kept, batch[len(batch)-1])
+			}
 			if len(batch) == hashBatch {
 				if err := flushBatch(); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
 	}
 	if err := flushBatch(); err != nil {
-		return err
+		return nil, err
 	}
-	return s.fc.write(msgHashesEnd, nil)
+	return kept, s.fc.write(msgHashesEnd, nil)
 }
 
 // recvSums collects the peer's coarse sums until HashesEnd.
@@ -433,7 +483,7 @@ func (m *Mirror) recvSums(s *sess, each func(n uint64)) ([]Sum, error) {
 
 // compareSums runs the local scan and receives the remote one at once,
 // and returns the differing blocks over the longer of the two.
-func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint64, []Sum, error) {
+func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) (diff []uint64, local, remote []Sum, err error) {
 	type res struct {
 		sums []Sum
 		err  error
@@ -444,23 +494,23 @@ func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint
 		sums, err := m.sums(g, func(n uint64) { localDone.Store(n) })
 		lc <- res{sums, err}
 	}()
-	remote, err := m.recvSums(s, func(n uint64) {
+	remote, err = m.recvSums(s, func(n uint64) {
 		if progress != nil {
 			progress(min(n, localDone.Load()))
 		}
 	})
 	l := <-lc
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if l.err != nil {
-		return nil, nil, l.err
+		return nil, nil, nil, l.err
 	}
-	diff := DiffCoarse(0, l.sums, remote)
+	diff = DiffCoarse(0, l.sums, remote)
 	for i := min(len(l.sums), len(remote)); i < max(len(l.sums), len(remote)); i++ {
 		diff = append(diff, uint64(i))
 	}
-	return diff, remote, nil
+	return diff, l.sums, remote, nil
 }
 
 func (m *Mirror) verify(s *sess) ([]uint64, error) {
@@ -470,7 +520,7 @@ func (m *Mirror) verify(s *sess) ([]uint64, error) {
 	if err := s.fc.flush(); err != nil {
 		return nil, err
 	}
-	diff, _, err := m.compareSums(s, m.geom, nil)
+	diff, _, _, err := m.compareSums(s, m.geom, nil)
 	if err == nil {
 		m.log.Info("mirror verify", "differing", len(diff))
 	}
@@ -534,9 +584,18 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 	snap := m.meta.Dirty.Clone()
 	m.meta.Dirty.Clear()
 	m.mu.Unlock()
+	g0 := m.geom
 	round, start, w0 := m.beginRound(s)
 	st = RoundStats{Round: round, Mode: mode, Sender: true}
 	committed := false
+	// localSums are this node's block sums as read for the round (checksum
+	// and full rounds): their digest is the base a later split brain is
+	// measured against. Writes during the round make it differ, which only
+	// makes the policy more careful.
+	var localSums []Sum
+	if full {
+		localSums = make([]Sum, g0.Blocks())
+	}
 	// This runs last, after any thaw: the state dir may live on the frozen
 	// file system.
 	defer func() {
@@ -544,6 +603,10 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 			m.mu.Lock()
 			m.meta.SyncedGen = m.meta.Gen.Current
 			m.meta.BitmapValid = m.cfg.Mode == ModeOnline
+			m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}
+			if localSums != nil {
+				m.meta.BaseGen, m.meta.BaseSum = m.meta.Gen.Current, Digest(m.cfg.Hash, localSums)
+			}
 			m.peer.Gen = m.meta.Gen
 			err = m.meta.Save()
 			m.mu.Unlock()
@@ -580,7 +643,7 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 	var remote []Sum
 	if mode == RoundChecksum {
 		blocks := g.Blocks()
-		diff, remote, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
+		diff, localSums, remote, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
 		if err != nil {
 			return st, err
 		}
@@ -663,6 +726,9 @@ func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
 			p := buf[k*g.BlockSize : k*g.BlockSize+n]
 			if _, err := m.dev.ReadAt(p, off); err != nil {
 				return bt, m.abort(s, err)
+			}
+			if full {
+				localSums[b] = m.cfg.Hash.Sum(p)
 			}
 			switch {
 			case IsZero(p):
@@ -834,12 +900,20 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 		}
 		m.endRound(st, err)
 	}()
+	if m.journal.Pending() {
+		// A committed round whose apply failed: finish it before anything
+		// may truncate the journal.
+		if err := m.finishPending(); err != nil {
+			return m.refuse(s, "an earlier committed round cannot be applied: "+err.Error())
+		}
+	}
 	if err := m.journal.Begin(rs.Round, g.Size); err != nil {
 		return m.abort(s, err)
 	}
+	var pre []Sum // the device's sums before the round
 	if rs.Mode == RoundChecksum {
 		st.Scanned = g.Blocks()
-		if err := m.sendSums(s, g); err != nil {
+		if pre, err = m.sendSums(s, g, true); err != nil {
 			return err
 		}
 		if err := s.fc.flush(); err != nil {
@@ -926,7 +1000,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			}
 			committed = true
 			t0 := time.Now()
-			if err := m.commit(g, rs.Source.Gen, inPlace); err != nil {
+			if err := m.commit(g, rs.Source.Gen, inPlace, pre, touched); err != nil {
 				return m.abort(s, err)
 			}
 			m.log.Debug("mirror round committed", "round", rs.Round, "in-place", inPlace, "commit", time.Since(t0))
@@ -960,8 +1034,13 @@ func (m *Mirror) goInPlace(g Geometry) error {
 	return m.journal.Reset()
 }
 
-// commit makes a received round durable in the documented order.
-func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool) error {
+// commit makes a received round durable in the documented order: the
+// journal's commit record is fsynced; the data is marked inconsistent
+// (persisted) before the journal is applied; the apply and the device
+// sync follow; only then does the metadata say the new generation,
+// up-to-date, and the journal is emptied. A failure anywhere leaves the
+// node inconsistent with the committed journal kept for a retry.
+func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap) error {
 	gen := GenInfo{Current: src.Current, History: src.History, Data: engine.DataUpToDate}
 	if inPlace {
 		if err := m.dev.Sync(); err != nil {
@@ -971,14 +1050,22 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool) error {
 		if err := m.journal.Commit(gen); err != nil {
 			return err
 		}
+		if err := m.markInconsistent(); err != nil {
+			return err
+		}
 		if _, _, err := m.journal.Apply(m.dev, g, true); err != nil {
 			return err
 		}
 	}
+	base, ok := m.targetBase(g, pre, touched)
 	m.mu.Lock()
 	m.meta.Gen = gen
 	m.meta.BitmapValid = false
 	m.meta.Dirty.Clear()
+	m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}
+	if ok {
+		m.meta.BaseGen, m.meta.BaseSum = gen.Current, base
+	}
 	m.peer.Gen = gen
 	err := m.meta.Save()
 	m.mu.Unlock()
@@ -986,4 +1073,72 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool) error {
 		return err
 	}
 	return m.journal.Reset()
+}
+
+// markInconsistent persists the data state inconsistent.
+func (m *Mirror) markInconsistent() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.meta.Gen.Data == engine.DataInconsistent {
+		return nil
+	}
+	m.meta.Gen.Data = engine.DataInconsistent
+	m.meta.BitmapValid = false
+	return m.meta.Save()
+}
+
+// finishPending applies a committed journal still in the state directory
+// (a crash or a failed apply) and adopts its generation.
+func (m *Mirror) finishPending() error {
+	gen, err := m.journal.Committed()
+	if err != nil || gen == nil {
+		return err
+	}
+	if err := m.markInconsistent(); err != nil {
+		return err
+	}
+	if _, _, err := m.journal.Apply(m.dev, m.geom, true); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.meta.Gen = *gen
+	m.meta.Gen.Data = engine.DataUpToDate
+	m.meta.Dirty.Clear()
+	m.meta.BitmapValid = false
+	m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}
+	err = m.meta.Save()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.log.Info("mirror journal replayed", "generation", fmt.Sprintf("%016x", gen.Current))
+	return m.journal.Reset()
+}
+
+// targetBase is the digest of the device after a received round: the
+// sums sent before it with the blocks the round wrote hashed again, or a
+// full scan when those are not at hand.
+func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap) (Sum, bool) {
+	if pre == nil || g.Size != m.geom.Size || uint64(len(pre)) != m.geom.Blocks() {
+		sums, err := m.sums(m.geom, nil)
+		if err != nil {
+			m.log.Warn("mirror cannot scan the device after a round", "reason", err)
+			return Sum{}, false
+		}
+		return Digest(m.cfg.Hash, sums), true
+	}
+	sums := slices.Clone(pre)
+	buf := make([]byte, g.BlockSize)
+	for b := range touched.Len() {
+		if !touched.Get(b) {
+			continue
+		}
+		off, n := g.Span(b)
+		if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
+			m.log.Warn("mirror cannot read the device after a round", "reason", err)
+			return Sum{}, false
+		}
+		sums[b] = m.cfg.Hash.Sum(buf[:n])
+	}
+	return Digest(m.cfg.Hash, sums), true
 }

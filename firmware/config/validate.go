@@ -295,8 +295,16 @@ func (c *Config) Validate() error {
 		if d.Mode == "" {
 			d.Mode = "periodic"
 		}
-		if d.Mode != "online" && d.Mode != "periodic" {
+		if d.Mode == "online" {
+			bad("datastore.mode", "online is not available yet: without the NBD front end no write reaches the mirror, so nothing would be replicated; use periodic")
+		} else if d.Mode != "periodic" {
 			bad("datastore.mode", "must be online or periodic, not %q", d.Mode)
+		}
+		if d.SplitBrain == "" {
+			d.SplitBrain = "discard-zero-changes"
+		}
+		if d.SplitBrain != "discard-zero-changes" && d.SplitBrain != "manual" {
+			bad("datastore.split-brain", "must be discard-zero-changes or manual, not %q", d.SplitBrain)
 		}
 		if d.Interval.Duration == 0 {
 			d.Interval.Duration = time.Minute

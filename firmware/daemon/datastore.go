@@ -48,6 +48,12 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 		return nil, err
 	}
 	bw, _ := config.ParseBandwidth(d.Bandwidth)
+	sb := sdcard.SplitBrainDiscardZeroChanges
+	if d.SplitBrain != "" {
+		if sb, err = sdcard.ParseSplitBrainPolicy(d.SplitBrain); err != nil {
+			return nil, err
+		}
+	}
 	mc := sdcard.MirrorConfig{
 		Device:         d.Device,
 		BlockSize:      d.BlockSize,
@@ -57,6 +63,7 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 		Interval:       d.Interval.Duration,
 		BandwidthLimit: bw,
 		FreezeMount:    d.Freeze,
+		SplitBrain:     sb,
 	}
 	if c.LAN2.Prefix.IsValid() {
 		mc.ListenAddr = net.JoinHostPort(c.LAN2.Prefix.Addr().String(), strconv.Itoa(d.Port))
@@ -187,13 +194,7 @@ func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engin
 func (s *datastore) logEvent(ev sdcard.Event) {
 	switch ev.Kind {
 	case sdcard.EventRoundDone:
-		r := ev.Round
-		dir := "received"
-		if r.Sender {
-			dir = "sent"
-		}
-		s.note("sync", fmt.Sprintf("round %d %s: %d of %d blocks differed, %d data bytes, %d bytes on the wire, %v",
-			r.Round, dir, r.Blocks, r.Scanned, r.DataBytes, r.WireBytes, r.Duration.Round(time.Millisecond)))
+		s.note("sync", ev.Round.String())
 	case sdcard.EventRoundFailed:
 		s.note("sync-failed", fmt.Sprintf("round failed: %v", ev.Err))
 	case sdcard.EventSplitBrain:

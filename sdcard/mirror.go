@@ -258,6 +258,9 @@ type Mirror struct {
 	// sbChecked is the local generation a split-brain check found changed
 	// (not scanned again until the generation or the role changes).
 	sbChecked uint64
+	// peerKnown: a Hello from the peer arrived since the start, so peer
+	// holds its generation as of the last exchange.
+	peerKnown bool
 }
 
 type progress struct {
@@ -452,6 +455,27 @@ func (m *Mirror) NewGeneration(epoch uint64) (GenInfo, error) {
 	m.mu.Unlock()
 	m.poke()
 	return g, err
+}
+
+// LostPeer is called when this node, as primary, lost its peer. If the
+// peer may hold the current generation (it did at the last exchange, or
+// no exchange happened yet), a new generation starts and is saved before
+// LostPeer returns: a peer that takes over meanwhile starts its own, and
+// the reconnection finds a split brain instead of overwriting either
+// side's writes. A peer already known to be behind needs none (its
+// generation is in this node's history, which a split brain also shows),
+// so a flapping link does not push generations out of the history.
+// It reports whether a generation started. A secondary does nothing.
+func (m *Mirror) LostPeer(epoch uint64) (GenInfo, bool, error) {
+	m.mu.Lock()
+	if !m.primary || (m.peerKnown && m.peer.Gen.Current != m.meta.Gen.Current) {
+		g := m.meta.Gen
+		m.mu.Unlock()
+		return g, false, nil
+	}
+	m.mu.Unlock()
+	g, err := m.NewGeneration(epoch)
+	return g, err == nil, err
 }
 
 // Gen returns the local generation information.

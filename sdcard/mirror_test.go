@@ -693,3 +693,31 @@ func TestRoundStatsString(t *testing.T) {
 		t.Errorf("checksum round reads %q", scan)
 	}
 }
+
+func TestLostPeerStartsOneGeneration(t *testing.T) {
+	a, b := pair(t, 1<<20, nil)
+	waitInSync(t, a, b)
+	synced := a.m.Gen().Current
+	g, started, err := a.m.LostPeer(2)
+	if err != nil || !started || g.Current == synced || g.History[0] != synced {
+		t.Fatalf("first loss: %v started %v err %v; want a new generation over %016x", g, started, err, synced)
+	}
+	// The peer is known to hold the older generation now: a second loss
+	// before any round (a flapping link) starts none.
+	a.stop(t)
+	if g2, started, err := a.m.LostPeer(3); err != nil || started || g2.Current != g.Current {
+		t.Fatalf("second loss: %v started %v err %v; want none", g2, started, err)
+	}
+	if _, started, _ := b.m.LostPeer(3); started {
+		t.Fatal("a secondary started a generation")
+	}
+	// Without any exchange since the start the peer may hold the current
+	// generation: a new one starts.
+	la, lb := freeAddrs(t)
+	c := newNode(t, randomDev(1<<20, 5), la, lb, nil)
+	c.m.NewGeneration(1)
+	c.m.SetPrimary(true)
+	if _, started, err := c.m.LostPeer(2); err != nil || !started {
+		t.Fatalf("unknown peer: started %v err %v", started, err)
+	}
+}

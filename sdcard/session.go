@@ -228,7 +228,7 @@ func (m *Mirror) peerHello(s *sess, p []byte, first bool) error {
 	m.mu.Lock()
 	local := m.meta.Gen
 	prev := m.dir
-	m.peer = h
+	m.peer, m.peerKnown = h, true
 	m.dir = Decide(local, h.Gen)
 	dir, primary := m.dir, m.primary
 	outdated := dir == DirFromRemote && local.Data == engine.DataUpToDate

@@ -221,13 +221,30 @@ func (s *datastore) mirror() *sdcard.Mirror {
 }
 
 // SetPrimary makes this node the mirror's source; a new generation starts
-// when it took over.
+// when it took over, and when a primary lost its peer (the engine repeats
+// SetMirrorRole{Primary, NewGeneration} then).
 func (s *datastore) SetPrimary(primary, newGeneration bool) {
 	s.mu.Lock()
+	was := s.primary
 	s.primary = primary
 	m := s.m
 	s.mu.Unlock()
 	if m == nil {
+		return
+	}
+	if was && primary && newGeneration {
+		// Still primary: the peer was lost. The generation is saved off
+		// the daemon's loop; the mirror ignores it if a demotion came first.
+		epoch := s.epoch()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if g, started, err := m.LostPeer(epoch); err != nil {
+				s.log.Error("cannot start a new data generation after losing the peer", "err", err)
+			} else if started {
+				s.note("datastore", fmt.Sprintf("peer lost while primary: new data generation %v", g))
+			}
+		}()
 		return
 	}
 	if primary && newGeneration {

@@ -9,7 +9,8 @@
 // and split brain from generation identifiers), [DiffCoarse] and
 // [DiffFine] (the resync planner), [Bitmap], and the wire messages in
 // wire.go. Device I/O sits behind [BlockDevice]; [Device] is the real file
-// or block device and [MemDevice] the in-memory fake. [Mirror] is the one
+// or block device; sdcardtest holds the in-memory fake and the power-cut
+// recorder of the crash tests. [Mirror] is the one
 // driver: it owns the connection, runs rounds, and reports [Status] and
 // [Event]s. The daemon drives it from its own loop.
 //

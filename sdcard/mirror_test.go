@@ -95,9 +95,11 @@ func newNode(t testing.TB, dev *MemDevice, listen, peer string, mod func(*Mirror
 func randomDev(size int64, seed uint64) *MemDevice {
 	d := NewMemDevice(size)
 	r := rand.New(rand.NewPCG(seed, 1))
-	for i := range d.data {
-		d.data[i] = byte(r.Uint32())
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(r.Uint32())
 	}
+	d.WriteAt(b, 0)
 	return d
 }
 

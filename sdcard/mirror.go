@@ -151,10 +151,13 @@ const (
 	EventSplitBrainResolved // Text says which generation was discarded
 	EventInconsistent       // a round outgrew the journal: data inconsistent until it completes
 	EventOutdated           // the peer holds newer data
+	EventDeviceFailed       // an I/O error: the datastore is unusable until CheckDevice succeeds
+	EventDeviceBack         // the device works again
 )
 
 var eventNames = [...]string{"invalid", "connected", "disconnected", "peer-rejected", "incompatible",
-	"round-done", "round-failed", "split-brain", "split-brain-resolved", "inconsistent", "outdated"}
+	"round-done", "round-failed", "split-brain", "split-brain-resolved", "inconsistent", "outdated",
+	"device-failed", "device-back"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -225,6 +228,9 @@ type Status struct {
 	ETA        time.Duration // of the running round, 0 when unknown
 	Behind     uint64        // dirty blocks (online) or blocks the last round found differing
 	LastRound  RoundStats
+	// DeviceErr is the device's last I/O error while it has not worked
+	// again since (the fault datastore-missing); nil when it works.
+	DeviceErr error
 }
 
 // Mirror replicates the datastore to the peer. Create it with NewMirror,
@@ -233,6 +239,7 @@ type Mirror struct {
 	cfg     MirrorConfig
 	log     *slog.Logger
 	dev     BlockDevice
+	watch   *watchedDevice
 	store   Store
 	geom    Geometry
 	tlsConf *tls.Config
@@ -320,6 +327,15 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 	if m.store == nil {
 		m.store = DirStore(cfg.StateDir)
 	}
+	m.watch = &watchedDevice{BlockDevice: dev, onFail: func(err error) {
+		log.Error("mirror device failed", "device", cfg.Device, "reason", err)
+		m.emit(Event{Kind: EventDeviceFailed, Err: err})
+	}}
+	m.dev = m.watch
+	// A device that opens but cannot be read is no datastore.
+	if err := m.CheckDevice(); err != nil {
+		return nil, errors.Join(fmt.Errorf("%w: %w", ErrNoDevice, err), m.Close())
+	}
 	if err := m.open(); err != nil {
 		return nil, errors.Join(err, m.Close())
 	}
@@ -386,6 +402,7 @@ func (m *Mirror) Status() Status {
 		Primary:    m.primary,
 		LastRound:  m.last,
 		Behind:     m.behind,
+		DeviceErr:  m.watch.err(),
 	}
 	if m.cfg.Mode == ModeOnline {
 		s.Behind = m.meta.Dirty.Count()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -722,4 +723,75 @@ func TestLostPeerStartsOneGeneration(t *testing.T) {
 	if _, started, err := c.m.LostPeer(2); err != nil || !started {
 		t.Fatalf("unknown peer: started %v err %v", started, err)
 	}
+}
+
+func TestDeviceFailureWhileRunning(t *testing.T) {
+	la, lb := freeAddrs(t)
+	a := newNode(t, randomDev(1<<20, 1), la, lb, nil)
+	if a.m.Status().DeviceErr != nil {
+		t.Fatal("a working device reported failed")
+	}
+	a.dev.Fail(syscall.EIO)
+	if err := a.m.CheckDevice(); err == nil {
+		t.Fatal("CheckDevice found a failing device working")
+	}
+	if a.m.Status().DeviceErr == nil {
+		t.Fatal("status does not show the failed device")
+	}
+	a.dev.Fail(nil)
+	if err := a.m.CheckDevice(); err != nil || a.m.Status().DeviceErr != nil {
+		t.Fatalf("the device works again but: %v, status %v", err, a.m.Status().DeviceErr)
+	}
+	var kinds []EventKind
+	for len(a.m.Events()) > 0 {
+		kinds = append(kinds, (<-a.m.Events()).Kind)
+	}
+	if !slices.Contains(kinds, EventDeviceFailed) || !slices.Contains(kinds, EventDeviceBack) {
+		t.Errorf("events %v, want device-failed and device-back", kinds)
+	}
+	// A round's I/O error marks the device failed as well.
+	a.dev.Fail(syscall.EIO)
+	a.m.dev.ReadAt(make([]byte, 4096), 0)
+	if a.m.Status().DeviceErr == nil {
+		t.Error("a read error during operation is not reported")
+	}
+	// A device that opens but cannot be read is refused.
+	dev := NewMemDevice(1 << 20)
+	dev.Fail(syscall.EIO)
+	_, err := NewMirror(MirrorConfig{Dev: dev, StateDir: t.TempDir(), PairKey: testKey, ListenAddr: la, PeerAddr: lb,
+		Mode: ModePeriodic, Interval: time.Hour}, testLogger(t))
+	if !errors.Is(err, ErrNoDevice) {
+		t.Errorf("NewMirror on an unreadable device: %v, want ErrNoDevice", err)
+	}
+}
+
+// An apply that fails part-way leaves the receiver inconsistent (not
+// eligible) with the committed journal kept; the next round applies it
+// first. Before the fix the node stayed up-to-date on a mixed image and
+// the next round truncated the journal that could repair it.
+func TestApplyFailureLeavesInconsistent(t *testing.T) {
+	a, b := pair(t, 2<<20, nil)
+	waitInSync(t, a, b)
+	for i := range 8 {
+		a.dev.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*65536*2)
+	}
+	b.dev.FailWritesAfter(3, syscall.EIO)
+	if _, err := a.m.SyncNow(context.Background()); err == nil {
+		t.Fatal("a round whose apply failed succeeded")
+	}
+	if st := b.m.Status(); st.Data != engine.DataInconsistent {
+		t.Fatalf("after a failed apply the receiver is %v, want inconsistent", st.Data)
+	}
+	meta, err := LoadMeta(b.m.store, b.m.geom)
+	if err != nil || meta.Gen.Data != engine.DataInconsistent {
+		t.Fatalf("persisted data state %v (%v), want inconsistent", meta.Gen.Data, err)
+	}
+	if !b.m.journal.Pending() {
+		t.Fatal("the committed journal was dropped")
+	}
+	b.dev.FailWritesAfter(-1, nil)
+	waitFor(t, "the receiver recovers", func() bool {
+		a.m.SyncNow(context.Background())
+		return b.m.Status().Data == engine.DataUpToDate && bytes.Equal(a.dev.Bytes(), b.dev.Bytes())
+	})
 }

@@ -40,6 +40,10 @@ type datastore struct {
 // retryOpen is how often a missing datastore is looked for again.
 const retryOpen = 3 * time.Second
 
+// probeDevice is how often a running datastore's device is read to find a
+// card that failed or came back.
+const probeDevice = time.Second
+
 // newDatastore prepares the mirror from the config; the device is opened by Start.
 func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch func() uint64) (*datastore, error) {
 	d := c.Datastore
@@ -169,6 +173,8 @@ func dataEvent(st sdcard.Status) engine.DataChanged {
 func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engine.Event)) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	probe := time.NewTicker(probeDevice)
+	defer probe.Stop()
 	var last sdcard.Status
 	first := true
 	for {
@@ -177,9 +183,16 @@ func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engin
 			return
 		case ev := <-m.Events():
 			s.logEvent(ev)
+		case <-probe.C:
+			m.CheckDevice() // a failure shows in the status below
 		case <-t.C:
 		}
 		st := m.Status()
+		if failed := st.DeviceErr != nil; failed != (last.DeviceErr != nil) || (first && failed) {
+			// A card that fails while running is the same fault as a
+			// missing one: a primary hands over, a secondary is not eligible.
+			send(engine.FaultChanged{Reason: "datastore-missing", Active: failed})
+		}
 		if first || st.Data != last.Data || st.Generation != last.Generation {
 			send(dataEvent(st))
 		}
@@ -209,6 +222,10 @@ func (s *datastore) logEvent(ev sdcard.Event) {
 			msg += ": " + ev.Err.Error()
 		}
 		s.note("mirror", msg)
+	case sdcard.EventDeviceFailed:
+		s.note("datastore", fmt.Sprintf("datastore %s failed: %v", s.cfg.Device, ev.Err))
+	case sdcard.EventDeviceBack:
+		s.note("datastore", "datastore "+s.cfg.Device+" works again")
 	case sdcard.EventConnected, sdcard.EventDisconnected:
 		s.log.Info("mirror "+ev.Kind.String(), "err", ev.Err)
 	}

@@ -33,10 +33,25 @@ type MemDevice struct {
 	// Syncs counts Sync calls.
 	Syncs int
 	fail  error
+	// writes left before writes and syncs fail with failW (-1: never)
+	writesLeft int
+	failW      error
 }
 
 // NewMemDevice returns a zeroed device of size bytes.
-func NewMemDevice(size int64) *MemDevice { return &MemDevice{data: make([]byte, size)} }
+func NewMemDevice(size int64) *MemDevice { return &MemDevice{data: make([]byte, size), writesLeft: -1} }
+
+// FailWritesAfter lets n more writes succeed, then fails every write and
+// sync with err (a card that dies in the middle of an apply); reads keep
+// working. A nil err or negative n clears it.
+func (m *MemDevice) FailWritesAfter(n int, err error) {
+	m.mu.Lock()
+	m.writesLeft, m.failW = n, err
+	if err == nil || n < 0 {
+		m.writesLeft, m.failW = -1, nil
+	}
+	m.mu.Unlock()
+}
 
 // Fail makes every later access fail with err (nil: work again).
 func (m *MemDevice) Fail(err error) {
@@ -65,6 +80,12 @@ func (m *MemDevice) WriteAt(p []byte, off int64) (int, error) {
 	if m.fail != nil {
 		return 0, m.fail
 	}
+	if m.failW != nil {
+		if m.writesLeft == 0 {
+			return 0, m.failW
+		}
+		m.writesLeft--
+	}
 	if err := checkAligned(off, len(p), int64(len(m.data))); err != nil {
 		return 0, err
 	}
@@ -80,6 +101,9 @@ func (m *MemDevice) Sync() error {
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return m.fail
+	}
+	if m.failW != nil && m.writesLeft == 0 {
+		return m.failW
 	}
 	m.Syncs++
 	return nil

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,4 +146,46 @@ func TestDatastoreMissingIsAFault(t *testing.T) {
 	if _, err := p.WaitRole(p.Spare, "secondary", 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The main's card fails while it is primary: the fault datastore-missing
+// makes it hand over to the up-to-date spare; when the card works again
+// the fault clears and the main follows as secondary. The failure is
+// injected on the image file: truncated to nothing, every read of the
+// device ends at once (a removed card answers EIO instead).
+func TestDeviceFailureHandsOver(t *testing.T) {
+	p := setup(t, netns.Options{Datastore: imageSize, SyncEvery: 500 * time.Millisecond})
+	scribble(t, p.Main.Image, 100, 1)
+	startPair(t, p)
+	waitSame(t, p, p.Main, p.Spare, 30*time.Second)
+	saved, err := os.ReadFile(p.Main.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := time.Now()
+	if err := os.Truncate(p.Main.Image, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitRole(p.Main, "fault", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitRole(p.Spare, "primary", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("spare primary %v after the main's card failed", time.Since(failed).Round(time.Millisecond))
+	if p.HasAddress(p.Main) || !p.HasAddress(p.Spare) {
+		t.Errorf("address after the handover: main %v, spare %v", p.HasAddress(p.Main), p.HasAddress(p.Spare))
+	}
+	out, _ := p.Run(p.Main, "log", "-n", "30")
+	if !strings.Contains(out, "failed") {
+		t.Errorf("the main's logbook does not record the card failure:\n%s", out)
+	}
+	// The card works again.
+	if err := os.WriteFile(p.Main.Image, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitRole(p.Main, "secondary", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, p, p.Spare, p.Main, 30*time.Second)
 }

@@ -280,6 +280,7 @@ type cmdKind uint8
 
 const (
 	cmdSync cmdKind = iota + 1
+	cmdFlush
 	cmdVerify
 	cmdDiscardPeer
 )
@@ -464,6 +465,7 @@ func (m *Mirror) NewGeneration(epoch uint64) (GenInfo, error) {
 	}
 	m.meta.Epoch = epoch
 	m.meta.BitmapValid = false
+	m.synced = false // the peer holds an older generation until a round proves otherwise
 	err := m.meta.Save()
 	if err != nil {
 		m.meta.Gen = old
@@ -542,6 +544,7 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // SyncNow runs a round now and returns its figures (`pairguard sync`).
+// It always compares both sides' sums, whatever the dirty bitmap says.
 // On a secondary it asks the primary for a round and returns at once.
 func (m *Mirror) SyncNow(ctx context.Context) (RoundStats, error) {
 	r, err := m.do(ctx, cmdSync)
@@ -557,7 +560,7 @@ func (m *Mirror) Flush(ctx context.Context) error {
 	if !p {
 		return ErrNotPrimary
 	}
-	_, err := m.do(ctx, cmdSync)
+	_, err := m.do(ctx, cmdFlush)
 	return err
 }
 
@@ -594,6 +597,7 @@ func (m *Mirror) discardLocal(reason string) error {
 	}
 	m.meta.Gen = g
 	m.meta.BitmapValid = false
+	m.synced = false
 	err := m.meta.Save()
 	if err != nil {
 		m.meta.Gen = old

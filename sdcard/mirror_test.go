@@ -438,16 +438,44 @@ func TestBitmapRound(t *testing.T) {
 	if s := a.m.Status(); s.Behind != 3 || s.State != engine.MirrorBehind {
 		t.Fatalf("status %+v, want 3 blocks behind", s)
 	}
-	st, err := a.m.SyncNow(context.Background())
-	if err != nil {
+	if err := a.m.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode != RoundBitmap || st.Scanned != 0 || st.Blocks != 3 || st.DataBytes != 4*4096 {
+	if st := a.m.Status().LastRound; st.Mode != RoundBitmap || st.Scanned != 0 || st.Blocks != 3 || st.DataBytes != 4*4096 {
 		t.Fatalf("round %+v", st)
 	}
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
 		t.Fatal("images differ")
 	}
+	// A write that bypassed the mirror is not in the bitmap: `pairguard
+	// sync` compares all the same and finds it.
+	a.dev.WriteAt(p, 65536*10)
+	st, err := a.m.SyncNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != RoundChecksum || st.Blocks != 1 || !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatalf("sync after a write outside the mirror: round %+v, images equal %v", st, bytes.Equal(a.dev.Bytes(), b.dev.Bytes()))
+	}
+}
+
+// Status says in-sync only while a completed round proved it: never while
+// the peer holds another generation.
+func TestInSyncOnlyWhenProven(t *testing.T) {
+	a, b := pair(t, 2<<20, nil)
+	waitInSync(t, a, b)
+	if _, err := a.m.NewGeneration(7); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		ga := a.m.Gen().Current
+		if a.m.Status().State == engine.MirrorInSync && b.m.Gen().Current != ga {
+			t.Fatalf("in-sync while the peer holds %016x and this node %016x", b.m.Gen().Current, ga)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitInSync(t, a, b)
 }
 
 func TestJournalOverflowGoesInPlace(t *testing.T) {

@@ -109,10 +109,12 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		}
 	}()
 	var retry <-chan time.Time
+	compare := false // the next round compares sums even with a valid bitmap
 	for {
 		if pending && m.canSend() {
 			pending = false
-			st, err := m.sourceRound(s)
+			st, err := m.sourceRound(s, compare)
+			compare = false
 			for _, w := range waiting {
 				w.reply <- cmdResult{stats: st, err: err}
 			}
@@ -153,9 +155,10 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 			}
 		case cmd := <-m.cmds:
 			switch cmd.kind {
-			case cmdSync:
+			case cmdSync, cmdFlush:
 				if m.canSend() {
 					pending = true
+					compare = compare || cmd.kind == cmdSync
 					waiting = append(waiting, cmd)
 					continue
 				}
@@ -567,10 +570,10 @@ func (m *Mirror) endRound(st RoundStats, err error) {
 }
 
 // sourceRound sends one round to the peer.
-func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
+func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	m.mu.Lock()
 	mode := RoundChecksum
-	if m.cfg.Mode == ModeOnline && m.meta.BitmapValid && m.peer.Gen.Current == m.meta.SyncedGen &&
+	if !compare && m.cfg.Mode == ModeOnline && m.meta.BitmapValid && m.peer.Gen.Current == m.meta.SyncedGen &&
 		m.peer.Gen.Current == m.meta.Gen.Current && m.peer.Gen.Data == engine.DataUpToDate {
 		mode = RoundBitmap
 	}
@@ -1079,6 +1082,7 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 func (m *Mirror) markInconsistent() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.synced = false
 	if m.meta.Gen.Data == engine.DataInconsistent {
 		return nil
 	}

@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 var crashIterations = flag.Int("crash-iterations", 3, "receiver kills in TestCrashReceiver (the benchmark suite runs 50)")
@@ -111,7 +109,7 @@ func TestCrashReceiver(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: the image is none of the source's generations (data %v)", what, st.Data)
 		}
-		if gen >= 0 && st.Data != engine.DataUpToDate {
+		if gen >= 0 && st.Data != DataUpToDate {
 			t.Fatalf("%s: image of generation %d but data %v", what, gen, st.Data)
 		}
 		return gen

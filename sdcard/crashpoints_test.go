@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/sdcard/sdcardtest"
 )
 
@@ -143,7 +142,7 @@ func TestCrashPoints(t *testing.T) {
 		}
 		s := m.Status()
 		m.Close()
-		if s.Data == engine.DataInconsistent {
+		if s.Data == DataInconsistent {
 			return outcomeInconsistent, r2
 		}
 		if !gens[s.Generation][sha256.Sum256(dev.Bytes())] {

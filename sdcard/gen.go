@@ -3,8 +3,6 @@ package sdcard
 import (
 	"fmt"
 	"slices"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // MaxHistory is how many earlier generation identifiers a node keeps.
@@ -16,7 +14,7 @@ const MaxHistory = 8
 type GenInfo struct {
 	Current uint64
 	History []uint64
-	Data    engine.DataState
+	Data    DataState
 }
 
 // String formats g for logs.
@@ -60,8 +58,8 @@ func Decide(local, remote GenInfo) Direction {
 	case remote.Current == 0:
 		return DirFromLocal
 	case local.Current == remote.Current:
-		li := local.Data == engine.DataInconsistent
-		ri := remote.Data == engine.DataInconsistent
+		li := local.Data == DataInconsistent
+		ri := remote.Data == DataInconsistent
 		switch {
 		case li && !ri:
 			return DirFromRemote

@@ -2,17 +2,15 @@ package sdcard
 
 import (
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 func TestDecide(t *testing.T) {
 	const (
-		u = engine.DataUpToDate
-		o = engine.DataOutdated
-		i = engine.DataInconsistent
+		u = DataUpToDate
+		o = DataOutdated
+		i = DataInconsistent
 	)
-	g := func(cur uint64, d engine.DataState, hist ...uint64) GenInfo {
+	g := func(cur uint64, d DataState, hist ...uint64) GenInfo {
 		return GenInfo{Current: cur, History: hist, Data: d}
 	}
 	tests := []struct {

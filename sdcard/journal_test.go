@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // writeJournal journals three records for a 1 MiB device and returns the
@@ -44,7 +42,7 @@ func writeJournal(t *testing.T, dir string, commit bool) ([]byte, []byte) {
 		}
 	}
 	if commit {
-		if err := j.Commit(GenInfo{Current: 77, History: []uint64{66}, Data: engine.DataUpToDate}); err != nil {
+		if err := j.Commit(GenInfo{Current: 77, History: []uint64{66}, Data: DataUpToDate}); err != nil {
 			t.Fatal(err)
 		}
 		if err := j.Begin(10, g.Size); err == nil {
@@ -82,7 +80,7 @@ func recoverFrom(t *testing.T, journal []byte) (*MemDevice, *GenInfo) {
 func TestJournalCommittedIsReplayed(t *testing.T) {
 	b, want := writeJournal(t, t.TempDir(), true)
 	dev, gen := recoverFrom(t, b)
-	if gen == nil || gen.Current != 77 || gen.History[0] != 66 || gen.Data != engine.DataUpToDate {
+	if gen == nil || gen.Current != 77 || gen.History[0] != 66 || gen.Data != DataUpToDate {
 		t.Fatalf("generation %+v", gen)
 	}
 	if !bytes.Equal(dev.Bytes(), want) {

@@ -8,8 +8,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // MetaFile is the metadata's file name inside the state directory.
@@ -72,7 +70,7 @@ func LoadMeta(store Store, g Geometry) (*Meta, error) {
 		}
 		return &Meta{
 			NodeID:    binary.LittleEndian.Uint64(id[:]) | 1,
-			Gen:       GenInfo{Data: engine.DataInconsistent},
+			Gen:       GenInfo{Data: DataInconsistent},
 			BlockSize: g.BlockSize,
 			Dirty:     NewBitmap(g.Blocks()),
 			store:     store,
@@ -113,7 +111,7 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 		SyncedGen: le.Uint64(b[32:]),
 	}
 	m.Gen.Current = le.Uint64(b[24:])
-	m.Gen.Data = engine.DataState(b[40])
+	m.Gen.Data = DataState(b[40])
 	m.BitmapValid = b[41]&1 != 0
 	nh := int(b[42])
 	m.BlockSize = int(le.Uint32(b[44:]))
@@ -196,6 +194,6 @@ func (m *Meta) NewGeneration() error {
 		}
 	}
 	m.Gen.Current = binary.LittleEndian.Uint64(b[:]) | 1
-	m.Gen.Data = engine.DataUpToDate
+	m.Gen.Data = DataUpToDate
 	return nil
 }

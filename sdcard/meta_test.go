@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 func TestMetaRoundTrip(t *testing.T) {
@@ -17,7 +15,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Gen.Current != 0 || m.Gen.Data != engine.DataInconsistent || m.NodeID == 0 {
+	if m.Gen.Current != 0 || m.Gen.Data != DataInconsistent || m.NodeID == 0 {
 		t.Fatalf("fresh meta %+v", m)
 	}
 	m.Epoch = 7
@@ -39,7 +37,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	}
 	if n.NodeID != m.NodeID || n.Epoch != 7 || n.Gen.Current != m.Gen.Current ||
 		!slices.Equal(n.Gen.History, m.Gen.History) || len(n.Gen.History) != MaxHistory ||
-		n.Gen.Data != engine.DataUpToDate || !n.BitmapValid || n.SyncedGen != 42 ||
+		n.Gen.Data != DataUpToDate || !n.BitmapValid || n.SyncedGen != 42 ||
 		!slices.Equal(n.Dirty.List(), []uint64{5, 1599}) {
 		t.Fatalf("loaded %+v, saved %+v", n, m)
 	}

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // Errors a caller may branch on.
@@ -215,8 +213,8 @@ type Event struct {
 
 // Status is the mirror's state for `pairguard status`.
 type Status struct {
-	State      engine.MirrorState
-	Data       engine.DataState
+	State      MirrorState
+	Data       DataState
 	Generation uint64
 	History    []uint64
 	Epoch      uint64
@@ -410,17 +408,17 @@ func (m *Mirror) Status() Status {
 	}
 	switch {
 	case !m.running:
-		s.State = engine.MirrorOff
+		s.State = MirrorOff
 	case !m.connected:
-		s.State = engine.MirrorConnecting
+		s.State = MirrorConnecting
 	case m.dir == DirSplitBrain:
-		s.State = engine.MirrorSplitBrain
+		s.State = MirrorSplitBrain
 	case m.inRound:
-		s.State = engine.MirrorSyncing
+		s.State = MirrorSyncing
 	case m.synced && m.dir == DirNone && s.Behind == 0:
-		s.State = engine.MirrorInSync
+		s.State = MirrorInSync
 	default:
-		s.State = engine.MirrorBehind
+		s.State = MirrorBehind
 	}
 	if m.connected {
 		s.Direction = m.dir
@@ -591,7 +589,7 @@ func (m *Mirror) discardLocal(reason string) error {
 		return fmt.Errorf("sdcard: a primary keeps its data: %w", ErrSplitBrain)
 	}
 	old := m.meta.Gen
-	g := GenInfo{Data: engine.DataOutdated}
+	g := GenInfo{Data: DataOutdated}
 	if old.Current != 0 {
 		g.History = append([]uint64{old.Current}, old.History...)
 	}

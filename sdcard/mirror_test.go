@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -132,7 +130,7 @@ func pair(t *testing.T, size int64, mod func(*MirrorConfig)) (a, b *node) {
 func waitInSync(t *testing.T, a, b *node) {
 	t.Helper()
 	waitFor(t, "in-sync", func() bool {
-		return a.m.Status().State == engine.MirrorInSync && b.m.Status().State == engine.MirrorInSync
+		return a.m.Status().State == MirrorInSync && b.m.Status().State == MirrorInSync
 	})
 }
 
@@ -148,7 +146,7 @@ func TestInitialSyncThenChanges(t *testing.T) {
 		t.Errorf("initial sync %+v: want every block sent without a sum scan", r)
 	}
 	sa, sb := a.m.Status(), b.m.Status()
-	if sb.Data != engine.DataUpToDate || sb.Generation != sa.Generation {
+	if sb.Data != DataUpToDate || sb.Generation != sa.Generation {
 		t.Fatalf("secondary status %+v, primary generation %x", sb, sa.Generation)
 	}
 
@@ -222,7 +220,7 @@ loop:
 	if !IsZero(b.dev.Bytes()) {
 		t.Fatal("a peer with another key wrote data")
 	}
-	if s := b.m.Status(); s.State != engine.MirrorConnecting || s.Generation != 0 {
+	if s := b.m.Status(); s.State != MirrorConnecting || s.Generation != 0 {
 		t.Fatalf("status %+v", s)
 	}
 }
@@ -252,7 +250,7 @@ func splitBrain(t *testing.T, keepOnA bool) {
 	a.start(t)
 	b.start(t)
 	waitFor(t, "split-brain", func() bool {
-		return a.m.Status().State == engine.MirrorSplitBrain && b.m.Status().State == engine.MirrorSplitBrain
+		return a.m.Status().State == MirrorSplitBrain && b.m.Status().State == MirrorSplitBrain
 	})
 	for e := range a.m.Events() {
 		if e.Kind == EventSplitBrain {
@@ -274,7 +272,7 @@ func splitBrain(t *testing.T, keepOnA bool) {
 		// b is secondary: keeping b's data means telling a (primary) to
 		// discard, which a refuses; nothing changes.
 		time.Sleep(100 * time.Millisecond)
-		if a.m.Status().State != engine.MirrorSplitBrain {
+		if a.m.Status().State != MirrorSplitBrain {
 			t.Fatal("a primary discarded its data")
 		}
 	}
@@ -327,7 +325,7 @@ func TestSplitBrainDiscardZeroChanges(t *testing.T) {
 	a, b, _ := partition(t, SplitBrainDiscardZeroChanges, false, true)
 	waitFor(t, "a resolves toward b and receives its data", func() bool {
 		sa, sb := a.m.Status(), b.m.Status()
-		return sa.State == engine.MirrorInSync && sa.Generation == sb.Generation && sa.Data == engine.DataUpToDate
+		return sa.State == MirrorInSync && sa.Generation == sb.Generation && sa.Data == DataUpToDate
 	})
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
 		t.Fatal("images differ after the automatic resolution")
@@ -348,10 +346,10 @@ func TestSplitBrainBothChangedWaits(t *testing.T) {
 		t.Run(policy.String(), func(t *testing.T) {
 			a, b, aBefore := partition(t, policy, true, true)
 			waitFor(t, "split brain", func() bool {
-				return a.m.Status().State == engine.MirrorSplitBrain && b.m.Status().State == engine.MirrorSplitBrain
+				return a.m.Status().State == MirrorSplitBrain && b.m.Status().State == MirrorSplitBrain
 			})
 			time.Sleep(300 * time.Millisecond)
-			if a.m.Status().State != engine.MirrorSplitBrain {
+			if a.m.Status().State != MirrorSplitBrain {
 				t.Fatal("the split brain ended by itself")
 			}
 			if !bytes.Equal(a.dev.Bytes(), aBefore) {
@@ -363,9 +361,9 @@ func TestSplitBrainBothChangedWaits(t *testing.T) {
 
 func TestSplitBrainManualWaitsForUnchanged(t *testing.T) {
 	a, _, aBefore := partition(t, SplitBrainManual, false, true)
-	waitFor(t, "split brain", func() bool { return a.m.Status().State == engine.MirrorSplitBrain })
+	waitFor(t, "split brain", func() bool { return a.m.Status().State == MirrorSplitBrain })
 	time.Sleep(300 * time.Millisecond)
-	if a.m.Status().State != engine.MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
+	if a.m.Status().State != MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
 		t.Fatal("manual policy resolved by itself")
 	}
 }
@@ -374,9 +372,9 @@ func TestSplitBrainManualWaitsForUnchanged(t *testing.T) {
 // data is not overwritten either: the operator decides.
 func TestSplitBrainUnchangedPrimaryWaits(t *testing.T) {
 	a, _, aBefore := partition(t, SplitBrainDiscardZeroChanges, true, false)
-	waitFor(t, "split brain", func() bool { return a.m.Status().State == engine.MirrorSplitBrain })
+	waitFor(t, "split brain", func() bool { return a.m.Status().State == MirrorSplitBrain })
 	time.Sleep(300 * time.Millisecond)
-	if a.m.Status().State != engine.MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
+	if a.m.Status().State != MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
 		t.Fatal("the changed secondary's data was replaced")
 	}
 }
@@ -395,7 +393,7 @@ func TestTakeoverReversesDirection(t *testing.T) {
 	a.start(t)
 	waitFor(t, "a receives", func() bool {
 		s := a.m.Status()
-		return s.State == engine.MirrorInSync && s.Generation == b.m.Status().Generation
+		return s.State == MirrorInSync && s.Generation == b.m.Status().Generation
 	})
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
 		t.Fatal("images differ")
@@ -409,7 +407,7 @@ func TestSecondariesSendNothing(t *testing.T) {
 	a.m.NewGeneration(1) // newer data, but not primary
 	a.start(t)
 	b.start(t)
-	waitFor(t, "connected", func() bool { return b.m.Status().State == engine.MirrorBehind })
+	waitFor(t, "connected", func() bool { return b.m.Status().State == MirrorBehind })
 	time.Sleep(200 * time.Millisecond)
 	if !IsZero(b.dev.Bytes()) {
 		t.Fatal("a secondary sent data")
@@ -435,7 +433,7 @@ func TestBitmapRound(t *testing.T) {
 	if _, err := b.m.WriteAt(p, 0); err == nil {
 		t.Fatal("a secondary accepted a write")
 	}
-	if s := a.m.Status(); s.Behind != 3 || s.State != engine.MirrorBehind {
+	if s := a.m.Status(); s.Behind != 3 || s.State != MirrorBehind {
 		t.Fatalf("status %+v, want 3 blocks behind", s)
 	}
 	if err := a.m.Flush(context.Background()); err != nil {
@@ -470,7 +468,7 @@ func TestInSyncOnlyWhenProven(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		ga := a.m.Gen().Current
-		if a.m.Status().State == engine.MirrorInSync && b.m.Gen().Current != ga {
+		if a.m.Status().State == MirrorInSync && b.m.Gen().Current != ga {
 			t.Fatalf("in-sync while the peer holds %016x and this node %016x", b.m.Gen().Current, ga)
 		}
 		time.Sleep(time.Millisecond)
@@ -492,12 +490,12 @@ func TestJournalOverflowGoesInPlace(t *testing.T) {
 			}
 			break
 		}
-		return sawInPlace && a.m.Status().State == engine.MirrorInSync && b.m.Status().State == engine.MirrorInSync
+		return sawInPlace && a.m.Status().State == MirrorInSync && b.m.Status().State == MirrorInSync
 	})
 	if !sawInconsistent {
 		t.Error("no inconsistent event")
 	}
-	if b.m.Status().Data != engine.DataUpToDate {
+	if b.m.Status().Data != DataUpToDate {
 		t.Error("data not up-to-date after the round")
 	}
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
@@ -519,7 +517,7 @@ func TestReconnect(t *testing.T) {
 	a, b := pair(t, 1<<20, nil)
 	waitInSync(t, a, b)
 	b.stop(t)
-	waitFor(t, "connecting", func() bool { return a.m.Status().State == engine.MirrorConnecting })
+	waitFor(t, "connecting", func() bool { return a.m.Status().State == MirrorConnecting })
 	a.dev.WriteAt(bytes.Repeat([]byte{4}, 4096), 0)
 	b.start(t)
 	waitFor(t, "resynced", func() bool { return bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) })
@@ -531,11 +529,11 @@ func TestCommandsWithoutRun(t *testing.T) {
 	if _, err := a.m.SyncNow(context.Background()); err != ErrNotConnected {
 		t.Fatalf("SyncNow without Run: %v", err)
 	}
-	if s := a.m.Status(); s.State != engine.MirrorOff || s.Data != engine.DataInconsistent {
+	if s := a.m.Status(); s.State != MirrorOff || s.Data != DataInconsistent {
 		t.Fatalf("status %+v", s)
 	}
 	g, err := a.m.NewGeneration(3)
-	if err != nil || g.Current == 0 || g.Data != engine.DataUpToDate || a.m.Status().Epoch != 3 {
+	if err != nil || g.Current == 0 || g.Data != DataUpToDate || a.m.Status().Epoch != 3 {
 		t.Fatalf("NewGeneration = %+v, %v", g, err)
 	}
 	h, _ := a.m.NewGeneration(4)
@@ -624,11 +622,11 @@ func TestStatusDuringRound(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s := a.m.Status()
-		if s.State == engine.MirrorSyncing && s.Percent > 50 && s.Percent < 100 && s.Rate > 0 && s.ETA > 0 {
+		if s.State == MirrorSyncing && s.Percent > 50 && s.Percent < 100 && s.Rate > 0 && s.ETA > 0 {
 			break
 		}
 		seen = append(seen, s)
-		if s.State == engine.MirrorInSync || time.Now().After(deadline) {
+		if s.State == MirrorInSync || time.Now().After(deadline) {
 			t.Fatalf("never saw the data phase in progress; saw %d states, last %+v", len(seen), s)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -660,7 +658,7 @@ func TestGarbageFromAuthenticatedPeer(t *testing.T) {
 	tc, _ := TLSConfig(testKey)
 	r := rand.New(rand.NewPCG(1, 2))
 	hello := helloMsg{Version: ProtocolVersion, NodeID: 5, Size: 1 << 20, BlockSize: 65536, Hash: HashXXH3,
-		Primary: true, Gen: GenInfo{Current: 9, Data: engine.DataUpToDate}}
+		Primary: true, Gen: GenInfo{Current: 9, Data: DataUpToDate}}
 	frames := [][]byte{
 		{0, 0, 0, 0, 1},             // zero length
 		{0xff, 0xff, 0xff, 0xff, 1}, // oversized
@@ -807,11 +805,11 @@ func TestApplyFailureLeavesInconsistent(t *testing.T) {
 	if _, err := a.m.SyncNow(context.Background()); err == nil {
 		t.Fatal("a round whose apply failed succeeded")
 	}
-	if st := b.m.Status(); st.Data != engine.DataInconsistent {
+	if st := b.m.Status(); st.Data != DataInconsistent {
 		t.Fatalf("after a failed apply the receiver is %v, want inconsistent", st.Data)
 	}
 	meta, err := LoadMeta(b.m.store, b.m.geom)
-	if err != nil || meta.Gen.Data != engine.DataInconsistent {
+	if err != nil || meta.Gen.Data != DataInconsistent {
 		t.Fatalf("persisted data state %v (%v), want inconsistent", meta.Gen.Data, err)
 	}
 	if !b.m.journal.Pending() {
@@ -820,6 +818,6 @@ func TestApplyFailureLeavesInconsistent(t *testing.T) {
 	b.dev.FailWritesAfter(-1, nil)
 	waitFor(t, "the receiver recovers", func() bool {
 		a.m.SyncNow(context.Background())
-		return b.m.Status().Data == engine.DataUpToDate && bytes.Equal(a.dev.Bytes(), b.dev.Bytes())
+		return b.m.Status().Data == DataUpToDate && bytes.Equal(a.dev.Bytes(), b.dev.Bytes())
 	})
 }

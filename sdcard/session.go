@@ -10,8 +10,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // errNotStarted marks a round that failed before anything was sent.
@@ -213,7 +211,7 @@ func (m *Mirror) canSend() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.primary && !m.peer.Primary && (m.dir == DirNone || m.dir == DirFromLocal) &&
-		m.meta.Gen.Data == engine.DataUpToDate
+		m.meta.Gen.Data == DataUpToDate
 }
 
 // peerHello records the peer's Hello and what follows from it.
@@ -234,9 +232,9 @@ func (m *Mirror) peerHello(s *sess, p []byte, first bool) error {
 	m.peer, m.peerKnown = h, true
 	m.dir = Decide(local, h.Gen)
 	dir, primary := m.dir, m.primary
-	outdated := dir == DirFromRemote && local.Data == engine.DataUpToDate
+	outdated := dir == DirFromRemote && local.Data == DataUpToDate
 	if outdated {
-		m.meta.Gen.Data = engine.DataOutdated
+		m.meta.Gen.Data = DataOutdated
 		if err := m.meta.Save(); err != nil {
 			m.mu.Unlock()
 			return err
@@ -574,7 +572,7 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	m.mu.Lock()
 	mode := RoundChecksum
 	if !compare && m.cfg.Mode == ModeOnline && m.meta.BitmapValid && m.peer.Gen.Current == m.meta.SyncedGen &&
-		m.peer.Gen.Current == m.meta.Gen.Current && m.peer.Gen.Data == engine.DataUpToDate {
+		m.peer.Gen.Current == m.meta.Gen.Current && m.peer.Gen.Data == DataUpToDate {
 		mode = RoundBitmap
 	}
 	// A target that never held data has nothing worth comparing: every
@@ -1022,7 +1020,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 // place, and the rest of the round follows them directly.
 func (m *Mirror) goInPlace(g Geometry) error {
 	m.mu.Lock()
-	m.meta.Gen.Data = engine.DataInconsistent
+	m.meta.Gen.Data = DataInconsistent
 	m.meta.BitmapValid = false
 	err := m.meta.Save()
 	m.mu.Unlock()
@@ -1044,7 +1042,7 @@ func (m *Mirror) goInPlace(g Geometry) error {
 // up-to-date, and the journal is emptied. A failure anywhere leaves the
 // node inconsistent with the committed journal kept for a retry.
 func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap) error {
-	gen := GenInfo{Current: src.Current, History: src.History, Data: engine.DataUpToDate}
+	gen := GenInfo{Current: src.Current, History: src.History, Data: DataUpToDate}
 	if inPlace {
 		if err := m.dev.Sync(); err != nil {
 			return err
@@ -1083,10 +1081,10 @@ func (m *Mirror) markInconsistent() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.synced = false
-	if m.meta.Gen.Data == engine.DataInconsistent {
+	if m.meta.Gen.Data == DataInconsistent {
 		return nil
 	}
-	m.meta.Gen.Data = engine.DataInconsistent
+	m.meta.Gen.Data = DataInconsistent
 	m.meta.BitmapValid = false
 	return m.meta.Save()
 }
@@ -1106,7 +1104,7 @@ func (m *Mirror) finishPending() error {
 	}
 	m.mu.Lock()
 	m.meta.Gen = *gen
-	m.meta.Gen.Data = engine.DataUpToDate
+	m.meta.Gen.Data = DataUpToDate
 	m.meta.Dirty.Clear()
 	m.meta.BitmapValid = false
 	m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}

@@ -165,7 +165,35 @@ func dataEvent(st sdcard.Status) engine.DataChanged {
 	if len(st.History) > 0 {
 		hist = st.History[0]
 	}
-	return engine.DataChanged{State: st.Data, Generation: st.Generation, History: hist}
+	return engine.DataChanged{State: dataState(st.Data), Generation: st.Generation, History: hist}
+}
+
+// dataState maps the mirror's data state to the engine's.
+func dataState(d sdcard.DataState) engine.DataState {
+	switch d {
+	case sdcard.DataUpToDate:
+		return engine.DataUpToDate
+	case sdcard.DataOutdated:
+		return engine.DataOutdated
+	}
+	return engine.DataInconsistent // also an invalid state: never eligible
+}
+
+// mirrorState maps the mirror's state to the engine's.
+func mirrorState(m sdcard.MirrorState) engine.MirrorState {
+	switch m {
+	case sdcard.MirrorConnecting:
+		return engine.MirrorConnecting
+	case sdcard.MirrorSyncing:
+		return engine.MirrorSyncing
+	case sdcard.MirrorInSync:
+		return engine.MirrorInSync
+	case sdcard.MirrorBehind:
+		return engine.MirrorBehind
+	case sdcard.MirrorSplitBrain:
+		return engine.MirrorSplitBrain
+	}
+	return engine.MirrorOff
 }
 
 // watch turns the mirror's status and events into engine events and
@@ -198,7 +226,7 @@ func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engin
 		}
 		pct := uint8(st.Percent)
 		if first || st.State != last.State || pct != uint8(last.Percent) {
-			send(engine.MirrorChanged{State: st.State, Percent: pct})
+			send(engine.MirrorChanged{State: mirrorState(st.State), Percent: pct})
 		}
 		first, last = false, st
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"syscall"
 )
 
@@ -157,54 +156,3 @@ func (d *Device) Sync() error {
 
 // Close closes the device.
 func (d *Device) Close() error { return d.f.Close() }
-
-// MemDevice is an in-memory BlockDevice for tests. It counts syncs and
-// can be told to fail writes.
-type MemDevice struct {
-	mu        sync.Mutex
-	data      []byte
-	Syncs     int
-	FailWrite error // returned by WriteAt when set
-}
-
-// NewMemDevice returns a zeroed device of size bytes.
-func NewMemDevice(size int64) *MemDevice { return &MemDevice{data: make([]byte, size)} }
-
-// ReadAt implements BlockDevice.
-func (m *MemDevice) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := checkAligned(off, len(p), int64(len(m.data))); err != nil {
-		return 0, err
-	}
-	return copy(p, m.data[off:]), nil
-}
-
-// WriteAt implements BlockDevice.
-func (m *MemDevice) WriteAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.FailWrite != nil {
-		return 0, m.FailWrite
-	}
-	if err := checkAligned(off, len(p), int64(len(m.data))); err != nil {
-		return 0, err
-	}
-	return copy(m.data[off:], p), nil
-}
-
-// Size implements BlockDevice.
-func (m *MemDevice) Size() int64 { return int64(len(m.data)) }
-
-// Sync implements BlockDevice.
-func (m *MemDevice) Sync() error { m.mu.Lock(); m.Syncs++; m.mu.Unlock(); return nil }
-
-// Close implements BlockDevice.
-func (m *MemDevice) Close() error { return nil }
-
-// Bytes returns a copy of the contents.
-func (m *MemDevice) Bytes() []byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]byte(nil), m.data...)
-}

@@ -9,7 +9,8 @@
 // and split brain from generation identifiers), [DiffCoarse] and
 // [DiffFine] (the resync planner), [Bitmap], and the wire messages in
 // wire.go. Device I/O sits behind [BlockDevice]; [Device] is the real file
-// or block device and [MemDevice] the in-memory fake. [Mirror] is the one
+// or block device; sdcardtest holds the in-memory fake and the power-cut
+// recorder of the crash tests. [Mirror] is the one
 // driver: it owns the connection, runs rounds, and reports [Status] and
 // [Event]s. The daemon drives it from its own loop.
 //
@@ -17,9 +18,11 @@
 //
 // Each node keeps, in [Meta], a current generation identifier and a short
 // history of earlier ones, as DRBD does. A node that becomes primary calls
-// [Mirror.NewGeneration] (after persisting the engine's epoch, before
-// claiming the service address): the current identifier moves into the
-// history and a fresh random one becomes current; the data state becomes
+// [Mirror.NewGeneration], and a primary that loses its peer calls
+// [Mirror.LostPeer] (a new generation unless the peer is known to be
+// behind already), so that a peer which took over meanwhile is found as a
+// split brain on reconnection instead of being overwritten: the current
+// identifier moves into the history and a fresh random one becomes current; the data state becomes
 // up-to-date, because a primary's data is the truth by definition. When a
 // round completes, the receiver adopts the sender's current identifier
 // and history and becomes up-to-date. On connection both sides exchange
@@ -32,7 +35,9 @@
 //   - neither: split brain, reported as mirror state split-brain and an
 //     [EventSplitBrain]; no round runs until an operator calls
 //     [Mirror.Resolve] naming the side to keep, or the configured
-//     [SplitBrainPolicy] decides.
+//     [SplitBrainPolicy] decides: discard-zero-changes lets a secondary
+//     whose device still matches the digest of the last completed round
+//     ([Meta].BaseSum) discard its generation; manual always waits.
 //
 // # A round
 //
@@ -56,10 +61,23 @@
 //
 // The target appends every record of a round to a journal file in the
 // state directory. At RoundEnd it writes a checksummed commit record with
-// the new generation, fsyncs, applies the records to the device, fsyncs
-// the device, saves the metadata and truncates the journal. Recovery at
-// start replays a committed journal and discards an uncommitted one, so
-// the device holds the previous or the new round, never a mix. A round
+// the new generation and fsyncs it, persists the data state inconsistent,
+// applies the records to the device, fsyncs the device, saves the
+// metadata (new generation, up-to-date) and only then truncates the
+// journal. A committed journal is never truncated unapplied: an apply
+// that fails leaves the node inconsistent and the next round (or the next
+// start, which replays it before anything else) applies it first. An
+// uncommitted journal is discarded, so the device holds the previous or
+// the new round, or is marked inconsistent; TestCrashPoints checks this
+// against modelled power cuts (sdcardtest's recorder).
+//
+// # Files
+//
+// session.go holds the connection and the exchanges both sides share;
+// source.go the primary's side of a round, target.go the secondary's;
+// plan.go the pure planner ([PlanRound], [PlanBlock], [PlanSubs]), tested
+// against a naive model; health.go the device-failure watch that makes a
+// card failing while running the fault datastore-missing. A round
 // larger than the journal limit first marks the data inconsistent
 // (persisted), then writes in place; such a node must not become primary
 // until a later round completes.

@@ -10,19 +10,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 func TestFreezeFailureKeepsConnection(t *testing.T) {
 	a, b := pair(t, 1<<20, func(c *MirrorConfig) { c.FreezeMount = "/nonexistent-pg-freeze" })
-	up := func(s Status) bool { return s.State != engine.MirrorConnecting && s.State != engine.MirrorOff }
+	up := func(s Status) bool { return s.State != MirrorConnecting && s.State != MirrorOff }
 	waitFor(t, "connected", func() bool { return up(a.m.Status()) && up(b.m.Status()) })
 	_, err := a.m.SyncNow(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "freeze") {
 		t.Fatalf("SyncNow = %v, want a freeze error", err)
 	}
-	if s := a.m.Status(); s.State == engine.MirrorConnecting || s.State == engine.MirrorInSync {
+	if s := a.m.Status(); s.State == MirrorConnecting || s.State == MirrorInSync {
 		t.Fatalf("state %v after a failed freeze", s.State)
 	}
 	if !IsZero(b.dev.Bytes()) {

@@ -3,8 +3,6 @@ package sdcard
 import (
 	"fmt"
 	"slices"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // MaxHistory is how many earlier generation identifiers a node keeps.
@@ -16,7 +14,7 @@ const MaxHistory = 8
 type GenInfo struct {
 	Current uint64
 	History []uint64
-	Data    engine.DataState
+	Data    DataState
 }
 
 // String formats g for logs.
@@ -60,8 +58,8 @@ func Decide(local, remote GenInfo) Direction {
 	case remote.Current == 0:
 		return DirFromLocal
 	case local.Current == remote.Current:
-		li := local.Data == engine.DataInconsistent
-		ri := remote.Data == engine.DataInconsistent
+		li := local.Data == DataInconsistent
+		ri := remote.Data == DataInconsistent
 		switch {
 		case li && !ri:
 			return DirFromRemote
@@ -84,13 +82,16 @@ const (
 	splitBrainInvalid SplitBrainPolicy = iota
 	// SplitBrainManual reports and waits for an operator's Resolve.
 	SplitBrainManual
-	// SplitBrainKeepPrimary keeps the data of the node that is primary
-	// when the split brain is found; the secondary's diverged data is
-	// replaced (and the event says so). With no primary it waits.
-	SplitBrainKeepPrimary
+	// SplitBrainDiscardZeroChanges resolves a split brain by itself only
+	// toward the side that changed: a secondary whose device still
+	// matches the block sums of the last completed round (it provably
+	// changed nothing since the generations diverged) discards its
+	// generation and receives the peer's data. When both changed, or the
+	// unchanged side is the primary, it waits for an operator as manual does.
+	SplitBrainDiscardZeroChanges
 )
 
-var splitBrainNames = [...]string{"invalid", "manual", "keep-primary"}
+var splitBrainNames = [...]string{"invalid", "manual", "discard-zero-changes"}
 
 func (p SplitBrainPolicy) String() string {
 	if int(p) < len(splitBrainNames) {
@@ -106,5 +107,15 @@ func ParseSplitBrainPolicy(s string) (SplitBrainPolicy, error) {
 			return SplitBrainPolicy(i), nil
 		}
 	}
-	return 0, fmt.Errorf("sdcard: split-brain: unknown value %q", s)
+	return 0, fmt.Errorf("sdcard: split-brain: unknown value %q (want manual or discard-zero-changes)", s)
+}
+
+// Digest is the sum of a device's block sums: two devices with the same
+// digest hold the same data (to the strength of the hash).
+func Digest(h HashKind, sums []Sum) Sum {
+	b := make([]byte, 0, len(sums)*len(Sum{}))
+	for _, s := range sums {
+		b = append(b, s[:]...)
+	}
+	return h.Sum(b)
 }

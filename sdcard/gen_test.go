@@ -2,17 +2,15 @@ package sdcard
 
 import (
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 func TestDecide(t *testing.T) {
 	const (
-		u = engine.DataUpToDate
-		o = engine.DataOutdated
-		i = engine.DataInconsistent
+		u = DataUpToDate
+		o = DataOutdated
+		i = DataInconsistent
 	)
-	g := func(cur uint64, d engine.DataState, hist ...uint64) GenInfo {
+	g := func(cur uint64, d DataState, hist ...uint64) GenInfo {
 		return GenInfo{Current: cur, History: hist, Data: d}
 	}
 	tests := []struct {
@@ -62,7 +60,10 @@ func TestEnumsInvalidZero(t *testing.T) {
 	if _, err := ParseHashKind("md5"); err == nil {
 		t.Error("md5 accepted")
 	}
-	if p, err := ParseSplitBrainPolicy("keep-primary"); err != nil || p != SplitBrainKeepPrimary {
+	if p, err := ParseSplitBrainPolicy("discard-zero-changes"); err != nil || p != SplitBrainDiscardZeroChanges {
 		t.Error(p, err)
+	}
+	if _, err := ParseSplitBrainPolicy("keep-primary"); err == nil {
+		t.Error("keep-primary accepted: it would discard a side's writes silently")
 	}
 }

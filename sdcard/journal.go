@@ -3,11 +3,10 @@ package sdcard
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 )
 
 // JournalFile is the journal's file name inside the state directory.
@@ -33,29 +32,53 @@ const commitBlock = ^uint64(0)
 
 // Journal is the receiver's write-ahead log for one round.
 type Journal struct {
-	path    string
-	f       *os.File
+	f       File
 	w       *bufio.Writer
+	off     int64 // where the next write goes
 	chain   uint32
 	records uint64
 	bytes   int64
+	// pending: a commit record was written and the journal not reset
+	// since, or unknown (just opened): Begin must not truncate it.
+	pending bool
 }
 
-// OpenJournal opens (creating) the journal in stateDir. It does not
-// change its contents: call Recover first, then Begin for each round.
-func OpenJournal(stateDir string) (*Journal, error) {
-	path := filepath.Join(stateDir, JournalFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// OpenJournal opens (creating) the journal in store. It does not change
+// its contents: call Recover first, then Begin for each round.
+func OpenJournal(store Store) (*Journal, error) {
+	f, err := store.OpenFile(JournalFile)
 	if err != nil {
 		return nil, fmt.Errorf("sdcard: journal: %w", err)
 	}
-	// The file's directory entry must be durable before any commit relies
-	// on it.
-	if err := syncDir(stateDir); err != nil {
-		f.Close()
+	return &Journal{f: f, pending: true}, nil
+}
+
+// ErrJournalPending is returned by Begin while the journal may hold a
+// committed round that has not been applied.
+var ErrJournalPending = errors.New("sdcard: journal holds a committed round not yet applied")
+
+// Pending reports whether the journal may hold a committed round that has
+// not been applied (and reset) yet.
+func (j *Journal) Pending() bool { return j.pending }
+
+// Committed scans the journal and returns the generation of its commit
+// record, or nil if it holds no valid commit. It writes nothing.
+func (j *Journal) Committed() (*GenInfo, error) {
+	if err := j.Flush(); err != nil {
 		return nil, err
 	}
-	return &Journal{path: path, f: f}, nil
+	_, gen, err := replay(j.f, nil, Geometry{}, false)
+	if err == nil && gen == nil {
+		j.pending = false
+	}
+	return gen, err
+}
+
+// Write appends p at the journal's write offset (for the bufio.Writer).
+func (j *Journal) Write(p []byte) (int, error) {
+	n, err := j.f.WriteAt(p, j.off)
+	j.off += int64(n)
+	return n, err
 }
 
 // Close closes the file.
@@ -66,10 +89,13 @@ func (j *Journal) Bytes() int64 { return j.bytes }
 
 // Begin empties the journal and starts round over a source of size bytes.
 func (j *Journal) Begin(round uint64, size int64) error {
+	if j.pending {
+		return ErrJournalPending
+	}
 	if err := j.truncate(); err != nil {
 		return err
 	}
-	j.w = bufio.NewWriterSize(j.f, 1<<20)
+	j.w = bufio.NewWriterSize(j, 1<<20)
 	j.chain, j.records, j.bytes = 0, 0, 0
 	hdr := binary.LittleEndian.AppendUint64([]byte(journalMagic), round)
 	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(size))
@@ -83,9 +109,7 @@ func (j *Journal) truncate() error {
 	if err := j.f.Truncate(0); err != nil {
 		return fmt.Errorf("sdcard: journal: %w", err)
 	}
-	if _, err := j.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("sdcard: journal: %w", err)
-	}
+	j.off = 0
 	return nil
 }
 
@@ -126,6 +150,7 @@ func (j *Journal) Commit(gen GenInfo) error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sdcard: journal fsync: %w", err)
 	}
+	j.pending = true
 	return nil
 }
 
@@ -150,6 +175,7 @@ func (j *Journal) Reset() error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sdcard: journal fsync: %w", err)
 	}
+	j.pending = false
 	return nil
 }
 
@@ -176,8 +202,8 @@ func (j *Journal) Recover(dev BlockDevice, g Geometry) (*GenInfo, error) {
 }
 
 // replay scans the journal; with requireCommit it writes nothing unless a
-// valid commit record is found.
-func replay(f *os.File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
+// valid commit record is found. With a nil dev it only scans.
+func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
 	var gen *GenInfo
 	write := func(apply bool) (uint64, error) {
 		r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 1<<20)
@@ -185,7 +211,7 @@ func replay(f *os.File, dev BlockDevice, g Geometry, requireCommit bool) (uint64
 		if _, err := io.ReadFull(r, hdr); err != nil || string(hdr[:8]) != journalMagic {
 			return 0, nil // empty or torn header: nothing to do
 		}
-		if size := int64(binary.LittleEndian.Uint64(hdr[16:])); size > 0 && size <= dev.Size() {
+		if size := int64(binary.LittleEndian.Uint64(hdr[16:])); dev != nil && size > 0 && size <= dev.Size() {
 			g.Size = size
 		}
 		var chain uint32
@@ -229,7 +255,7 @@ func replay(f *os.File, dev BlockDevice, g Geometry, requireCommit bool) (uint64
 			}
 		}
 	}
-	n, err := write(!requireCommit)
+	n, err := write(!requireCommit && dev != nil)
 	if err != nil {
 		return n, nil, err
 	}
@@ -241,7 +267,7 @@ func replay(f *os.File, dev BlockDevice, g Geometry, requireCommit bool) (uint64
 			return n, nil, err
 		}
 	}
-	if n > 0 {
+	if n > 0 && dev != nil {
 		if err := dev.Sync(); err != nil {
 			return n, nil, err
 		}

@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // writeJournal journals three records for a 1 MiB device and returns the
@@ -14,11 +12,17 @@ import (
 func writeJournal(t *testing.T, dir string, commit bool) ([]byte, []byte) {
 	t.Helper()
 	g := Geometry{Size: 1 << 20, BlockSize: 65536}
-	j, err := OpenJournal(dir)
+	j, err := OpenJournal(DirStore(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
+	if err := j.Begin(9, g.Size); err == nil {
+		t.Fatal("Begin on a journal not yet recovered truncated it")
+	}
+	if err := j.Reset(); err != nil {
+		t.Fatal(err)
+	}
 	if err := j.Begin(9, g.Size); err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +42,11 @@ func writeJournal(t *testing.T, dir string, commit bool) ([]byte, []byte) {
 		}
 	}
 	if commit {
-		if err := j.Commit(GenInfo{Current: 77, History: []uint64{66}, Data: engine.DataUpToDate}); err != nil {
+		if err := j.Commit(GenInfo{Current: 77, History: []uint64{66}, Data: DataUpToDate}); err != nil {
 			t.Fatal(err)
+		}
+		if err := j.Begin(10, g.Size); err == nil {
+			t.Fatal("Begin truncated a committed journal that was never applied")
 		}
 	} else if err := j.Flush(); err != nil {
 		t.Fatal(err)
@@ -57,7 +64,7 @@ func recoverFrom(t *testing.T, journal []byte) (*MemDevice, *GenInfo) {
 	if err := os.WriteFile(filepath.Join(dir, JournalFile), journal, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	j, err := OpenJournal(dir)
+	j, err := OpenJournal(DirStore(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +80,7 @@ func recoverFrom(t *testing.T, journal []byte) (*MemDevice, *GenInfo) {
 func TestJournalCommittedIsReplayed(t *testing.T) {
 	b, want := writeJournal(t, t.TempDir(), true)
 	dev, gen := recoverFrom(t, b)
-	if gen == nil || gen.Current != 77 || gen.History[0] != 66 || gen.Data != engine.DataUpToDate {
+	if gen == nil || gen.Current != 77 || gen.History[0] != 66 || gen.Data != DataUpToDate {
 		t.Fatalf("generation %+v", gen)
 	}
 	if !bytes.Equal(dev.Bytes(), want) {

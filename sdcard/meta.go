@@ -8,9 +8,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // MetaFile is the metadata's file name inside the state directory.
@@ -35,8 +32,14 @@ type Meta struct {
 	SyncedGen   uint64
 	BlockSize   int
 	Dirty       *Bitmap
+	// BaseGen and BaseSum describe the device at the end of the last
+	// completed round: the generation it then held and the digest of its
+	// block sums ([Digest]). A split brain resolves by itself only toward
+	// the side that changed, when the other still matches its base.
+	BaseGen uint64
+	BaseSum Sum
 
-	dir string
+	store Store
 }
 
 // Byte map of the file (little endian):
@@ -45,16 +48,21 @@ type Meta struct {
 //	8  node id u64 | epoch u64 | current u64 | synced-gen u64
 //	40 data u8 | flags u8 (bit 0 bitmap valid) | history count u8 | pad u8
 //	44 block size u32 | blocks u64
-//	56 history count×u64 | bitmap (blocks+63)/64×u64 | crc32c u32 of all before
-const metaMagic = "PGMIRMT1"
+//	56 history count×u64 | bitmap (blocks+63)/64×u64
+//	   base gen u64 | base sum 16 bytes (version 2 only) | crc32c u32 of all before
+//
+// Version 1 files (magic "PGMIRMT1", no base) are read as having no base.
+const (
+	metaMagic   = "PGMIRMT2"
+	metaMagicV1 = "PGMIRMT1"
+)
 
-// LoadMeta reads the metadata in stateDir for a device of the given
+// LoadMeta reads the metadata in store for a device of the given
 // geometry. A missing file gives fresh metadata: a random node id, no
 // generation, data inconsistent. A file for another geometry keeps its
 // generations but gets a new, invalid bitmap.
-func LoadMeta(stateDir string, g Geometry) (*Meta, error) {
-	path := filepath.Join(stateDir, MetaFile)
-	b, err := os.ReadFile(path)
+func LoadMeta(store Store, g Geometry) (*Meta, error) {
+	b, err := store.ReadFile(MetaFile)
 	if errors.Is(err, os.ErrNotExist) {
 		var id [8]byte
 		if _, err := io.ReadFull(rand.Reader, id[:]); err != nil {
@@ -62,10 +70,10 @@ func LoadMeta(stateDir string, g Geometry) (*Meta, error) {
 		}
 		return &Meta{
 			NodeID:    binary.LittleEndian.Uint64(id[:]) | 1,
-			Gen:       GenInfo{Data: engine.DataInconsistent},
+			Gen:       GenInfo{Data: DataInconsistent},
 			BlockSize: g.BlockSize,
 			Dirty:     NewBitmap(g.Blocks()),
-			dir:       stateDir,
+			store:     store,
 		}, nil
 	}
 	if err != nil {
@@ -73,9 +81,9 @@ func LoadMeta(stateDir string, g Geometry) (*Meta, error) {
 	}
 	m, blocks, err := unmarshalMeta(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrMetaCorrupt, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrMetaCorrupt, MetaFile, err)
 	}
-	m.dir = stateDir
+	m.store = store
 	if blocks != g.Blocks() || m.BlockSize != g.BlockSize {
 		m.BlockSize = g.BlockSize
 		m.Dirty = NewBitmap(g.Blocks())
@@ -88,7 +96,8 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 	if len(b) < 60 {
 		return nil, 0, io.ErrUnexpectedEOF
 	}
-	if string(b[:8]) != metaMagic {
+	v2 := string(b[:8]) == metaMagic
+	if !v2 && string(b[:8]) != metaMagicV1 {
 		return nil, 0, errors.New("bad magic")
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
@@ -102,7 +111,7 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 		SyncedGen: le.Uint64(b[32:]),
 	}
 	m.Gen.Current = le.Uint64(b[24:])
-	m.Gen.Data = engine.DataState(b[40])
+	m.Gen.Data = DataState(b[40])
 	m.BitmapValid = b[41]&1 != 0
 	nh := int(b[42])
 	m.BlockSize = int(le.Uint32(b[44:]))
@@ -111,7 +120,11 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 		return nil, 0, errors.New("bad field")
 	}
 	words := (blocks + 63) / 64
-	if uint64(len(body)) != 56+uint64(nh)*8+words*8 {
+	tail := uint64(0)
+	if v2 {
+		tail = 24
+	}
+	if uint64(len(body)) != 56+uint64(nh)*8+words*8+tail {
 		return nil, 0, errors.New("bad length")
 	}
 	p := b[56:]
@@ -124,12 +137,16 @@ func unmarshalMeta(b []byte) (*Meta, uint64, error) {
 		m.Dirty.words[i] = le.Uint64(p)
 		p = p[8:]
 	}
+	if v2 {
+		m.BaseGen = le.Uint64(p)
+		copy(m.BaseSum[:], p[8:24])
+	}
 	return m, blocks, nil
 }
 
 func (m *Meta) marshal() []byte {
 	le := binary.LittleEndian
-	b := make([]byte, 56, 56+len(m.Gen.History)*8+len(m.Dirty.words)*8+4)
+	b := make([]byte, 56, 56+len(m.Gen.History)*8+len(m.Dirty.words)*8+28)
 	copy(b, metaMagic)
 	le.PutUint64(b[8:], m.NodeID)
 	le.PutUint64(b[16:], m.Epoch)
@@ -148,6 +165,8 @@ func (m *Meta) marshal() []byte {
 	for _, w := range m.Dirty.words {
 		b = le.AppendUint64(b, w)
 	}
+	b = le.AppendUint64(b, m.BaseGen)
+	b = append(b, m.BaseSum[:]...)
 	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
@@ -157,7 +176,7 @@ func (m *Meta) Save() error {
 	if len(m.Gen.History) > MaxHistory {
 		m.Gen.History = m.Gen.History[:MaxHistory]
 	}
-	return writeFileSync(filepath.Join(m.dir, MetaFile), m.marshal())
+	return m.store.WriteFile(MetaFile, m.marshal())
 }
 
 // NewGeneration starts a generation: the current identifier moves into
@@ -175,39 +194,6 @@ func (m *Meta) NewGeneration() error {
 		}
 	}
 	m.Gen.Current = binary.LittleEndian.Uint64(b[:]) | 1
-	m.Gen.Data = engine.DataUpToDate
-	return nil
-}
-
-func writeFileSync(path string, b []byte) (err error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return errors.Join(fmt.Errorf("sdcard: write %s: %w", tmp, err), f.Close())
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("sdcard: fsync %s: %w", tmp, err), f.Close())
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sdcard: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sdcard: fsync %s: %w", dir, err)
-	}
+	m.Gen.Data = DataUpToDate
 	return nil
 }

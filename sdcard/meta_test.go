@@ -6,18 +6,16 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 func TestMetaRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	g := Geometry{Size: 100 << 20, BlockSize: 65536}
-	m, err := LoadMeta(dir, g)
+	m, err := LoadMeta(DirStore(dir), g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Gen.Current != 0 || m.Gen.Data != engine.DataInconsistent || m.NodeID == 0 {
+	if m.Gen.Current != 0 || m.Gen.Data != DataInconsistent || m.NodeID == 0 {
 		t.Fatalf("fresh meta %+v", m)
 	}
 	m.Epoch = 7
@@ -33,18 +31,18 @@ func TestMetaRoundTrip(t *testing.T) {
 	if err := m.Save(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := LoadMeta(dir, g)
+	n, err := LoadMeta(DirStore(dir), g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.NodeID != m.NodeID || n.Epoch != 7 || n.Gen.Current != m.Gen.Current ||
 		!slices.Equal(n.Gen.History, m.Gen.History) || len(n.Gen.History) != MaxHistory ||
-		n.Gen.Data != engine.DataUpToDate || !n.BitmapValid || n.SyncedGen != 42 ||
+		n.Gen.Data != DataUpToDate || !n.BitmapValid || n.SyncedGen != 42 ||
 		!slices.Equal(n.Dirty.List(), []uint64{5, 1599}) {
 		t.Fatalf("loaded %+v, saved %+v", n, m)
 	}
 	// Another geometry keeps the generations and drops the bitmap.
-	o, err := LoadMeta(dir, Geometry{Size: 200 << 20, BlockSize: 65536})
+	o, err := LoadMeta(DirStore(dir), Geometry{Size: 200 << 20, BlockSize: 65536})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +54,7 @@ func TestMetaRoundTrip(t *testing.T) {
 func TestMetaCorruptionDetected(t *testing.T) {
 	dir := t.TempDir()
 	g := Geometry{Size: 1 << 20, BlockSize: 65536}
-	m, _ := LoadMeta(dir, g)
+	m, _ := LoadMeta(DirStore(dir), g)
 	m.NewGeneration()
 	if err := m.Save(); err != nil {
 		t.Fatal(err)
@@ -67,18 +65,18 @@ func TestMetaCorruptionDetected(t *testing.T) {
 		c := slices.Clone(b)
 		c[i] ^= 1
 		os.WriteFile(path, c, 0o600)
-		if _, err := LoadMeta(dir, g); !errors.Is(err, ErrMetaCorrupt) {
+		if _, err := LoadMeta(DirStore(dir), g); !errors.Is(err, ErrMetaCorrupt) {
 			t.Errorf("flipped byte %d: %v, want ErrMetaCorrupt", i, err)
 		}
 	}
 	os.WriteFile(path, b[:30], 0o600)
-	if _, err := LoadMeta(dir, g); !errors.Is(err, ErrMetaCorrupt) {
+	if _, err := LoadMeta(DirStore(dir), g); !errors.Is(err, ErrMetaCorrupt) {
 		t.Errorf("truncated: %v", err)
 	}
 	// A leftover temporary file from a crash does not matter.
 	os.WriteFile(path, b, 0o600)
 	os.WriteFile(path+".tmp", b[:10], 0o600)
-	if n, err := LoadMeta(dir, g); err != nil || n.Gen.Current != m.Gen.Current {
+	if n, err := LoadMeta(DirStore(dir), g); err != nil || n.Gen.Current != m.Gen.Current {
 		t.Fatalf("with a torn temporary file: %v", err)
 	}
 }

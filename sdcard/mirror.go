@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // Errors a caller may branch on.
@@ -63,6 +61,7 @@ type MirrorConfig struct {
 	Dev        BlockDevice // if set, used instead of opening Device (tests)
 	BlockSize  int         // block-size, default 64 KiB
 	StateDir   string      // state-dir
+	Store      Store       // if set, used instead of StateDir (crash tests)
 	PairKey    []byte      // pair-key
 	ListenAddr string      // [lan2] address with the mirror port, e.g. "192.168.77.1:7789"
 	PeerAddr   string      // [lan2] peer-address with the mirror port
@@ -74,7 +73,7 @@ type MirrorConfig struct {
 	FreezeMount  string
 	Hash         HashKind         // default xxh3-128
 	JournalLimit int64            // default 256 MiB
-	SplitBrain   SplitBrainPolicy // default manual
+	SplitBrain   SplitBrainPolicy // split-brain, default discard-zero-changes
 	// Backoff bounds for reconnecting; defaults 200ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
 	// ReplyTimeout bounds the wait for each frame of a round; default 2m.
@@ -98,7 +97,7 @@ func (c *MirrorConfig) validate() error {
 		c.JournalLimit = DefaultJournalLimit
 	}
 	if c.SplitBrain == splitBrainInvalid {
-		c.SplitBrain = SplitBrainManual
+		c.SplitBrain = SplitBrainDiscardZeroChanges
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -112,7 +111,7 @@ func (c *MirrorConfig) validate() error {
 	switch {
 	case c.Device == "" && c.Dev == nil:
 		return errors.New("sdcard: device: empty")
-	case c.StateDir == "":
+	case c.StateDir == "" && c.Store == nil:
 		return errors.New("sdcard: state-dir: empty")
 	case c.Mode == ModePeriodic && c.Interval <= 0:
 		return errors.New("sdcard: interval: must be positive in periodic mode")
@@ -150,10 +149,13 @@ const (
 	EventSplitBrainResolved // Text says which generation was discarded
 	EventInconsistent       // a round outgrew the journal: data inconsistent until it completes
 	EventOutdated           // the peer holds newer data
+	EventDeviceFailed       // an I/O error: the datastore is unusable until CheckDevice succeeds
+	EventDeviceBack         // the device works again
 )
 
 var eventNames = [...]string{"invalid", "connected", "disconnected", "peer-rejected", "incompatible",
-	"round-done", "round-failed", "split-brain", "split-brain-resolved", "inconsistent", "outdated"}
+	"round-done", "round-failed", "split-brain", "split-brain-resolved", "inconsistent", "outdated",
+	"device-failed", "device-back"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -176,6 +178,30 @@ type RoundStats struct {
 	InPlace   bool          // the receiver outgrew its journal
 }
 
+// String says what the round did, for the logbook: "round 7 sent
+// (checksum): 12 of 16384 blocks differed, 786432 data bytes, ...".
+func (r RoundStats) String() string {
+	dir := "received"
+	if r.Sender {
+		dir = "sent"
+	}
+	var what string
+	switch {
+	case r.Scanned > 0:
+		what = fmt.Sprintf("%d of %d blocks differed", r.Blocks, r.Scanned)
+	case r.Sender:
+		what = fmt.Sprintf("%d blocks sent without a sum scan", r.Blocks)
+	default:
+		what = fmt.Sprintf("%d blocks written", r.Blocks)
+	}
+	s := fmt.Sprintf("round %d %s (%v): %s, %d data bytes, %d bytes on the wire, %v",
+		r.Round, dir, r.Mode, what, r.DataBytes, r.WireBytes, r.Duration.Round(time.Millisecond))
+	if r.InPlace {
+		s += ", written in place (larger than the journal)"
+	}
+	return s
+}
+
 // Event is one thing for the logbook.
 type Event struct {
 	Kind          EventKind
@@ -187,8 +213,8 @@ type Event struct {
 
 // Status is the mirror's state for `pairguard status`.
 type Status struct {
-	State      engine.MirrorState
-	Data       engine.DataState
+	State      MirrorState
+	Data       DataState
 	Generation uint64
 	History    []uint64
 	Epoch      uint64
@@ -200,6 +226,9 @@ type Status struct {
 	ETA        time.Duration // of the running round, 0 when unknown
 	Behind     uint64        // dirty blocks (online) or blocks the last round found differing
 	LastRound  RoundStats
+	// DeviceErr is the device's last I/O error while it has not worked
+	// again since (the fault datastore-missing); nil when it works.
+	DeviceErr error
 }
 
 // Mirror replicates the datastore to the peer. Create it with NewMirror,
@@ -208,6 +237,8 @@ type Mirror struct {
 	cfg     MirrorConfig
 	log     *slog.Logger
 	dev     BlockDevice
+	watch   *watchedDevice
+	store   Store
 	geom    Geometry
 	tlsConf *tls.Config
 	journal *Journal
@@ -229,6 +260,12 @@ type Mirror struct {
 	round     uint64
 	prog      progress
 	dropped   uint64
+	// sbChecked is the local generation a split-brain check found changed
+	// (not scanned again until the generation or the role changes).
+	sbChecked uint64
+	// peerKnown: a Hello from the peer arrived since the start, so peer
+	// holds its generation as of the last exchange.
+	peerKnown bool
 }
 
 type progress struct {
@@ -241,6 +278,7 @@ type cmdKind uint8
 
 const (
 	cmdSync cmdKind = iota + 1
+	cmdFlush
 	cmdVerify
 	cmdDiscardPeer
 )
@@ -279,11 +317,23 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooSmall, dev.Size())
 	}
 	m := &Mirror{
-		cfg: cfg, log: log, dev: dev, tlsConf: tc,
+		cfg: cfg, log: log, dev: dev, tlsConf: tc, store: cfg.Store,
 		geom:   Geometry{Size: dev.Size(), BlockSize: cfg.BlockSize},
 		events: make(chan Event, 128),
 		cmds:   make(chan command),
 		kick:   make(chan struct{}, 1),
+	}
+	if m.store == nil {
+		m.store = DirStore(cfg.StateDir)
+	}
+	m.watch = &watchedDevice{BlockDevice: dev, onFail: func(err error) {
+		log.Error("mirror device failed", "device", cfg.Device, "reason", err)
+		m.emit(Event{Kind: EventDeviceFailed, Err: err})
+	}}
+	m.dev = m.watch
+	// A device that opens but cannot be read is no datastore.
+	if err := m.CheckDevice(); err != nil {
+		return nil, errors.Join(fmt.Errorf("%w: %w", ErrNoDevice, err), m.Close())
 	}
 	if err := m.open(); err != nil {
 		return nil, errors.Join(err, m.Close())
@@ -292,23 +342,19 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 }
 
 func (m *Mirror) open() error {
-	meta, err := LoadMeta(m.cfg.StateDir, m.geom)
+	meta, err := LoadMeta(m.store, m.geom)
 	if err != nil {
 		return err
 	}
 	m.meta = meta
-	if m.journal, err = OpenJournal(m.cfg.StateDir); err != nil {
+	if m.journal, err = OpenJournal(m.store); err != nil {
 		return err
 	}
-	gen, err := m.journal.Recover(m.dev, m.geom)
-	if err != nil {
+	// A committed journal is replayed before anything else; it stays
+	// until its apply, the device sync and the metadata save succeeded, so
+	// a failure here is retried at the next open.
+	if err := m.finishPending(); err != nil {
 		return fmt.Errorf("sdcard: journal recovery: %w", err)
-	}
-	if gen != nil {
-		m.log.Info("mirror journal replayed", "generation", fmt.Sprintf("%016x", gen.Current))
-		meta.Gen = *gen
-		meta.Dirty.Clear()
-		meta.BitmapValid = false
 	}
 	if err := meta.Save(); err != nil {
 		return err
@@ -355,23 +401,24 @@ func (m *Mirror) Status() Status {
 		Primary:    m.primary,
 		LastRound:  m.last,
 		Behind:     m.behind,
+		DeviceErr:  m.watch.err(),
 	}
 	if m.cfg.Mode == ModeOnline {
 		s.Behind = m.meta.Dirty.Count()
 	}
 	switch {
 	case !m.running:
-		s.State = engine.MirrorOff
+		s.State = MirrorOff
 	case !m.connected:
-		s.State = engine.MirrorConnecting
+		s.State = MirrorConnecting
 	case m.dir == DirSplitBrain:
-		s.State = engine.MirrorSplitBrain
+		s.State = MirrorSplitBrain
 	case m.inRound:
-		s.State = engine.MirrorSyncing
+		s.State = MirrorSyncing
 	case m.synced && m.dir == DirNone && s.Behind == 0:
-		s.State = engine.MirrorInSync
+		s.State = MirrorInSync
 	default:
-		s.State = engine.MirrorBehind
+		s.State = MirrorBehind
 	}
 	if m.connected {
 		s.Direction = m.dir
@@ -394,6 +441,9 @@ func (m *Mirror) Status() Status {
 // A secondary never sends its data; a primary never accepts a round.
 func (m *Mirror) SetPrimary(primary bool) {
 	m.mu.Lock()
+	if m.primary != primary {
+		m.sbChecked = 0
+	}
 	m.primary = primary
 	m.mu.Unlock()
 	m.poke()
@@ -413,6 +463,7 @@ func (m *Mirror) NewGeneration(epoch uint64) (GenInfo, error) {
 	}
 	m.meta.Epoch = epoch
 	m.meta.BitmapValid = false
+	m.synced = false // the peer holds an older generation until a round proves otherwise
 	err := m.meta.Save()
 	if err != nil {
 		m.meta.Gen = old
@@ -421,6 +472,27 @@ func (m *Mirror) NewGeneration(epoch uint64) (GenInfo, error) {
 	m.mu.Unlock()
 	m.poke()
 	return g, err
+}
+
+// LostPeer is called when this node, as primary, lost its peer. If the
+// peer may hold the current generation (it did at the last exchange, or
+// no exchange happened yet), a new generation starts and is saved before
+// LostPeer returns: a peer that takes over meanwhile starts its own, and
+// the reconnection finds a split brain instead of overwriting either
+// side's writes. A peer already known to be behind needs none (its
+// generation is in this node's history, which a split brain also shows),
+// so a flapping link does not push generations out of the history.
+// It reports whether a generation started. A secondary does nothing.
+func (m *Mirror) LostPeer(epoch uint64) (GenInfo, bool, error) {
+	m.mu.Lock()
+	if !m.primary || (m.peerKnown && m.peer.Gen.Current != m.meta.Gen.Current) {
+		g := m.meta.Gen
+		m.mu.Unlock()
+		return g, false, nil
+	}
+	m.mu.Unlock()
+	g, err := m.NewGeneration(epoch)
+	return g, err == nil, err
 }
 
 // Gen returns the local generation information.
@@ -470,6 +542,7 @@ func (m *Mirror) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // SyncNow runs a round now and returns its figures (`pairguard sync`).
+// It always compares both sides' sums, whatever the dirty bitmap says.
 // On a secondary it asks the primary for a round and returns at once.
 func (m *Mirror) SyncNow(ctx context.Context) (RoundStats, error) {
 	r, err := m.do(ctx, cmdSync)
@@ -485,7 +558,7 @@ func (m *Mirror) Flush(ctx context.Context) error {
 	if !p {
 		return ErrNotPrimary
 	}
-	_, err := m.do(ctx, cmdSync)
+	_, err := m.do(ctx, cmdFlush)
 	return err
 }
 
@@ -516,12 +589,13 @@ func (m *Mirror) discardLocal(reason string) error {
 		return fmt.Errorf("sdcard: a primary keeps its data: %w", ErrSplitBrain)
 	}
 	old := m.meta.Gen
-	g := GenInfo{Data: engine.DataOutdated}
+	g := GenInfo{Data: DataOutdated}
 	if old.Current != 0 {
 		g.History = append([]uint64{old.Current}, old.History...)
 	}
 	m.meta.Gen = g
 	m.meta.BitmapValid = false
+	m.synced = false
 	err := m.meta.Save()
 	if err != nil {
 		m.meta.Gen = old

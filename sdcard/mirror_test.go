@@ -12,10 +12,10 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -94,9 +94,11 @@ func newNode(t testing.TB, dev *MemDevice, listen, peer string, mod func(*Mirror
 func randomDev(size int64, seed uint64) *MemDevice {
 	d := NewMemDevice(size)
 	r := rand.New(rand.NewPCG(seed, 1))
-	for i := range d.data {
-		d.data[i] = byte(r.Uint32())
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(r.Uint32())
 	}
+	d.WriteAt(b, 0)
 	return d
 }
 
@@ -128,7 +130,7 @@ func pair(t *testing.T, size int64, mod func(*MirrorConfig)) (a, b *node) {
 func waitInSync(t *testing.T, a, b *node) {
 	t.Helper()
 	waitFor(t, "in-sync", func() bool {
-		return a.m.Status().State == engine.MirrorInSync && b.m.Status().State == engine.MirrorInSync
+		return a.m.Status().State == MirrorInSync && b.m.Status().State == MirrorInSync
 	})
 }
 
@@ -144,7 +146,7 @@ func TestInitialSyncThenChanges(t *testing.T) {
 		t.Errorf("initial sync %+v: want every block sent without a sum scan", r)
 	}
 	sa, sb := a.m.Status(), b.m.Status()
-	if sb.Data != engine.DataUpToDate || sb.Generation != sa.Generation {
+	if sb.Data != DataUpToDate || sb.Generation != sa.Generation {
 		t.Fatalf("secondary status %+v, primary generation %x", sb, sa.Generation)
 	}
 
@@ -218,7 +220,7 @@ loop:
 	if !IsZero(b.dev.Bytes()) {
 		t.Fatal("a peer with another key wrote data")
 	}
-	if s := b.m.Status(); s.State != engine.MirrorConnecting || s.Generation != 0 {
+	if s := b.m.Status(); s.State != MirrorConnecting || s.Generation != 0 {
 		t.Fatalf("status %+v", s)
 	}
 }
@@ -248,7 +250,7 @@ func splitBrain(t *testing.T, keepOnA bool) {
 	a.start(t)
 	b.start(t)
 	waitFor(t, "split-brain", func() bool {
-		return a.m.Status().State == engine.MirrorSplitBrain && b.m.Status().State == engine.MirrorSplitBrain
+		return a.m.Status().State == MirrorSplitBrain && b.m.Status().State == MirrorSplitBrain
 	})
 	for e := range a.m.Events() {
 		if e.Kind == EventSplitBrain {
@@ -270,7 +272,7 @@ func splitBrain(t *testing.T, keepOnA bool) {
 		// b is secondary: keeping b's data means telling a (primary) to
 		// discard, which a refuses; nothing changes.
 		time.Sleep(100 * time.Millisecond)
-		if a.m.Status().State != engine.MirrorSplitBrain {
+		if a.m.Status().State != MirrorSplitBrain {
 			t.Fatal("a primary discarded its data")
 		}
 	}
@@ -289,22 +291,91 @@ func splitBrain(t *testing.T, keepOnA bool) {
 	}
 }
 
-func TestSplitBrainPolicyKeepPrimary(t *testing.T) {
-	la, lb := freeAddrs(t)
-	pol := func(c *MirrorConfig) { c.SplitBrain = SplitBrainKeepPrimary }
-	a := newNode(t, randomDev(1<<20, 1), la, lb, pol)
-	b := newNode(t, randomDev(1<<20, 2), lb, la, pol)
-	a.m.NewGeneration(1)
-	b.m.NewGeneration(1)
+// partition runs the partition story on a synced pair: a (primary)
+// loses its peer and starts a generation, as does b, which takes over;
+// aWrites and bWrites say who writes meanwhile. On reconnection a has been
+// demoted by the role engine (b's epoch is higher).
+func partition(t *testing.T, policy SplitBrainPolicy, aWrites, bWrites bool) (a, b *node, aBefore []byte) {
+	t.Helper()
+	a, b = pair(t, 2<<20, func(c *MirrorConfig) { c.SplitBrain = policy })
+	waitInSync(t, a, b)
+	a.stop(t)
+	b.stop(t)
+	if _, err := a.m.NewGeneration(1); err != nil { // lost its peer
+		t.Fatal(err)
+	}
+	if aWrites {
+		a.dev.WriteAt(bytes.Repeat([]byte{0xaa}, 8192), 3*65536)
+	}
+	if _, err := b.m.NewGeneration(2); err != nil { // took over
+		t.Fatal(err)
+	}
 	b.m.SetPrimary(true)
+	if bWrites {
+		b.dev.WriteAt(bytes.Repeat([]byte{0xbb}, 4096), 65536)
+	}
+	a.m.SetPrimary(false)
+	aBefore = a.dev.Bytes()
 	a.start(t)
 	b.start(t)
-	waitInSync(t, a, b)
+	return a, b, aBefore
+}
+
+func TestSplitBrainDiscardZeroChanges(t *testing.T) {
+	a, b, _ := partition(t, SplitBrainDiscardZeroChanges, false, true)
+	waitFor(t, "a resolves toward b and receives its data", func() bool {
+		sa, sb := a.m.Status(), b.m.Status()
+		return sa.State == MirrorInSync && sa.Generation == sb.Generation && sa.Data == DataUpToDate
+	})
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
-		t.Fatal("images differ")
+		t.Fatal("images differ after the automatic resolution")
 	}
-	if s := a.m.Status(); s.Generation != b.m.Status().Generation {
-		t.Fatal("generations differ")
+	resolved := false
+	for len(a.m.Events()) > 0 {
+		if e := <-a.m.Events(); e.Kind == EventSplitBrainResolved {
+			resolved = true
+		}
+	}
+	if !resolved {
+		t.Error("no split-brain-resolved event on the side that discarded")
+	}
+}
+
+func TestSplitBrainBothChangedWaits(t *testing.T) {
+	for _, policy := range []SplitBrainPolicy{SplitBrainDiscardZeroChanges, SplitBrainManual} {
+		t.Run(policy.String(), func(t *testing.T) {
+			a, b, aBefore := partition(t, policy, true, true)
+			waitFor(t, "split brain", func() bool {
+				return a.m.Status().State == MirrorSplitBrain && b.m.Status().State == MirrorSplitBrain
+			})
+			time.Sleep(300 * time.Millisecond)
+			if a.m.Status().State != MirrorSplitBrain {
+				t.Fatal("the split brain ended by itself")
+			}
+			if !bytes.Equal(a.dev.Bytes(), aBefore) {
+				t.Fatal("a's partition-time writes were overwritten")
+			}
+		})
+	}
+}
+
+func TestSplitBrainManualWaitsForUnchanged(t *testing.T) {
+	a, _, aBefore := partition(t, SplitBrainManual, false, true)
+	waitFor(t, "split brain", func() bool { return a.m.Status().State == MirrorSplitBrain })
+	time.Sleep(300 * time.Millisecond)
+	if a.m.Status().State != MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
+		t.Fatal("manual policy resolved by itself")
+	}
+}
+
+// An unchanged primary cannot discard its data; the changed secondary's
+// data is not overwritten either: the operator decides.
+func TestSplitBrainUnchangedPrimaryWaits(t *testing.T) {
+	a, _, aBefore := partition(t, SplitBrainDiscardZeroChanges, true, false)
+	waitFor(t, "split brain", func() bool { return a.m.Status().State == MirrorSplitBrain })
+	time.Sleep(300 * time.Millisecond)
+	if a.m.Status().State != MirrorSplitBrain || !bytes.Equal(a.dev.Bytes(), aBefore) {
+		t.Fatal("the changed secondary's data was replaced")
 	}
 }
 
@@ -322,7 +393,7 @@ func TestTakeoverReversesDirection(t *testing.T) {
 	a.start(t)
 	waitFor(t, "a receives", func() bool {
 		s := a.m.Status()
-		return s.State == engine.MirrorInSync && s.Generation == b.m.Status().Generation
+		return s.State == MirrorInSync && s.Generation == b.m.Status().Generation
 	})
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
 		t.Fatal("images differ")
@@ -336,7 +407,7 @@ func TestSecondariesSendNothing(t *testing.T) {
 	a.m.NewGeneration(1) // newer data, but not primary
 	a.start(t)
 	b.start(t)
-	waitFor(t, "connected", func() bool { return b.m.Status().State == engine.MirrorBehind })
+	waitFor(t, "connected", func() bool { return b.m.Status().State == MirrorBehind })
 	time.Sleep(200 * time.Millisecond)
 	if !IsZero(b.dev.Bytes()) {
 		t.Fatal("a secondary sent data")
@@ -362,19 +433,47 @@ func TestBitmapRound(t *testing.T) {
 	if _, err := b.m.WriteAt(p, 0); err == nil {
 		t.Fatal("a secondary accepted a write")
 	}
-	if s := a.m.Status(); s.Behind != 3 || s.State != engine.MirrorBehind {
+	if s := a.m.Status(); s.Behind != 3 || s.State != MirrorBehind {
 		t.Fatalf("status %+v, want 3 blocks behind", s)
 	}
-	st, err := a.m.SyncNow(context.Background())
-	if err != nil {
+	if err := a.m.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode != RoundBitmap || st.Scanned != 0 || st.Blocks != 3 || st.DataBytes != 4*4096 {
+	if st := a.m.Status().LastRound; st.Mode != RoundBitmap || st.Scanned != 0 || st.Blocks != 3 || st.DataBytes != 4*4096 {
 		t.Fatalf("round %+v", st)
 	}
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
 		t.Fatal("images differ")
 	}
+	// A write that bypassed the mirror is not in the bitmap: `pairguard
+	// sync` compares all the same and finds it.
+	a.dev.WriteAt(p, 65536*10)
+	st, err := a.m.SyncNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != RoundChecksum || st.Blocks != 1 || !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
+		t.Fatalf("sync after a write outside the mirror: round %+v, images equal %v", st, bytes.Equal(a.dev.Bytes(), b.dev.Bytes()))
+	}
+}
+
+// Status says in-sync only while a completed round proved it: never while
+// the peer holds another generation.
+func TestInSyncOnlyWhenProven(t *testing.T) {
+	a, b := pair(t, 2<<20, nil)
+	waitInSync(t, a, b)
+	if _, err := a.m.NewGeneration(7); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		ga := a.m.Gen().Current
+		if a.m.Status().State == MirrorInSync && b.m.Gen().Current != ga {
+			t.Fatalf("in-sync while the peer holds %016x and this node %016x", b.m.Gen().Current, ga)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitInSync(t, a, b)
 }
 
 func TestJournalOverflowGoesInPlace(t *testing.T) {
@@ -391,12 +490,12 @@ func TestJournalOverflowGoesInPlace(t *testing.T) {
 			}
 			break
 		}
-		return sawInPlace && a.m.Status().State == engine.MirrorInSync && b.m.Status().State == engine.MirrorInSync
+		return sawInPlace && a.m.Status().State == MirrorInSync && b.m.Status().State == MirrorInSync
 	})
 	if !sawInconsistent {
 		t.Error("no inconsistent event")
 	}
-	if b.m.Status().Data != engine.DataUpToDate {
+	if b.m.Status().Data != DataUpToDate {
 		t.Error("data not up-to-date after the round")
 	}
 	if !bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) {
@@ -418,7 +517,7 @@ func TestReconnect(t *testing.T) {
 	a, b := pair(t, 1<<20, nil)
 	waitInSync(t, a, b)
 	b.stop(t)
-	waitFor(t, "connecting", func() bool { return a.m.Status().State == engine.MirrorConnecting })
+	waitFor(t, "connecting", func() bool { return a.m.Status().State == MirrorConnecting })
 	a.dev.WriteAt(bytes.Repeat([]byte{4}, 4096), 0)
 	b.start(t)
 	waitFor(t, "resynced", func() bool { return bytes.Equal(a.dev.Bytes(), b.dev.Bytes()) })
@@ -430,11 +529,11 @@ func TestCommandsWithoutRun(t *testing.T) {
 	if _, err := a.m.SyncNow(context.Background()); err != ErrNotConnected {
 		t.Fatalf("SyncNow without Run: %v", err)
 	}
-	if s := a.m.Status(); s.State != engine.MirrorOff || s.Data != engine.DataInconsistent {
+	if s := a.m.Status(); s.State != MirrorOff || s.Data != DataInconsistent {
 		t.Fatalf("status %+v", s)
 	}
 	g, err := a.m.NewGeneration(3)
-	if err != nil || g.Current == 0 || g.Data != engine.DataUpToDate || a.m.Status().Epoch != 3 {
+	if err != nil || g.Current == 0 || g.Data != DataUpToDate || a.m.Status().Epoch != 3 {
 		t.Fatalf("NewGeneration = %+v, %v", g, err)
 	}
 	h, _ := a.m.NewGeneration(4)
@@ -523,11 +622,11 @@ func TestStatusDuringRound(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s := a.m.Status()
-		if s.State == engine.MirrorSyncing && s.Percent > 50 && s.Percent < 100 && s.Rate > 0 && s.ETA > 0 {
+		if s.State == MirrorSyncing && s.Percent > 50 && s.Percent < 100 && s.Rate > 0 && s.ETA > 0 {
 			break
 		}
 		seen = append(seen, s)
-		if s.State == engine.MirrorInSync || time.Now().After(deadline) {
+		if s.State == MirrorInSync || time.Now().After(deadline) {
 			t.Fatalf("never saw the data phase in progress; saw %d states, last %+v", len(seen), s)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -559,7 +658,7 @@ func TestGarbageFromAuthenticatedPeer(t *testing.T) {
 	tc, _ := TLSConfig(testKey)
 	r := rand.New(rand.NewPCG(1, 2))
 	hello := helloMsg{Version: ProtocolVersion, NodeID: 5, Size: 1 << 20, BlockSize: 65536, Hash: HashXXH3,
-		Primary: true, Gen: GenInfo{Current: 9, Data: engine.DataUpToDate}}
+		Primary: true, Gen: GenInfo{Current: 9, Data: DataUpToDate}}
 	frames := [][]byte{
 		{0, 0, 0, 0, 1},             // zero length
 		{0xff, 0xff, 0xff, 0xff, 1}, // oversized
@@ -611,4 +710,114 @@ func TestGarbageFromAuthenticatedPeer(t *testing.T) {
 func newFrameBuf(t msgType, p []byte) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, uint32(len(p)+1))
 	return append(append(b, byte(t)), p...)
+}
+
+func TestRoundStatsString(t *testing.T) {
+	full := RoundStats{Round: 1, Mode: RoundBitmap, Sender: true, Blocks: 256, DataBytes: 1 << 24}.String()
+	if strings.Contains(full, "of 0") || !strings.Contains(full, "256 blocks sent without a sum scan") {
+		t.Errorf("initial sync reads %q", full)
+	}
+	scan := RoundStats{Round: 2, Mode: RoundChecksum, Scanned: 256, Blocks: 3}.String()
+	if !strings.Contains(scan, "round 2 received (checksum): 3 of 256 blocks differed") {
+		t.Errorf("checksum round reads %q", scan)
+	}
+}
+
+func TestLostPeerStartsOneGeneration(t *testing.T) {
+	a, b := pair(t, 1<<20, nil)
+	waitInSync(t, a, b)
+	synced := a.m.Gen().Current
+	g, started, err := a.m.LostPeer(2)
+	if err != nil || !started || g.Current == synced || g.History[0] != synced {
+		t.Fatalf("first loss: %v started %v err %v; want a new generation over %016x", g, started, err, synced)
+	}
+	// The peer is known to hold the older generation now: a second loss
+	// before any round (a flapping link) starts none.
+	a.stop(t)
+	if g2, started, err := a.m.LostPeer(3); err != nil || started || g2.Current != g.Current {
+		t.Fatalf("second loss: %v started %v err %v; want none", g2, started, err)
+	}
+	if _, started, _ := b.m.LostPeer(3); started {
+		t.Fatal("a secondary started a generation")
+	}
+	// Without any exchange since the start the peer may hold the current
+	// generation: a new one starts.
+	la, lb := freeAddrs(t)
+	c := newNode(t, randomDev(1<<20, 5), la, lb, nil)
+	c.m.NewGeneration(1)
+	c.m.SetPrimary(true)
+	if _, started, err := c.m.LostPeer(2); err != nil || !started {
+		t.Fatalf("unknown peer: started %v err %v", started, err)
+	}
+}
+
+func TestDeviceFailureWhileRunning(t *testing.T) {
+	la, lb := freeAddrs(t)
+	a := newNode(t, randomDev(1<<20, 1), la, lb, nil)
+	if a.m.Status().DeviceErr != nil {
+		t.Fatal("a working device reported failed")
+	}
+	a.dev.Fail(syscall.EIO)
+	if err := a.m.CheckDevice(); err == nil {
+		t.Fatal("CheckDevice found a failing device working")
+	}
+	if a.m.Status().DeviceErr == nil {
+		t.Fatal("status does not show the failed device")
+	}
+	a.dev.Fail(nil)
+	if err := a.m.CheckDevice(); err != nil || a.m.Status().DeviceErr != nil {
+		t.Fatalf("the device works again but: %v, status %v", err, a.m.Status().DeviceErr)
+	}
+	var kinds []EventKind
+	for len(a.m.Events()) > 0 {
+		kinds = append(kinds, (<-a.m.Events()).Kind)
+	}
+	if !slices.Contains(kinds, EventDeviceFailed) || !slices.Contains(kinds, EventDeviceBack) {
+		t.Errorf("events %v, want device-failed and device-back", kinds)
+	}
+	// A round's I/O error marks the device failed as well.
+	a.dev.Fail(syscall.EIO)
+	a.m.dev.ReadAt(make([]byte, 4096), 0)
+	if a.m.Status().DeviceErr == nil {
+		t.Error("a read error during operation is not reported")
+	}
+	// A device that opens but cannot be read is refused.
+	dev := NewMemDevice(1 << 20)
+	dev.Fail(syscall.EIO)
+	_, err := NewMirror(MirrorConfig{Dev: dev, StateDir: t.TempDir(), PairKey: testKey, ListenAddr: la, PeerAddr: lb,
+		Mode: ModePeriodic, Interval: time.Hour}, testLogger(t))
+	if !errors.Is(err, ErrNoDevice) {
+		t.Errorf("NewMirror on an unreadable device: %v, want ErrNoDevice", err)
+	}
+}
+
+// An apply that fails part-way leaves the receiver inconsistent (not
+// eligible) with the committed journal kept; the next round applies it
+// first. Before the fix the node stayed up-to-date on a mixed image and
+// the next round truncated the journal that could repair it.
+func TestApplyFailureLeavesInconsistent(t *testing.T) {
+	a, b := pair(t, 2<<20, nil)
+	waitInSync(t, a, b)
+	for i := range 8 {
+		a.dev.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*65536*2)
+	}
+	b.dev.FailWritesAfter(3, syscall.EIO)
+	if _, err := a.m.SyncNow(context.Background()); err == nil {
+		t.Fatal("a round whose apply failed succeeded")
+	}
+	if st := b.m.Status(); st.Data != DataInconsistent {
+		t.Fatalf("after a failed apply the receiver is %v, want inconsistent", st.Data)
+	}
+	meta, err := LoadMeta(b.m.store, b.m.geom)
+	if err != nil || meta.Gen.Data != DataInconsistent {
+		t.Fatalf("persisted data state %v (%v), want inconsistent", meta.Gen.Data, err)
+	}
+	if !b.m.journal.Pending() {
+		t.Fatal("the committed journal was dropped")
+	}
+	b.dev.FailWritesAfter(-1, nil)
+	waitFor(t, "the receiver recovers", func() bool {
+		a.m.SyncNow(context.Background())
+		return b.m.Status().Data == DataUpToDate && bytes.Equal(a.dev.Bytes(), b.dev.Bytes())
+	})
 }

@@ -35,3 +35,72 @@ func DiffFine(h HashKind, block []byte, remote []Sum) []int {
 	}
 	return out
 }
+
+// RoundPlan is how a round finds the blocks to send.
+type RoundPlan struct {
+	Mode RoundMode
+	// Full: the target never held data; every block is sent without a
+	// sum scan (zero ones as markers).
+	Full bool
+}
+
+// PlanRound chooses a round's mode from what the source knows. A target
+// that never held data gets every block; a bitmap round needs online
+// mode, a valid bitmap, and a peer that still holds exactly the
+// generation the bitmap was started against; compare (an operator's
+// `pairguard sync`) always scans sums. It is pure.
+func PlanRound(online, bitmapValid, compare bool, local, peer GenInfo, syncedGen uint64) RoundPlan {
+	switch {
+	case peer.Current == 0:
+		return RoundPlan{Mode: RoundBitmap, Full: true}
+	case !compare && online && bitmapValid && peer.Current == syncedGen &&
+		peer.Current == local.Current && peer.Data == DataUpToDate:
+		return RoundPlan{Mode: RoundBitmap}
+	}
+	return RoundPlan{Mode: RoundChecksum}
+}
+
+// Piece is one record the source sends for a block: a sub-block (or the
+// whole block, Sub == wholeBlock) as data or as a zero marker.
+type Piece struct {
+	Sub  uint16
+	Zero bool
+}
+
+// PlanBlock says what to send for a block whose coarse sum differs,
+// before any fine sums: a zero block is one zero marker; onto a target
+// known to be zero (targetZero) the block goes at once, whole when no
+// sub-block is zero, else its non-zero sub-blocks. Otherwise fine is true
+// and the fine sums of the target decide (PlanSubs). It is pure.
+func PlanBlock(p []byte, targetZero bool) (pieces []Piece, fine bool) {
+	if IsZero(p) {
+		return []Piece{{Sub: wholeBlock, Zero: true}}, false
+	}
+	if !targetZero {
+		return nil, true
+	}
+	var subs []Piece
+	whole := true
+	for s := 0; s*FineSize < len(p); s++ {
+		if IsZero(p[s*FineSize : min((s+1)*FineSize, len(p))]) {
+			whole = false
+			continue
+		}
+		subs = append(subs, Piece{Sub: uint16(s)})
+	}
+	if whole {
+		return []Piece{{Sub: wholeBlock}}, false
+	}
+	return subs, false
+}
+
+// PlanSubs says which sub-blocks of p to send given the target's fine
+// sums: those that differ, zero ones as markers. It is pure.
+func PlanSubs(h HashKind, p []byte, remote []Sum) []Piece {
+	var out []Piece
+	for _, s := range DiffFine(h, p, remote) {
+		sub := p[s*FineSize : min((s+1)*FineSize, len(p))]
+		out = append(out, Piece{Sub: uint16(s), Zero: IsZero(sub)})
+	}
+	return out
+}

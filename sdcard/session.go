@@ -2,15 +2,13 @@ package sdcard
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // errNotStarted marks a round that failed before anything was sent.
@@ -108,10 +106,12 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		}
 	}()
 	var retry <-chan time.Time
+	compare := false // the next round compares sums even with a valid bitmap
 	for {
 		if pending && m.canSend() {
 			pending = false
-			st, err := m.sourceRound(s)
+			st, err := m.sourceRound(s, compare)
+			compare = false
 			for _, w := range waiting {
 				w.reply <- cmdResult{stats: st, err: err}
 			}
@@ -137,6 +137,9 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 			if err := m.sendHello(s); err != nil {
 				return nil, err
 			}
+			if err := m.autoResolve(); err != nil { // a demotion may allow it now
+				return nil, err
+			}
 			pending = true
 		case <-tick:
 			pending = true
@@ -149,9 +152,10 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 			}
 		case cmd := <-m.cmds:
 			switch cmd.kind {
-			case cmdSync:
+			case cmdSync, cmdFlush:
 				if m.canSend() {
 					pending = true
+					compare = compare || cmd.kind == cmdSync
 					waiting = append(waiting, cmd)
 					continue
 				}
@@ -206,7 +210,7 @@ func (m *Mirror) canSend() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.primary && !m.peer.Primary && (m.dir == DirNone || m.dir == DirFromLocal) &&
-		m.meta.Gen.Data == engine.DataUpToDate
+		m.meta.Gen.Data == DataUpToDate
 }
 
 // peerHello records the peer's Hello and what follows from it.
@@ -224,12 +228,12 @@ func (m *Mirror) peerHello(s *sess, p []byte, first bool) error {
 	m.mu.Lock()
 	local := m.meta.Gen
 	prev := m.dir
-	m.peer = h
+	m.peer, m.peerKnown = h, true
 	m.dir = Decide(local, h.Gen)
 	dir, primary := m.dir, m.primary
-	outdated := dir == DirFromRemote && local.Data == engine.DataUpToDate
+	outdated := dir == DirFromRemote && local.Data == DataUpToDate
 	if outdated {
-		m.meta.Gen.Data = engine.DataOutdated
+		m.meta.Gen.Data = DataOutdated
 		if err := m.meta.Save(); err != nil {
 			m.mu.Unlock()
 			return err
@@ -246,14 +250,55 @@ func (m *Mirror) peerHello(s *sess, p []byte, first bool) error {
 	if dir == DirSplitBrain && (first || prev != DirSplitBrain) {
 		m.log.Error("mirror split brain", "local", local, "peer", h.Gen, "policy", m.cfg.SplitBrain)
 		m.emit(Event{Kind: EventSplitBrain, Local: local, Remote: h.Gen})
-		if m.cfg.SplitBrain == SplitBrainKeepPrimary && primary && !h.Primary {
-			if err := s.fc.write(msgDiscard, nil); err != nil {
-				return err
-			}
-			return s.fc.flush()
-		}
+	}
+	if dir == DirSplitBrain && !primary {
+		return m.autoResolve()
 	}
 	return nil
+}
+
+// autoResolve applies the discard-zero-changes policy to a split brain:
+// a secondary that provably changed nothing since the last completed round
+// discards its generation; the peer's data is its data plus the peer's
+// changes, so nothing is lost. A failed scan leaves the split brain.
+func (m *Mirror) autoResolve() error {
+	if m.cfg.SplitBrain != SplitBrainDiscardZeroChanges {
+		return nil
+	}
+	m.mu.Lock()
+	local, peer, primary := m.meta.Gen, m.peer.Gen, m.primary
+	base, baseSum := m.meta.BaseGen, m.meta.BaseSum
+	checked := m.sbChecked
+	m.mu.Unlock()
+	if primary || m.direction() != DirSplitBrain || checked == local.Current {
+		return nil
+	}
+	why := ""
+	switch {
+	case base == 0:
+		why = "no completed round is recorded"
+	case !slices.Contains(local.History, base) ||
+		(peer.Current != base && !slices.Contains(peer.History, base)):
+		why = fmt.Sprintf("the last completed round (generation %016x) is not where the generations diverged", base)
+	}
+	if why == "" {
+		sums, err := m.sums(m.geom, nil)
+		if err != nil {
+			m.log.Warn("mirror split brain: cannot scan the device", "reason", err)
+			return nil
+		}
+		if Digest(m.cfg.Hash, sums) != baseSum {
+			why = "this node's data changed since the last completed round"
+		}
+	}
+	m.mu.Lock()
+	m.sbChecked = local.Current
+	m.mu.Unlock()
+	if why != "" {
+		m.log.Warn("mirror split brain needs an operator: pairguard resolve", "policy", m.cfg.SplitBrain, "reason", why)
+		return nil
+	}
+	return m.discardLocal("discard-zero-changes: this node changed nothing since the generations diverged")
 }
 
 // peerRequest handles a frame the peer sent on its own initiative.
@@ -268,7 +313,7 @@ func (m *Mirror) peerRequest(s *sess, f frame) error {
 		}
 		return m.targetRound(s, rs)
 	case msgVerifyReq:
-		if err := m.sendSums(s, m.geom); err != nil {
+		if _, err := m.sendSums(s, m.geom, false); err != nil {
 			return err
 		}
 		return s.fc.flush()
@@ -363,8 +408,10 @@ func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
 	return out, nil
 }
 
-// sendSums streams the coarse sums of g, then HashesEnd.
-func (m *Mirror) sendSums(s *sess, g Geometry) error {
+// sendSums streams the coarse sums of g, then HashesEnd. With keep it
+// also returns them.
+func (m *Mirror) sendSums(s *sess, g Geometry, keep bool) ([]Sum, error) {
+	var kept []Sum
 	n := g.Blocks()
 	per := max(1, (1<<20)/g.BlockSize)
 	buf := make([]byte, per*g.BlockSize)
@@ -385,21 +432,24 @@ func (m *Mirror) sendSums(s *sess, g Geometry) error {
 		off, _ := g.Span(i)
 		ln := int(min(int64(len(buf)), g.Size-off))
 		if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
-			return err
+			return nil, err
 		}
 		for o := 0; o < ln; o += g.BlockSize {
 			batch = append(batch, m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)]))
+			if keep {
+				kept = append(kept, batch[len(batch)-1])
+			}
 			if len(batch) == hashBatch {
 				if err := flushBatch(); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
 	}
 	if err := flushBatch(); err != nil {
-		return err
+		return nil, err
 	}
-	return s.fc.write(msgHashesEnd, nil)
+	return kept, s.fc.write(msgHashesEnd, nil)
 }
 
 // recvSums collects the peer's coarse sums until HashesEnd.
@@ -433,7 +483,7 @@ func (m *Mirror) recvSums(s *sess, each func(n uint64)) ([]Sum, error) {
 
 // compareSums runs the local scan and receives the remote one at once,
 // and returns the differing blocks over the longer of the two.
-func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint64, []Sum, error) {
+func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) (diff []uint64, local, remote []Sum, err error) {
 	type res struct {
 		sums []Sum
 		err  error
@@ -444,23 +494,23 @@ func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) ([]uint
 		sums, err := m.sums(g, func(n uint64) { localDone.Store(n) })
 		lc <- res{sums, err}
 	}()
-	remote, err := m.recvSums(s, func(n uint64) {
+	remote, err = m.recvSums(s, func(n uint64) {
 		if progress != nil {
 			progress(min(n, localDone.Load()))
 		}
 	})
 	l := <-lc
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if l.err != nil {
-		return nil, nil, l.err
+		return nil, nil, nil, l.err
 	}
-	diff := DiffCoarse(0, l.sums, remote)
+	diff = DiffCoarse(0, l.sums, remote)
 	for i := min(len(l.sums), len(remote)); i < max(len(l.sums), len(remote)); i++ {
 		diff = append(diff, uint64(i))
 	}
-	return diff, remote, nil
+	return diff, l.sums, remote, nil
 }
 
 func (m *Mirror) verify(s *sess) ([]uint64, error) {
@@ -470,7 +520,7 @@ func (m *Mirror) verify(s *sess) ([]uint64, error) {
 	if err := s.fc.flush(); err != nil {
 		return nil, err
 	}
-	diff, _, err := m.compareSums(s, m.geom, nil)
+	diff, _, _, err := m.compareSums(s, m.geom, nil)
 	if err == nil {
 		m.log.Info("mirror verify", "differing", len(diff))
 	}
@@ -514,476 +564,4 @@ func (m *Mirror) endRound(st RoundStats, err error) {
 		m.log.Warn("mirror round failed", "round", st.Round, "reason", err)
 		m.emit(Event{Kind: EventRoundFailed, Round: st, Err: err})
 	}
-}
-
-// sourceRound sends one round to the peer.
-func (m *Mirror) sourceRound(s *sess) (st RoundStats, err error) {
-	m.mu.Lock()
-	mode := RoundChecksum
-	if m.cfg.Mode == ModeOnline && m.meta.BitmapValid && m.peer.Gen.Current == m.meta.SyncedGen &&
-		m.peer.Gen.Current == m.meta.Gen.Current && m.peer.Gen.Data == engine.DataUpToDate {
-		mode = RoundBitmap
-	}
-	// A target that never held data has nothing worth comparing: every
-	// block goes (zero ones as markers) without waiting for its sums, so
-	// an initial sync streams at once, at line rate.
-	full := m.peer.Gen.Current == 0
-	if full {
-		mode = RoundBitmap
-	}
-	snap := m.meta.Dirty.Clone()
-	m.meta.Dirty.Clear()
-	m.mu.Unlock()
-	round, start, w0 := m.beginRound(s)
-	st = RoundStats{Round: round, Mode: mode, Sender: true}
-	committed := false
-	// This runs last, after any thaw: the state dir may live on the frozen
-	// file system.
-	defer func() {
-		if err == nil && committed {
-			m.mu.Lock()
-			m.meta.SyncedGen = m.meta.Gen.Current
-			m.meta.BitmapValid = m.cfg.Mode == ModeOnline
-			m.peer.Gen = m.meta.Gen
-			err = m.meta.Save()
-			m.mu.Unlock()
-		}
-		st.Duration = time.Since(start)
-		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
-		if err != nil {
-			m.mu.Lock()
-			m.meta.Dirty.Or(snap)
-			m.mu.Unlock()
-		}
-		m.endRound(st, err)
-	}()
-	if m.cfg.FreezeMount != "" {
-		thaw, err := Freeze(m.cfg.FreezeMount)
-		if err != nil {
-			return st, fmt.Errorf("%w: %w", errNotStarted, err)
-		}
-		defer func() {
-			if terr := thaw(); terr != nil {
-				m.log.Error("mirror thaw failed", "mount", m.cfg.FreezeMount, "reason", terr)
-				err = errors.Join(err, terr)
-			}
-		}()
-	}
-	g := m.geom
-	if err := s.fc.write(msgRoundStart, encodeRoundStart(roundStartMsg{Round: round, Mode: mode, Source: m.hello()})); err != nil {
-		return st, err
-	}
-	if err := s.fc.flush(); err != nil {
-		return st, err
-	}
-	var diff []uint64
-	var remote []Sum
-	if mode == RoundChecksum {
-		blocks := g.Blocks()
-		diff, remote, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
-		if err != nil {
-			return st, err
-		}
-		st.Scanned = blocks
-		m.log.Debug("mirror sums compared", "round", round, "differing", len(diff), "after", time.Since(start))
-	} else if full {
-		diff = make([]uint64, g.Blocks())
-		for i := range diff {
-			diff[i] = uint64(i)
-		}
-	} else {
-		diff = snap.List()
-	}
-	st.Blocks = uint64(len(diff))
-	m.mu.Lock()
-	m.behind = st.Blocks
-	base := m.prog.done
-	m.mu.Unlock()
-	total := base + uint64(len(diff))
-	if mode == RoundChecksum {
-		total = 2 * g.Blocks()
-	}
-	send := func(d dataMsg) error {
-		st.Records++
-		st.DataBytes += uint64(len(d.Bytes))
-		return s.fc.write(msgData, d.append(nil))
-	}
-	// sendSubs sends the listed sub-blocks of block b (all when subs is
-	// nil), zero ones as markers unless the target is known to be zero.
-	sendSubs := func(b uint64, p []byte, subs []int, targetZero bool) error {
-		if subs == nil {
-			for i := range (len(p) + FineSize - 1) / FineSize {
-				subs = append(subs, i)
-			}
-		}
-		for _, sub := range subs {
-			q := p[sub*FineSize : min((sub+1)*FineSize, len(p))]
-			d := dataMsg{Block: b, Sub: uint16(sub), Bytes: q}
-			if IsZero(q) {
-				if targetZero {
-					continue
-				}
-				d = dataMsg{Block: b, Sub: uint16(sub), Zero: true}
-			}
-			if err := send(d); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	zeroSums := map[int]Sum{}
-	targetZero := func(b uint64, n int) bool {
-		if b >= uint64(len(remote)) {
-			return false
-		}
-		z, ok := zeroSums[n]
-		if !ok {
-			z = m.cfg.Hash.Sum(zeroPage[:n])
-			zeroSums[n] = z
-		}
-		return remote[b] == z
-	}
-	// Two batches are in flight: the fine request of the next one goes
-	// out before the data of the current one, so the link does not idle
-	// while the target hashes.
-	type batch struct {
-		need []uint64
-		data map[uint64][]byte
-	}
-	bufs := [2][]byte{make([]byte, fineBatch*g.BlockSize), make([]byte, fineBatch*g.BlockSize)}
-	var sent uint64 // differing blocks handled, for the progress
-	step := func() {
-		sent++
-		m.setProgress(total, base+sent*(total-base)/max(1, uint64(len(diff))))
-	}
-	prepare := func(blocks []uint64, buf []byte) (batch, error) {
-		bt := batch{data: map[uint64][]byte{}}
-		for k, b := range blocks {
-			off, n := g.Span(b)
-			p := buf[k*g.BlockSize : k*g.BlockSize+n]
-			if _, err := m.dev.ReadAt(p, off); err != nil {
-				return bt, m.abort(s, err)
-			}
-			switch {
-			case IsZero(p):
-				if err := send(dataMsg{Block: b, Sub: wholeBlock, Zero: true}); err != nil {
-					return bt, err
-				}
-				step()
-			case targetZero(b, n):
-				// One record for the whole block unless some of it is zero.
-				whole := true
-				for o := 0; o < n && whole; o += FineSize {
-					whole = !IsZero(p[o:min(o+FineSize, n)])
-				}
-				if whole {
-					if err := send(dataMsg{Block: b, Sub: wholeBlock, Bytes: p}); err != nil {
-						return bt, err
-					}
-				} else if err := sendSubs(b, p, nil, true); err != nil {
-					return bt, err
-				}
-				step()
-			default:
-				bt.need = append(bt.need, b)
-				bt.data[b] = p
-			}
-		}
-		if len(bt.need) > 0 {
-			if err := s.fc.write(msgFineReq, encodeBlocks(bt.need)); err != nil {
-				return bt, err
-			}
-		}
-		return bt, s.fc.flush()
-	}
-	finish := func(bt batch) error {
-		if len(bt.need) == 0 {
-			return nil
-		}
-		f, err := m.expect(s)
-		if err != nil {
-			return err
-		}
-		if f.t != msgFineHashes {
-			return fmt.Errorf("sdcard: expected fine hashes, got %v", f.t)
-		}
-		es, err := decodeFine(f.p)
-		if err != nil {
-			return err
-		}
-		if len(es) != len(bt.need) {
-			return fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(bt.need))
-		}
-		for k, e := range es {
-			if e.Block != bt.need[k] {
-				return fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, bt.need[k])
-			}
-			p := bt.data[e.Block]
-			subs := DiffFine(m.cfg.Hash, p, e.Sums)
-			step()
-			if len(subs) == 0 {
-				continue
-			}
-			if err := sendSubs(e.Block, p, subs, false); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// Tell the target how much it will surely receive (whole blocks onto
-	// zeros), so that a round that cannot fit its journal goes in place
-	// at once instead of journalling first.
-	var sure uint64
-	for _, b := range diff {
-		if _, n := g.Span(b); targetZero(b, n) {
-			sure += uint64(n)
-		}
-	}
-	if sure > 0 {
-		if err := s.fc.write(msgRoundSize, binary.LittleEndian.AppendUint64(nil, sure)); err != nil {
-			return st, err
-		}
-	}
-	var inflight *batch
-	for i, k := 0, 0; i < len(diff); i, k = i+fineBatch, k+1 {
-		bt, err := prepare(diff[i:min(i+fineBatch, len(diff))], bufs[k%2])
-		if err != nil {
-			return st, err
-		}
-		if inflight != nil {
-			if err := finish(*inflight); err != nil {
-				return st, err
-			}
-		}
-		inflight = &bt
-	}
-	if inflight != nil {
-		if err := finish(*inflight); err != nil {
-			return st, err
-		}
-	}
-	if err := s.fc.write(msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: round, Records: st.Records})); err != nil {
-		return st, err
-	}
-	if err := s.fc.flush(); err != nil {
-		return st, err
-	}
-	f, err := m.expect(s)
-	if err != nil {
-		return st, err
-	}
-	if f.t != msgCommitted {
-		return st, fmt.Errorf("sdcard: expected committed, got %v", f.t)
-	}
-	r, err := decodeU64(msgCommitted, f.p)
-	if err != nil {
-		return st, err
-	}
-	if r != round {
-		return st, fmt.Errorf("sdcard: committed round %d, sent %d", r, round)
-	}
-	committed = true
-	return st, nil
-}
-
-func (m *Mirror) abort(s *sess, cause error) error {
-	if err := s.fc.write(msgAbort, []byte(cause.Error())); err == nil {
-		s.fc.flush()
-	}
-	return cause
-}
-
-// refuse answers a RoundStart with Busy.
-func (m *Mirror) refuse(s *sess, why string) error {
-	m.log.Warn("mirror refuses a round", "reason", why)
-	if err := s.fc.write(msgBusy, []byte(why)); err != nil {
-		return err
-	}
-	return s.fc.flush()
-}
-
-// targetRound receives one round through the journal.
-func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
-	m.mu.Lock()
-	local, primary := m.meta.Gen, m.primary
-	m.mu.Unlock()
-	switch dir := Decide(local, rs.Source.Gen); {
-	case primary:
-		return m.refuse(s, "a primary accepts no round")
-	case !rs.Source.Primary:
-		return m.refuse(s, "the sender is not primary")
-	case dir != DirNone && dir != DirFromRemote:
-		return m.refuse(s, "generations say "+dir.String())
-	case int64(rs.Source.Size) > m.geom.Size:
-		return m.refuse(s, fmt.Sprintf("device too small: %d bytes, sender has %d", m.geom.Size, rs.Source.Size))
-	}
-	g := Geometry{Size: int64(rs.Source.Size), BlockSize: m.geom.BlockSize}
-	round, start, w0 := m.beginRound(s)
-	st := RoundStats{Round: round, Mode: rs.Mode}
-	inPlace, committed := false, false
-	touched := NewBitmap(g.Blocks()) // blocks the round writes
-	defer func() {
-		st.Duration = time.Since(start)
-		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
-		st.InPlace = inPlace
-		// A journal that was committed stays for recovery at the next start.
-		if err != nil && !committed {
-			if rerr := m.journal.Reset(); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
-		}
-		m.endRound(st, err)
-	}()
-	if err := m.journal.Begin(rs.Round, g.Size); err != nil {
-		return m.abort(s, err)
-	}
-	if rs.Mode == RoundChecksum {
-		st.Scanned = g.Blocks()
-		if err := m.sendSums(s, g); err != nil {
-			return err
-		}
-		if err := s.fc.flush(); err != nil {
-			return err
-		}
-	}
-	for {
-		f, err := m.expect(s)
-		if err != nil {
-			return err
-		}
-		switch f.t {
-		case msgFineReq:
-			blocks, err := decodeBlocks(f.p)
-			if err != nil {
-				return err
-			}
-			es := make([]fineEntry, 0, len(blocks))
-			buf := make([]byte, g.BlockSize)
-			for _, b := range blocks {
-				if b >= g.Blocks() {
-					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
-				}
-				off, n := g.Span(b)
-				if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
-					return m.abort(s, err)
-				}
-				es = append(es, fineEntry{Block: b, Sums: FineSums(m.cfg.Hash, buf[:n])})
-			}
-			if err := s.fc.write(msgFineHashes, encodeFine(es)); err != nil {
-				return err
-			}
-			if err := s.fc.flush(); err != nil {
-				return err
-			}
-		case msgData:
-			d, err := decodeData(f.p)
-			if err != nil {
-				return err
-			}
-			if _, _, err := recordSpan(g, d); err != nil {
-				return err
-			}
-			st.Records++
-			st.DataBytes += uint64(len(d.Bytes))
-			if !touched.Get(d.Block) {
-				touched.Set(d.Block)
-				st.Blocks++
-			}
-			if inPlace {
-				if err := applyRecord(m.dev, g, d); err != nil {
-					return m.abort(s, err)
-				}
-				continue
-			}
-			if err := m.journal.Append(d); err != nil {
-				return m.abort(s, err)
-			}
-			if m.journal.Bytes() > m.cfg.JournalLimit {
-				if err := m.goInPlace(g); err != nil {
-					return m.abort(s, err)
-				}
-				inPlace = true
-			}
-		case msgRoundSize:
-			n, err := decodeU64(msgRoundSize, f.p)
-			if err != nil {
-				return err
-			}
-			if !inPlace && int64(min(n, 1<<62)) > m.cfg.JournalLimit {
-				if err := m.goInPlace(g); err != nil {
-					return m.abort(s, err)
-				}
-				inPlace = true
-			}
-		case msgRoundEnd:
-			re, err := decodeRoundEnd(f.p)
-			if err != nil {
-				return err
-			}
-			if re.Round != rs.Round || re.Records != st.Records {
-				return fmt.Errorf("sdcard: round end %d with %d records, had round %d with %d",
-					re.Round, re.Records, rs.Round, st.Records)
-			}
-			committed = true
-			t0 := time.Now()
-			if err := m.commit(g, rs.Source.Gen, inPlace); err != nil {
-				return m.abort(s, err)
-			}
-			m.log.Debug("mirror round committed", "round", rs.Round, "in-place", inPlace, "commit", time.Since(t0))
-			if err := s.fc.write(msgCommitted, binary.LittleEndian.AppendUint64(nil, rs.Round)); err != nil {
-				return err
-			}
-			return s.fc.flush()
-		default:
-			return fmt.Errorf("sdcard: unexpected %v in a round", f.t)
-		}
-	}
-}
-
-// goInPlace is the fallback when a round outgrows the journal: the data
-// is marked inconsistent (durably), the journalled records are written in
-// place, and the rest of the round follows them directly.
-func (m *Mirror) goInPlace(g Geometry) error {
-	m.mu.Lock()
-	m.meta.Gen.Data = engine.DataInconsistent
-	m.meta.BitmapValid = false
-	err := m.meta.Save()
-	m.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	m.log.Warn("mirror round exceeds the journal: data inconsistent until it completes", "limit", m.cfg.JournalLimit)
-	m.emit(Event{Kind: EventInconsistent, Text: fmt.Sprintf("round larger than the journal limit of %d bytes", m.cfg.JournalLimit)})
-	if _, _, err := m.journal.Apply(m.dev, g, false); err != nil {
-		return err
-	}
-	return m.journal.Reset()
-}
-
-// commit makes a received round durable in the documented order.
-func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool) error {
-	gen := GenInfo{Current: src.Current, History: src.History, Data: engine.DataUpToDate}
-	if inPlace {
-		if err := m.dev.Sync(); err != nil {
-			return err
-		}
-	} else {
-		if err := m.journal.Commit(gen); err != nil {
-			return err
-		}
-		if _, _, err := m.journal.Apply(m.dev, g, true); err != nil {
-			return err
-		}
-	}
-	m.mu.Lock()
-	m.meta.Gen = gen
-	m.meta.BitmapValid = false
-	m.meta.Dirty.Clear()
-	m.peer.Gen = gen
-	err := m.meta.Save()
-	m.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return m.journal.Reset()
 }

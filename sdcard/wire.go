@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // ProtocolVersion is the mirror protocol's version, sent in Hello.
@@ -95,7 +93,7 @@ func (m *helloMsg) decode(r *decoder) {
 	default:
 		r.fail(errors.New("invalid primary flag"))
 	}
-	m.Gen.Data = engine.DataState(r.u8())
+	m.Gen.Data = DataState(r.u8())
 	m.Gen.Current = r.u64()
 	n := int(r.u8())
 	if n > MaxHistory {

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"io"
 	"testing"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 // FuzzWire feeds a byte stream to the receiving side of the mirror
@@ -17,7 +15,7 @@ import (
 // invented on the way).
 func FuzzWire(f *testing.F) {
 	h := helloMsg{Version: ProtocolVersion, NodeID: 7, Size: 1 << 20, BlockSize: 65536, Primary: true,
-		Gen: GenInfo{Current: 3, History: []uint64{2, 1}, Data: engine.DataUpToDate}}
+		Gen: GenInfo{Current: 3, History: []uint64{2, 1}, Data: DataUpToDate}}
 	frameOf := func(t msgType, p []byte) []byte {
 		b := binary.LittleEndian.AppendUint32(nil, uint32(len(p)+1))
 		return append(append(b, byte(t)), p...)

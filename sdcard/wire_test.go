@@ -9,13 +9,11 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/pairguard/pairguard/firmware/engine"
 )
 
 func TestWireRoundTrip(t *testing.T) {
 	h := helloMsg{Version: 1, NodeID: 2, Size: 3, BlockSize: 65536, Hash: HashBLAKE3, Primary: true,
-		Gen: GenInfo{Current: 9, History: []uint64{8, 7}, Data: engine.DataOutdated}}
+		Gen: GenInfo{Current: 9, History: []uint64{8, 7}, Data: DataOutdated}}
 	if got, err := decodeHello(h.append(nil)); err != nil || !reflect.DeepEqual(got, h) {
 		t.Fatalf("hello %+v, %v", got, err)
 	}
@@ -41,7 +39,7 @@ func TestWireRoundTrip(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	h := helloMsg{Version: 1, Gen: GenInfo{Current: 1, History: []uint64{2}, Data: engine.DataUpToDate}}
+	h := helloMsg{Version: 1, Gen: GenInfo{Current: 1, History: []uint64{2}, Data: DataUpToDate}}
 	f.Add(h.append(nil))
 	f.Add(encodeRoundStart(roundStartMsg{Round: 1, Mode: RoundChecksum, Source: h}))
 	f.Add(encodeFine([]fineEntry{{Block: 1, Sums: []Sum{{1}}}}))

@@ -126,6 +126,7 @@ type Datastore struct {
 	Port        int      `toml:"port"`        // TCP port on LAN 2 (default 7788)
 	Bandwidth   string   `toml:"bandwidth"`   // limit such as "50M" bytes/s (default: none)
 	Freeze      string   `toml:"freeze"`      // mountpoint to FIFREEZE during a periodic scan
+	SplitBrain  string   `toml:"split-brain"` // discard-zero-changes | manual (default discard-zero-changes)
 }
 
 // GARP is the [garp] table.

@@ -90,6 +90,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"syntax", "mode = \"main\n", "mode", 1},
 		{"relative state dir", "state-dir = \"var\"\n", "state-dir", 1},
 		{"bandwidth", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nbandwidth = \"fast\"\n", "datastore.bandwidth", 4},
+		{"online refused", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nmode = \"online\"\n", "datastore.mode: online is not available yet", 4},
+		{"split-brain", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nsplit-brain = \"keep-primary\"\n", "datastore.split-brain", 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

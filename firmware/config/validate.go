@@ -167,6 +167,7 @@ func (c *Config) defaults() {
 		set(&d.Mode, "periodic")
 		setD(&d.Interval, time.Minute)
 		set(&d.Replication, "sync")
+		set(&d.SplitBrain, "discard-zero-changes")
 		setI(&d.Port, DefaultMirrorPort)
 	}
 }
@@ -350,8 +351,13 @@ func (c *Config) checkDatastore(p *problems, paired bool) {
 	if d.BlockSize < MinBlockSize || d.BlockSize&(d.BlockSize-1) != 0 || d.BlockSize > MaxBlockSize {
 		p.bad("datastore.block-size", "must be a power of two between 4096 and 1 MiB (the mirror's limit, %d), not %d", MaxBlockSize, d.BlockSize)
 	}
-	if d.Mode != "online" && d.Mode != "periodic" {
+	if d.Mode == "online" {
+		p.bad("datastore.mode", "online is not available yet: without the NBD front end no write reaches the mirror, so nothing would be replicated; use periodic")
+	} else if d.Mode != "periodic" {
 		p.bad("datastore.mode", "must be online or periodic, not %q", d.Mode)
+	}
+	if d.SplitBrain != "discard-zero-changes" && d.SplitBrain != "manual" {
+		p.bad("datastore.split-brain", "must be discard-zero-changes or manual, not %q", d.SplitBrain)
 	}
 	p.atLeast("datastore.interval", d.Interval, MinScanInterval)
 	if d.Replication != "sync" && d.Replication != "async" {

@@ -40,6 +40,10 @@ type datastore struct {
 // retryOpen is how often a missing datastore is looked for again.
 const retryOpen = 3 * time.Second
 
+// probeDevice is how often a running datastore's device is read to find a
+// card that failed or came back.
+const probeDevice = time.Second
+
 // newDatastore prepares the mirror from the config; the device is opened by Start.
 func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch func() uint64) (*datastore, error) {
 	d := c.Datastore
@@ -48,6 +52,12 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 		return nil, err
 	}
 	bw, _ := config.ParseBandwidth(d.Bandwidth)
+	sb := sdcard.SplitBrainDiscardZeroChanges
+	if d.SplitBrain != "" {
+		if sb, err = sdcard.ParseSplitBrainPolicy(d.SplitBrain); err != nil {
+			return nil, err
+		}
+	}
 	mc := sdcard.MirrorConfig{
 		Device:         d.Device,
 		BlockSize:      d.BlockSize,
@@ -57,6 +67,7 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 		Interval:       d.Interval.Duration,
 		BandwidthLimit: bw,
 		FreezeMount:    d.Freeze,
+		SplitBrain:     sb,
 	}
 	if c.LAN2.Prefix.IsValid() {
 		mc.ListenAddr = net.JoinHostPort(c.LAN2.Prefix.Addr().String(), strconv.Itoa(d.Port))
@@ -154,7 +165,35 @@ func dataEvent(st sdcard.Status) engine.DataChanged {
 	if len(st.History) > 0 {
 		hist = st.History[0]
 	}
-	return engine.DataChanged{State: st.Data, Generation: st.Generation, History: hist}
+	return engine.DataChanged{State: dataState(st.Data), Generation: st.Generation, History: hist}
+}
+
+// dataState maps the mirror's data state to the engine's.
+func dataState(d sdcard.DataState) engine.DataState {
+	switch d {
+	case sdcard.DataUpToDate:
+		return engine.DataUpToDate
+	case sdcard.DataOutdated:
+		return engine.DataOutdated
+	}
+	return engine.DataInconsistent // also an invalid state: never eligible
+}
+
+// mirrorState maps the mirror's state to the engine's.
+func mirrorState(m sdcard.MirrorState) engine.MirrorState {
+	switch m {
+	case sdcard.MirrorConnecting:
+		return engine.MirrorConnecting
+	case sdcard.MirrorSyncing:
+		return engine.MirrorSyncing
+	case sdcard.MirrorInSync:
+		return engine.MirrorInSync
+	case sdcard.MirrorBehind:
+		return engine.MirrorBehind
+	case sdcard.MirrorSplitBrain:
+		return engine.MirrorSplitBrain
+	}
+	return engine.MirrorOff
 }
 
 // watch turns the mirror's status and events into engine events and
@@ -162,6 +201,8 @@ func dataEvent(st sdcard.Status) engine.DataChanged {
 func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engine.Event)) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	probe := time.NewTicker(probeDevice)
+	defer probe.Stop()
 	var last sdcard.Status
 	first := true
 	for {
@@ -170,15 +211,22 @@ func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engin
 			return
 		case ev := <-m.Events():
 			s.logEvent(ev)
+		case <-probe.C:
+			m.CheckDevice() // a failure shows in the status below
 		case <-t.C:
 		}
 		st := m.Status()
+		if failed := st.DeviceErr != nil; failed != (last.DeviceErr != nil) || (first && failed) {
+			// A card that fails while running is the same fault as a
+			// missing one: a primary hands over, a secondary is not eligible.
+			send(engine.FaultChanged{Reason: "datastore-missing", Active: failed})
+		}
 		if first || st.Data != last.Data || st.Generation != last.Generation {
 			send(dataEvent(st))
 		}
 		pct := uint8(st.Percent)
 		if first || st.State != last.State || pct != uint8(last.Percent) {
-			send(engine.MirrorChanged{State: st.State, Percent: pct})
+			send(engine.MirrorChanged{State: mirrorState(st.State), Percent: pct})
 		}
 		first, last = false, st
 	}
@@ -187,13 +235,7 @@ func (s *datastore) watch(ctx context.Context, m *sdcard.Mirror, send func(engin
 func (s *datastore) logEvent(ev sdcard.Event) {
 	switch ev.Kind {
 	case sdcard.EventRoundDone:
-		r := ev.Round
-		dir := "received"
-		if r.Sender {
-			dir = "sent"
-		}
-		s.note("sync", fmt.Sprintf("round %d %s: %d of %d blocks differed, %d data bytes, %d bytes on the wire, %v",
-			r.Round, dir, r.Blocks, r.Scanned, r.DataBytes, r.WireBytes, r.Duration.Round(time.Millisecond)))
+		s.note("sync", ev.Round.String())
 	case sdcard.EventRoundFailed:
 		s.note("sync-failed", fmt.Sprintf("round failed: %v", ev.Err))
 	case sdcard.EventSplitBrain:
@@ -208,6 +250,10 @@ func (s *datastore) logEvent(ev sdcard.Event) {
 			msg += ": " + ev.Err.Error()
 		}
 		s.note("mirror", msg)
+	case sdcard.EventDeviceFailed:
+		s.note("datastore", fmt.Sprintf("datastore %s failed: %v", s.cfg.Device, ev.Err))
+	case sdcard.EventDeviceBack:
+		s.note("datastore", "datastore "+s.cfg.Device+" works again")
 	case sdcard.EventConnected, sdcard.EventDisconnected:
 		s.log.Info("mirror "+ev.Kind.String(), "err", ev.Err)
 	}
@@ -220,13 +266,30 @@ func (s *datastore) mirror() *sdcard.Mirror {
 }
 
 // SetPrimary makes this node the mirror's source; a new generation starts
-// when it took over.
+// when it took over, and when a primary lost its peer (the engine repeats
+// SetMirrorRole{Primary, NewGeneration} then).
 func (s *datastore) SetPrimary(primary, newGeneration bool) {
 	s.mu.Lock()
+	was := s.primary
 	s.primary = primary
 	m := s.m
 	s.mu.Unlock()
 	if m == nil {
+		return
+	}
+	if was && primary && newGeneration {
+		// Still primary: the peer was lost. The generation is saved off
+		// the daemon's loop; the mirror ignores it if a demotion came first.
+		epoch := s.epoch()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if g, started, err := m.LostPeer(epoch); err != nil {
+				s.log.Error("cannot start a new data generation after losing the peer", "err", err)
+			} else if started {
+				s.note("datastore", fmt.Sprintf("peer lost while primary: new data generation %v", g))
+			}
+		}()
 		return
 	}
 	if primary && newGeneration {

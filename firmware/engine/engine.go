@@ -555,6 +555,12 @@ func (e *Engine) updatePeerState() {
 	case !alive && e.peerState == PeerUp:
 		e.peerState = PeerDown
 		e.emit(Log{Kind: "peer-down", Message: fmt.Sprintf("peer silent for %v", e.cfg.FailoverTime)})
+		if e.role == RolePrimary {
+			// A primary that loses its peer writes under a new data
+			// generation, so that a peer that took over meanwhile is
+			// found as a split brain, not silently overwritten.
+			e.emit(SetMirrorRole{Primary: true, NewGeneration: true})
+		}
 	case !alive && e.peerState == PeerUnknown && e.now-e.roleSince >= e.cfg.ConnectionWait:
 		e.peerState = PeerDown
 	}

@@ -749,3 +749,41 @@ func TestDuplicateNodeID(t *testing.T) {
 		t.Errorf("alarms %v", st.Alarms)
 	}
 }
+
+// A primary that loses its peer starts a new data generation (the mirror
+// then finds a split brain if the peer took over and wrote); a secondary
+// that loses its primary starts one only when it takes over.
+func TestPrimaryLosingPeerStartsGeneration(t *testing.T) {
+	newGen := func(acts []Action) int {
+		n := 0
+		for _, a := range acts {
+			if m, ok := a.(SetMirrorRole); ok && m.Primary && m.NewGeneration {
+				n++
+			}
+		}
+		return n
+	}
+	s := formedPair(t)
+	s.wantRoles(RolePrimary, RoleSecondary)
+	s.nodes[0].actions, s.nodes[1].actions = nil, nil
+	s.cut[PathLAN2], s.cut[PathLAN1] = true, true // the main cut off at the switch
+	s.run(2 * time.Second)
+	if n := newGen(s.nodes[0].actions); n != 1 {
+		t.Errorf("the primary that lost its peer started %d generations, want 1\n%s", n, s.trace())
+	}
+	if s.role(0) != RolePrimary {
+		t.Fatalf("main is %s, want still primary (no witness)", s.role(0))
+	}
+	if s.role(1) == RolePrimary && newGen(s.nodes[1].actions) != 1 {
+		t.Errorf("the spare took over with %d new generations, want 1", newGen(s.nodes[1].actions))
+	}
+	// The power loss of the main: the spare starts exactly one generation,
+	// at its takeover.
+	s = formedPair(t)
+	s.nodes[1].actions = nil
+	s.powerOff(0)
+	s.run(2 * time.Second)
+	if s.role(1) != RolePrimary || newGen(s.nodes[1].actions) != 1 {
+		t.Errorf("spare %s with %d new generations, want primary with 1", s.role(1), newGen(s.nodes[1].actions))
+	}
+}

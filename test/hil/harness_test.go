@@ -56,6 +56,11 @@ type spec struct {
 	datastore string
 	// sdFill fills the first bytes of the SD card image before boot.
 	sdFill []byte
+	// sdImage, when set, is an SD card image the board boots with as it
+	// is (kept across power cuts) instead of a fresh one.
+	sdImage string
+	// files are added to the per-board drive (path in the rootfs -> content).
+	files map[string]string
 }
 
 var (
@@ -327,19 +332,26 @@ func (p *pair) start(s spec) *node {
 	n := &node{t: t, spec: s, dir: dir, img: p.img}
 	// The per-board drive: a tar archive unpacked by /init over the rootfs.
 	drive := filepath.Join(dir, "board.tar")
-	if err := writeTar(drive, map[string]string{
+	files := map[string]string{
 		"etc/pairguard/pairguard.toml": s.config(p.img.board),
 		"etc/hil/board.env":            s.boardEnv(p.img.board),
-	}); err != nil {
+	}
+	for k, v := range s.files {
+		files[k] = v
+	}
+	if err := writeTar(drive, files); err != nil {
 		t.Fatal(err)
 	}
 	// The datastore: an SD card, whose size must be a power of two.
-	sd := filepath.Join(dir, "sd.img")
-	if err := os.WriteFile(sd, s.sdFill, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(sd, sdSize); err != nil {
-		t.Fatal(err)
+	sd := s.sdImage
+	if sd == "" {
+		sd = filepath.Join(dir, "sd.img")
+		if err := os.WriteFile(sd, s.sdFill, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(sd, sdSize); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Each boot gets its own device tree with fresh rng-seed and kaslr-seed:
 	// the dumped one carries the seed of the dump, which the kernel credits,

@@ -32,7 +32,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/sdcard"
 )
 
@@ -163,7 +162,7 @@ func main() {
 		if len(diff) != 0 {
 			check(fmt.Errorf("verify lists %d differing blocks", len(diff)))
 		}
-		if s := b.Status(); s.State != engine.MirrorInSync || s.Data != engine.DataUpToDate {
+		if s := b.Status(); s.State != sdcard.MirrorInSync || s.Data != sdcard.DataUpToDate {
 			check(fmt.Errorf("receiver ends %v with data %v", s.State, s.Data))
 		}
 	}

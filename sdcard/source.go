@@ -1,0 +1,268 @@
+package sdcard
+
+// The source side of a round: the primary compares, plans and sends.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// sourceRound sends one round to the peer.
+func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
+	m.mu.Lock()
+	plan := PlanRound(m.cfg.Mode == ModeOnline, m.meta.BitmapValid, compare, m.meta.Gen, m.peer.Gen, m.meta.SyncedGen)
+	mode, full := plan.Mode, plan.Full
+	snap := m.meta.Dirty.Clone()
+	m.meta.Dirty.Clear()
+	m.mu.Unlock()
+	g0 := m.geom
+	round, start, w0 := m.beginRound(s)
+	st = RoundStats{Round: round, Mode: mode, Sender: true}
+	committed := false
+	// localSums are this node's block sums as read for the round (checksum
+	// and full rounds): their digest is the base a later split brain is
+	// measured against. Writes during the round make it differ, which only
+	// makes the policy more careful.
+	var localSums []Sum
+	if full {
+		localSums = make([]Sum, g0.Blocks())
+	}
+	// This runs last, after any thaw: the state dir may live on the frozen
+	// file system.
+	defer func() {
+		if err == nil && committed {
+			m.mu.Lock()
+			m.meta.SyncedGen = m.meta.Gen.Current
+			m.meta.BitmapValid = m.cfg.Mode == ModeOnline
+			m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}
+			if localSums != nil {
+				m.meta.BaseGen, m.meta.BaseSum = m.meta.Gen.Current, Digest(m.cfg.Hash, localSums)
+			}
+			m.peer.Gen = m.meta.Gen
+			err = m.meta.Save()
+			m.mu.Unlock()
+		}
+		st.Duration = time.Since(start)
+		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
+		if err != nil {
+			m.mu.Lock()
+			m.meta.Dirty.Or(snap)
+			m.mu.Unlock()
+		}
+		m.endRound(st, err)
+	}()
+	if m.cfg.FreezeMount != "" {
+		thaw, err := Freeze(m.cfg.FreezeMount)
+		if err != nil {
+			return st, fmt.Errorf("%w: %w", errNotStarted, err)
+		}
+		defer func() {
+			if terr := thaw(); terr != nil {
+				m.log.Error("mirror thaw failed", "mount", m.cfg.FreezeMount, "reason", terr)
+				err = errors.Join(err, terr)
+			}
+		}()
+	}
+	g := m.geom
+	if err := s.fc.write(msgRoundStart, encodeRoundStart(roundStartMsg{Round: round, Mode: mode, Source: m.hello()})); err != nil {
+		return st, err
+	}
+	if err := s.fc.flush(); err != nil {
+		return st, err
+	}
+	var diff []uint64
+	var remote []Sum
+	if mode == RoundChecksum {
+		blocks := g.Blocks()
+		diff, localSums, remote, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
+		if err != nil {
+			return st, err
+		}
+		st.Scanned = blocks
+		m.log.Debug("mirror sums compared", "round", round, "differing", len(diff), "after", time.Since(start))
+	} else if full {
+		diff = make([]uint64, g.Blocks())
+		for i := range diff {
+			diff[i] = uint64(i)
+		}
+	} else {
+		diff = snap.List()
+	}
+	st.Blocks = uint64(len(diff))
+	m.mu.Lock()
+	m.behind = st.Blocks
+	base := m.prog.done
+	m.mu.Unlock()
+	total := base + uint64(len(diff))
+	if mode == RoundChecksum {
+		total = 2 * g.Blocks()
+	}
+	send := func(d dataMsg) error {
+		st.Records++
+		st.DataBytes += uint64(len(d.Bytes))
+		return s.fc.write(msgData, d.append(nil))
+	}
+	// sendPieces sends the records the planner chose for block b.
+	sendPieces := func(b uint64, p []byte, pieces []Piece) error {
+		for _, pc := range pieces {
+			d := dataMsg{Block: b, Sub: pc.Sub, Zero: pc.Zero}
+			if !pc.Zero {
+				d.Bytes = p
+				if pc.Sub != wholeBlock {
+					d.Bytes = p[int(pc.Sub)*FineSize : min((int(pc.Sub)+1)*FineSize, len(p))]
+				}
+			}
+			if err := send(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	zeroSums := map[int]Sum{}
+	targetZero := func(b uint64, n int) bool {
+		if b >= uint64(len(remote)) {
+			return false
+		}
+		z, ok := zeroSums[n]
+		if !ok {
+			z = m.cfg.Hash.Sum(zeroPage[:n])
+			zeroSums[n] = z
+		}
+		return remote[b] == z
+	}
+	// Two batches are in flight: the fine request of the next one goes
+	// out before the data of the current one, so the link does not idle
+	// while the target hashes.
+	type batch struct {
+		need []uint64
+		data map[uint64][]byte
+	}
+	bufs := [2][]byte{make([]byte, fineBatch*g.BlockSize), make([]byte, fineBatch*g.BlockSize)}
+	var sent uint64 // differing blocks handled, for the progress
+	step := func() {
+		sent++
+		m.setProgress(total, base+sent*(total-base)/max(1, uint64(len(diff))))
+	}
+	prepare := func(blocks []uint64, buf []byte) (batch, error) {
+		bt := batch{data: map[uint64][]byte{}}
+		for k, b := range blocks {
+			off, n := g.Span(b)
+			p := buf[k*g.BlockSize : k*g.BlockSize+n]
+			if _, err := m.dev.ReadAt(p, off); err != nil {
+				return bt, m.abort(s, err)
+			}
+			if full {
+				localSums[b] = m.cfg.Hash.Sum(p)
+			}
+			pieces, fine := PlanBlock(p, targetZero(b, n))
+			if fine {
+				bt.need = append(bt.need, b)
+				bt.data[b] = p
+				continue
+			}
+			if err := sendPieces(b, p, pieces); err != nil {
+				return bt, err
+			}
+			step()
+		}
+		if len(bt.need) > 0 {
+			if err := s.fc.write(msgFineReq, encodeBlocks(bt.need)); err != nil {
+				return bt, err
+			}
+		}
+		return bt, s.fc.flush()
+	}
+	finish := func(bt batch) error {
+		if len(bt.need) == 0 {
+			return nil
+		}
+		f, err := m.expect(s)
+		if err != nil {
+			return err
+		}
+		if f.t != msgFineHashes {
+			return fmt.Errorf("sdcard: expected fine hashes, got %v", f.t)
+		}
+		es, err := decodeFine(f.p)
+		if err != nil {
+			return err
+		}
+		if len(es) != len(bt.need) {
+			return fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(bt.need))
+		}
+		for k, e := range es {
+			if e.Block != bt.need[k] {
+				return fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, bt.need[k])
+			}
+			step()
+			if err := sendPieces(e.Block, bt.data[e.Block], PlanSubs(m.cfg.Hash, bt.data[e.Block], e.Sums)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Tell the target how much it will surely receive (whole blocks onto
+	// zeros), so that a round that cannot fit its journal goes in place
+	// at once instead of journalling first.
+	var sure uint64
+	for _, b := range diff {
+		if _, n := g.Span(b); targetZero(b, n) {
+			sure += uint64(n)
+		}
+	}
+	if sure > 0 {
+		if err := s.fc.write(msgRoundSize, binary.LittleEndian.AppendUint64(nil, sure)); err != nil {
+			return st, err
+		}
+	}
+	var inflight *batch
+	for i, k := 0, 0; i < len(diff); i, k = i+fineBatch, k+1 {
+		bt, err := prepare(diff[i:min(i+fineBatch, len(diff))], bufs[k%2])
+		if err != nil {
+			return st, err
+		}
+		if inflight != nil {
+			if err := finish(*inflight); err != nil {
+				return st, err
+			}
+		}
+		inflight = &bt
+	}
+	if inflight != nil {
+		if err := finish(*inflight); err != nil {
+			return st, err
+		}
+	}
+	if err := s.fc.write(msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: round, Records: st.Records})); err != nil {
+		return st, err
+	}
+	if err := s.fc.flush(); err != nil {
+		return st, err
+	}
+	f, err := m.expect(s)
+	if err != nil {
+		return st, err
+	}
+	if f.t != msgCommitted {
+		return st, fmt.Errorf("sdcard: expected committed, got %v", f.t)
+	}
+	r, err := decodeU64(msgCommitted, f.p)
+	if err != nil {
+		return st, err
+	}
+	if r != round {
+		return st, fmt.Errorf("sdcard: committed round %d, sent %d", r, round)
+	}
+	committed = true
+	return st, nil
+}
+
+// abort tells the peer the round is abandoned and returns cause.
+func (m *Mirror) abort(s *sess, cause error) error {
+	if err := s.fc.write(msgAbort, []byte(cause.Error())); err == nil {
+		s.fc.flush()
+	}
+	return cause
+}

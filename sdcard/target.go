@@ -1,0 +1,296 @@
+package sdcard
+
+// The target side of a round: the secondary journals, commits and applies.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// refuse answers a RoundStart with Busy.
+func (m *Mirror) refuse(s *sess, why string) error {
+	m.log.Warn("mirror refuses a round", "reason", why)
+	if err := s.fc.write(msgBusy, []byte(why)); err != nil {
+		return err
+	}
+	return s.fc.flush()
+}
+
+// targetRound receives one round through the journal.
+func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
+	m.mu.Lock()
+	local, primary := m.meta.Gen, m.primary
+	m.mu.Unlock()
+	switch dir := Decide(local, rs.Source.Gen); {
+	case primary:
+		return m.refuse(s, "a primary accepts no round")
+	case !rs.Source.Primary:
+		return m.refuse(s, "the sender is not primary")
+	case dir != DirNone && dir != DirFromRemote:
+		return m.refuse(s, "generations say "+dir.String())
+	case int64(rs.Source.Size) > m.geom.Size:
+		return m.refuse(s, fmt.Sprintf("device too small: %d bytes, sender has %d", m.geom.Size, rs.Source.Size))
+	}
+	g := Geometry{Size: int64(rs.Source.Size), BlockSize: m.geom.BlockSize}
+	round, start, w0 := m.beginRound(s)
+	st := RoundStats{Round: round, Mode: rs.Mode}
+	inPlace, committed := false, false
+	touched := NewBitmap(g.Blocks()) // blocks the round writes
+	defer func() {
+		st.Duration = time.Since(start)
+		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
+		st.InPlace = inPlace
+		// A journal that was committed stays for recovery at the next start.
+		if err != nil && !committed {
+			if rerr := m.journal.Reset(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		m.endRound(st, err)
+	}()
+	if m.journal.Pending() {
+		// A committed round whose apply failed: finish it before anything
+		// may truncate the journal.
+		if err := m.finishPending(); err != nil {
+			return m.refuse(s, "an earlier committed round cannot be applied: "+err.Error())
+		}
+	}
+	if err := m.journal.Begin(rs.Round, g.Size); err != nil {
+		return m.abort(s, err)
+	}
+	var pre []Sum // the device's sums before the round
+	if rs.Mode == RoundChecksum {
+		st.Scanned = g.Blocks()
+		if pre, err = m.sendSums(s, g, true); err != nil {
+			return err
+		}
+		if err := s.fc.flush(); err != nil {
+			return err
+		}
+	}
+	for {
+		f, err := m.expect(s)
+		if err != nil {
+			return err
+		}
+		switch f.t {
+		case msgFineReq:
+			blocks, err := decodeBlocks(f.p)
+			if err != nil {
+				return err
+			}
+			es := make([]fineEntry, 0, len(blocks))
+			buf := make([]byte, g.BlockSize)
+			for _, b := range blocks {
+				if b >= g.Blocks() {
+					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
+				}
+				off, n := g.Span(b)
+				if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
+					return m.abort(s, err)
+				}
+				es = append(es, fineEntry{Block: b, Sums: FineSums(m.cfg.Hash, buf[:n])})
+			}
+			if err := s.fc.write(msgFineHashes, encodeFine(es)); err != nil {
+				return err
+			}
+			if err := s.fc.flush(); err != nil {
+				return err
+			}
+		case msgData:
+			d, err := decodeData(f.p)
+			if err != nil {
+				return err
+			}
+			if _, _, err := recordSpan(g, d); err != nil {
+				return err
+			}
+			st.Records++
+			st.DataBytes += uint64(len(d.Bytes))
+			if !touched.Get(d.Block) {
+				touched.Set(d.Block)
+				st.Blocks++
+			}
+			if inPlace {
+				if err := applyRecord(m.dev, g, d); err != nil {
+					return m.abort(s, err)
+				}
+				continue
+			}
+			if err := m.journal.Append(d); err != nil {
+				return m.abort(s, err)
+			}
+			if m.journal.Bytes() > m.cfg.JournalLimit {
+				if err := m.goInPlace(g); err != nil {
+					return m.abort(s, err)
+				}
+				inPlace = true
+			}
+		case msgRoundSize:
+			n, err := decodeU64(msgRoundSize, f.p)
+			if err != nil {
+				return err
+			}
+			if !inPlace && int64(min(n, 1<<62)) > m.cfg.JournalLimit {
+				if err := m.goInPlace(g); err != nil {
+					return m.abort(s, err)
+				}
+				inPlace = true
+			}
+		case msgRoundEnd:
+			re, err := decodeRoundEnd(f.p)
+			if err != nil {
+				return err
+			}
+			if re.Round != rs.Round || re.Records != st.Records {
+				return fmt.Errorf("sdcard: round end %d with %d records, had round %d with %d",
+					re.Round, re.Records, rs.Round, st.Records)
+			}
+			committed = true
+			t0 := time.Now()
+			if err := m.commit(g, rs.Source.Gen, inPlace, pre, touched); err != nil {
+				return m.abort(s, err)
+			}
+			m.log.Debug("mirror round committed", "round", rs.Round, "in-place", inPlace, "commit", time.Since(t0))
+			if err := s.fc.write(msgCommitted, binary.LittleEndian.AppendUint64(nil, rs.Round)); err != nil {
+				return err
+			}
+			return s.fc.flush()
+		default:
+			return fmt.Errorf("sdcard: unexpected %v in a round", f.t)
+		}
+	}
+}
+
+// goInPlace is the fallback when a round outgrows the journal: the data
+// is marked inconsistent (durably), the journalled records are written in
+// place, and the rest of the round follows them directly.
+func (m *Mirror) goInPlace(g Geometry) error {
+	m.mu.Lock()
+	m.meta.Gen.Data = DataInconsistent
+	m.meta.BitmapValid = false
+	err := m.meta.Save()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.log.Warn("mirror round exceeds the journal: data inconsistent until it completes", "limit", m.cfg.JournalLimit)
+	m.emit(Event{Kind: EventInconsistent, Text: fmt.Sprintf("round larger than the journal limit of %d bytes", m.cfg.JournalLimit)})
+	if _, _, err := m.journal.Apply(m.dev, g, false); err != nil {
+		return err
+	}
+	return m.journal.Reset()
+}
+
+// commit makes a received round durable in the documented order: the
+// journal's commit record is fsynced; the data is marked inconsistent
+// (persisted) before the journal is applied; the apply and the device
+// sync follow; only then does the metadata say the new generation,
+// up-to-date, and the journal is emptied. A failure anywhere leaves the
+// node inconsistent with the committed journal kept for a retry.
+func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap) error {
+	gen := GenInfo{Current: src.Current, History: src.History, Data: DataUpToDate}
+	if inPlace {
+		if err := m.dev.Sync(); err != nil {
+			return err
+		}
+	} else {
+		if err := m.journal.Commit(gen); err != nil {
+			return err
+		}
+		if err := m.markInconsistent(); err != nil {
+			return err
+		}
+		if _, _, err := m.journal.Apply(m.dev, g, true); err != nil {
+			return err
+		}
+	}
+	base, ok := m.targetBase(g, pre, touched)
+	m.mu.Lock()
+	m.meta.Gen = gen
+	m.meta.BitmapValid = false
+	m.meta.Dirty.Clear()
+	m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}
+	if ok {
+		m.meta.BaseGen, m.meta.BaseSum = gen.Current, base
+	}
+	m.peer.Gen = gen
+	err := m.meta.Save()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return m.journal.Reset()
+}
+
+// markInconsistent persists the data state inconsistent.
+func (m *Mirror) markInconsistent() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.synced = false
+	if m.meta.Gen.Data == DataInconsistent {
+		return nil
+	}
+	m.meta.Gen.Data = DataInconsistent
+	m.meta.BitmapValid = false
+	return m.meta.Save()
+}
+
+// finishPending applies a committed journal still in the state directory
+// (a crash or a failed apply) and adopts its generation.
+func (m *Mirror) finishPending() error {
+	gen, err := m.journal.Committed()
+	if err != nil || gen == nil {
+		return err
+	}
+	if err := m.markInconsistent(); err != nil {
+		return err
+	}
+	if _, _, err := m.journal.Apply(m.dev, m.geom, true); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.meta.Gen = *gen
+	m.meta.Gen.Data = DataUpToDate
+	m.meta.Dirty.Clear()
+	m.meta.BitmapValid = false
+	m.meta.BaseGen, m.meta.BaseSum = 0, Sum{}
+	err = m.meta.Save()
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.log.Info("mirror journal replayed", "generation", fmt.Sprintf("%016x", gen.Current))
+	return m.journal.Reset()
+}
+
+// targetBase is the digest of the device after a received round: the
+// sums sent before it with the blocks the round wrote hashed again, or a
+// full scan when those are not at hand.
+func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap) (Sum, bool) {
+	if pre == nil || g.Size != m.geom.Size || uint64(len(pre)) != m.geom.Blocks() {
+		sums, err := m.sums(m.geom, nil)
+		if err != nil {
+			m.log.Warn("mirror cannot scan the device after a round", "reason", err)
+			return Sum{}, false
+		}
+		return Digest(m.cfg.Hash, sums), true
+	}
+	sums := slices.Clone(pre)
+	buf := make([]byte, g.BlockSize)
+	for b := range touched.Len() {
+		if !touched.Get(b) {
+			continue
+		}
+		off, n := g.Span(b)
+		if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
+			m.log.Warn("mirror cannot read the device after a round", "reason", err)
+			return Sum{}, false
+		}
+		sums[b] = m.cfg.Hash.Sum(buf[:n])
+	}
+	return Digest(m.cfg.Hash, sums), true
+}

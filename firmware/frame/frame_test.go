@@ -241,7 +241,11 @@ func TestNoHMACBeforeCheapChecks(t *testing.T) {
 	foreign := testFrame()
 	foreign.PairID++
 	for name, b := range map[string][]byte{
-		"wrong length": func() []byte { b := append(bytes.Clone(good), make([]byte, 1400)...); b[4], b[5] = 0x05, 0xdc; return b }(),
+		"wrong length": func() []byte {
+			b := append(bytes.Clone(good), make([]byte, 1400)...)
+			b[4], b[5] = 0x05, 0xdc
+			return b
+		}(),
 		"short":        good[:Len-1],
 		"magic":        append([]byte("XX"), good[2:]...),
 		"foreign pair": mustEncode(t, foreign, nil),

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,6 +37,36 @@ func TestFrameMappingRoundTrip(t *testing.T) {
 		want.Seq = 77
 		if p := peerInfo(&got); p != want {
 			t.Errorf("round trip:\n got %+v\nwant %+v", p, want)
+		}
+	}
+}
+
+// The socket filter passes this pair's frames of every known version and
+// of newer ones, and nothing the decoder would refuse before the HMAC.
+func TestFrameFilter(t *testing.T) {
+	secret := []byte("pair key of the filter test")
+	key := frame.NewKey(secret)
+	flt := frameFilter(secret)
+	good, _ := (&frame.Frame{Type: frame.TypeHeartbeat, PairID: key.PairID()}).AppendBinary(nil, key)
+	newer, _ := (&frame.Frame{Version: 9, Type: frame.TypeHeartbeat, PairID: key.PairID()}).AppendBinary(nil, key)
+	v1 := append([]byte(nil), good[:100]...)
+	v1[frame.VersionOffset], v1[5] = 1, 100
+	foreign, _ := (&frame.Frame{Type: frame.TypeHeartbeat, PairID: key.PairID() + 1}).AppendBinary(nil, key)
+	long := append(append([]byte(nil), good...), make([]byte, 200)...)
+	for name, c := range map[string]struct {
+		b    []byte
+		pass bool
+	}{
+		"v2": {good, true}, "v1": {v1, true}, "newer": {newer, true},
+		"v2 cut": {good[:100], false}, "v2 long": {append(append([]byte(nil), good...), 0), false},
+		"foreign": {foreign, false}, "beyond MaxLen": {long, false}, "magic": {append([]byte("XX"), good[2:]...), false},
+	} {
+		if got := flt.Accepts(c.b); got != c.pass {
+			t.Errorf("%s: filter passes %v, want %v", name, got, c.pass)
+		}
+		var f frame.Frame
+		if err := frame.Decode(c.b, key, &f); c.pass && errors.Is(err, frame.ErrMalformed) {
+			t.Errorf("%s: the filter passes what the decoder refuses unauthenticated: %v", name, err)
 		}
 	}
 }

@@ -75,6 +75,9 @@ const (
 	// frame of every version, for filters that drop foreign frames before
 	// they reach the decoder (a socket filter, a dissector).
 	PairIDOffset = offPair
+	// VersionOffset is the offset of the protocol version in a frame of
+	// every version.
+	VersionOffset = offVersion
 	// prefixLen is the version-independent prefix: magic, version, type,
 	// length, flags, pair id.
 	prefixLen = 12
@@ -82,9 +85,10 @@ const (
 	minLen = prefixLen + AuthLen
 )
 
-// versionLen returns the frame length of the protocol versions this
-// package knows (0 for others).
-func versionLen(v uint8) int {
+// VersionLen returns the frame length of the protocol versions this
+// package knows (0 for others), for filters that drop frames of the wrong
+// length before they reach the decoder.
+func VersionLen(v uint8) int {
 	switch v {
 	case 1:
 		return 100
@@ -493,7 +497,7 @@ func prefix(b []byte) (int, error) {
 	}
 	v := b[offVersion]
 	n := int(binary.BigEndian.Uint16(b[offLength:]))
-	switch want := versionLen(v); {
+	switch want := VersionLen(v); {
 	case v == 0:
 		return 0, fmt.Errorf("%w: version 0", ErrMalformed)
 	case want != 0 && n != want:

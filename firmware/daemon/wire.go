@@ -125,7 +125,11 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 				d.frames.Record(frame.ErrMalformed)
 				continue
 			case errors.Is(err, rawether.ErrLinkDown):
-				next = time.Now() // look at the interface at once
+				// Look at the interface soon (not at once: no busy loop
+				// should the error repeat).
+				if soon := time.Now().Add(refreshEvery / 10); soon.Before(next) {
+					next = soon
+				}
 				continue
 			default:
 				d.log.Warn("receive failed", "path", path, "err", err)

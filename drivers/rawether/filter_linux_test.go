@@ -18,6 +18,7 @@ func TestFilterInKernel(t *testing.T) {
 	f := &Filter{
 		Match:  []Match{{Offset: 0, Value: []byte("PG")}, {Offset: 8, Value: []byte{1, 2, 3, 4}}, {Offset: 20, Value: []byte{9, 8, 7}}},
 		MinLen: 30, MaxLen: 200,
+		Lengths: []LengthIf{{Offset: 2, Value: 1, Len: 100}, {Offset: 2, Value: 2, Len: 120}},
 	}
 	a := listen(t, na)
 	b, err := Listen(nb, testEtherType, f)
@@ -31,19 +32,24 @@ func TestFilterInKernel(t *testing.T) {
 	copy(good[20:], []byte{9, 8, 7})
 	mod := func(fn func([]byte) []byte) []byte { return fn(bytes.Clone(good)) }
 	cases := map[string][]byte{
-		"good":         good,
-		"magic":        mod(func(p []byte) []byte { p[1] = 'X'; return p }),
-		"pair":         mod(func(p []byte) []byte { p[11] = 5; return p }),
-		"odd length":   mod(func(p []byte) []byte { p[22] = 0; return p }),
-		"short":        good[:29],
-		"too long":     append(bytes.Clone(good), make([]byte, 101)...),
-		"longest":      append(bytes.Clone(good), make([]byte, 100)...),
-		"below 12":     []byte("PG"),
-		"empty-ish":    make([]byte, 46),
-		"jumbo-ish":    append(bytes.Clone(good), make([]byte, 1300)...),
-		"good again":   good,
-		"exactly min":  append(bytes.Clone(good[:30]), make([]byte, 16)...),
-		"pair shifted": mod(func(p []byte) []byte { copy(p[9:], []byte{1, 2, 3, 4}); return p }),
+		"good":          good,
+		"magic":         mod(func(p []byte) []byte { p[1] = 'X'; return p }),
+		"pair":          mod(func(p []byte) []byte { p[11] = 5; return p }),
+		"odd length":    mod(func(p []byte) []byte { p[22] = 0; return p }),
+		"short":         good[:29],
+		"too long":      append(bytes.Clone(good), make([]byte, 101)...),
+		"longest":       append(bytes.Clone(good), make([]byte, 100)...),
+		"below 12":      []byte("PG"),
+		"empty-ish":     make([]byte, 46),
+		"jumbo-ish":     append(bytes.Clone(good), make([]byte, 1300)...),
+		"good again":    good,
+		"exactly min":   append(bytes.Clone(good[:30]), make([]byte, 16)...),
+		"pair shifted":  mod(func(p []byte) []byte { copy(p[9:], []byte{1, 2, 3, 4}); return p }),
+		"kind 1 at 100": mod(func(p []byte) []byte { p[2] = 1; return p }),
+		"kind 1 at 101": mod(func(p []byte) []byte { p[2] = 1; return append(p, 0) }),
+		"kind 2 at 100": mod(func(p []byte) []byte { p[2] = 2; return p }),
+		"kind 2 at 120": mod(func(p []byte) []byte { p[2] = 2; return append(p, make([]byte, 20)...) }),
+		"kind 3 at 150": mod(func(p []byte) []byte { p[2] = 3; return append(p, make([]byte, 50)...) }),
 	}
 	buf := make([]byte, 2000)
 	for name, p := range cases {

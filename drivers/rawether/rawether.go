@@ -46,6 +46,16 @@ type Filter struct {
 	// MinLen and MaxLen bound the payload length, Ethernet padding
 	// included (0: no bound).
 	MinLen, MaxLen int
+	// Lengths fixes the payload length of some kinds of payload.
+	Lengths []LengthIf
+}
+
+// LengthIf is a condition of a Filter: a payload whose byte at Offset is
+// Value is exactly Len bytes long.
+type LengthIf struct {
+	Offset int
+	Value  byte
+	Len    int
 }
 
 // Match is a condition of a Filter: the payload holds Value at Offset.
@@ -65,6 +75,11 @@ func (f *Filter) Accepts(payload []byte) bool {
 	}
 	for _, m := range f.Match {
 		if m.Offset < 0 || m.Offset+len(m.Value) > len(payload) || string(payload[m.Offset:m.Offset+len(m.Value)]) != string(m.Value) {
+			return false
+		}
+	}
+	for _, l := range f.Lengths {
+		if l.Offset >= 0 && l.Offset < len(payload) && payload[l.Offset] == l.Value && len(payload) != l.Len {
 			return false
 		}
 	}

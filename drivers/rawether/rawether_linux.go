@@ -151,6 +151,19 @@ func assemble(etherType uint16, f *Filter) ([]bpf.RawInstruction, error) {
 			i += size
 		}
 	}
+	for _, l := range f.Lengths {
+		if l.Offset < 0 {
+			return nil, fmt.Errorf("negative offset %d", l.Offset)
+		}
+		// A payload too short to hold the byte fails the load: dropped, as
+		// Accepts does only when the filter's other conditions need it.
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: uint32(headerLen + l.Offset), Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(l.Value), SkipFalse: 2},
+			bpf.LoadExtension{Num: bpf.ExtLen})
+		fails = append(fails, len(prog))
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(headerLen + l.Len)})
+	}
 	prog = append(prog, bpf.RetConstant{Val: 0x40000}, bpf.RetConstant{Val: 0})
 	drop := len(prog) - 1
 	for _, i := range fails {

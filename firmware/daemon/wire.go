@@ -67,13 +67,20 @@ var errNotForEngine = errors.New("daemon: frame type not handled")
 
 // frameFilter is the socket filter of this pair's frames: the magic and
 // the pair id at their offsets in every protocol version, at most
-// frame.MaxLen bytes.
+// frame.MaxLen bytes, and exactly the length of its version for the
+// versions this build knows.
 func frameFilter(secret []byte) *rawether.Filter {
 	id := binary.BigEndian.AppendUint32(nil, frame.PairID(secret))
-	return &rawether.Filter{
+	f := &rawether.Filter{
 		Match:  []rawether.Match{{Offset: 0, Value: []byte(frame.Magic)}, {Offset: frame.PairIDOffset, Value: id}},
 		MaxLen: frame.MaxLen,
 	}
+	for v := range frame.ProtocolVersion + 1 {
+		if n := frame.VersionLen(v); n > 0 {
+			f.Lengths = append(f.Lengths, rawether.LengthIf{Offset: frame.VersionOffset, Value: v, Len: n})
+		}
+	}
+	return f
 }
 
 // newNonce draws the nonce of this start: random, never zero.
@@ -118,7 +125,11 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 				d.frames.Record(frame.ErrMalformed)
 				continue
 			case errors.Is(err, rawether.ErrLinkDown):
-				next = time.Now() // look at the interface at once
+				// Look at the interface soon (not at once: no busy loop
+				// should the error repeat).
+				if soon := time.Now().Add(refreshEvery / 10); soon.Before(next) {
+					next = soon
+				}
 				continue
 			default:
 				d.log.Warn("receive failed", "path", path, "err", err)

@@ -75,6 +75,9 @@ const (
 	// frame of every version, for filters that drop foreign frames before
 	// they reach the decoder (a socket filter, a dissector).
 	PairIDOffset = offPair
+	// VersionOffset is the offset of the protocol version in a frame of
+	// every version.
+	VersionOffset = offVersion
 	// prefixLen is the version-independent prefix: magic, version, type,
 	// length, flags, pair id.
 	prefixLen = 12
@@ -82,9 +85,10 @@ const (
 	minLen = prefixLen + AuthLen
 )
 
-// versionLen returns the frame length of the protocol versions this
-// package knows (0 for others).
-func versionLen(v uint8) int {
+// VersionLen returns the frame length of the protocol versions this
+// package knows (0 for others), for filters that drop frames of the wrong
+// length before they reach the decoder.
+func VersionLen(v uint8) int {
 	switch v {
 	case 1:
 		return 100
@@ -123,6 +127,16 @@ var (
 	// ErrReplay: Replay.Check saw a repeated sequence number or a frame
 	// from an older boot of the peer.
 	ErrReplay = errors.New("frame: replayed frame")
+)
+
+// The errors of the checks before the HMAC: built once, so that a flood of
+// garbage allocates nothing.
+var (
+	errTooShort    = fmt.Errorf("%w: shorter than any frame", ErrShort)
+	errCut         = fmt.Errorf("%w: shorter than its length field", ErrShort)
+	errVersionZero = fmt.Errorf("%w: version 0", ErrMalformed)
+	errLength      = fmt.Errorf("%w: length field is not its version's length", ErrMalformed)
+	errLengthRange = fmt.Errorf("%w: length field of an unknown version outside %d..%d", ErrMalformed, minLen, MaxLen)
 )
 
 // VersionError is returned by Decode for an authenticated frame of another
@@ -472,8 +486,8 @@ func Decode(b []byte, key *Key, f *Frame) error {
 	if err != nil {
 		return err
 	}
-	if p := binary.BigEndian.Uint32(b[offPair:]); p != key.pair {
-		return fmt.Errorf("%w: %08x, want %08x", ErrPair, p, key.pair)
+	if binary.BigEndian.Uint32(b[offPair:]) != key.pair {
+		return ErrPair
 	}
 	b = b[:n]
 	if !key.verify(b) {
@@ -486,23 +500,23 @@ func Decode(b []byte, key *Key, f *Frame) error {
 // length it announces, which is the length of the frame's version.
 func prefix(b []byte) (int, error) {
 	if len(b) < prefixLen {
-		return 0, fmt.Errorf("%w: %d bytes", ErrShort, len(b))
+		return 0, errTooShort
 	}
 	if b[0] != magic[0] || b[1] != magic[1] {
 		return 0, ErrMagic
 	}
 	v := b[offVersion]
 	n := int(binary.BigEndian.Uint16(b[offLength:]))
-	switch want := versionLen(v); {
+	switch want := VersionLen(v); {
 	case v == 0:
-		return 0, fmt.Errorf("%w: version 0", ErrMalformed)
+		return 0, errVersionZero
 	case want != 0 && n != want:
-		return 0, fmt.Errorf("%w: length field %d, version %d frames are %d", ErrMalformed, n, v, want)
+		return 0, errLength
 	case want == 0 && (n < minLen || n > MaxLen):
-		return 0, fmt.Errorf("%w: length field %d of version %d outside %d..%d", ErrMalformed, n, v, minLen, MaxLen)
+		return 0, errLengthRange
 	}
 	if n > len(b) {
-		return 0, fmt.Errorf("%w: length field %d, %d bytes", ErrShort, n, len(b))
+		return 0, errCut
 	}
 	return n, nil
 }

@@ -321,6 +321,25 @@ func TestStrings(t *testing.T) {
 	}
 }
 
+// Dropping garbage allocates nothing, whatever check refuses it.
+func TestDropPathZeroAllocs(t *testing.T) {
+	key := NewKey(testSecret)
+	good := mustEncode(t, testFrame(), key)
+	foreign := testFrame()
+	foreign.PairID++
+	for name, b := range map[string][]byte{
+		"short": good[:5], "cut": good[:Len-1], "magic": append([]byte("XX"), good[2:]...),
+		"length":  func() []byte { b := bytes.Clone(good); b[5]++; return b }(),
+		"foreign": mustEncode(t, foreign, key),
+		"forged":  func() []byte { b := bytes.Clone(good); b[Len-1] ^= 1; return b }(),
+	} {
+		var f Frame
+		if n := testing.AllocsPerRun(100, func() { _ = Decode(b, key, &f) }); n != 0 {
+			t.Errorf("%s: %v allocations per dropped frame", name, n)
+		}
+	}
+}
+
 func TestZeroAllocs(t *testing.T) {
 	key := NewKey(testSecret)
 	f := testFrame()

@@ -280,7 +280,7 @@ func (p *Port) Recv(buf []byte) (int, net.HardwareAddr, error) {
 	case f := <-p.queue:
 		n := copy(buf, f.payload)
 		if n < len(f.payload) {
-			return n, f.src, fmt.Errorf("rawethertest: recv on %s: payload of %d bytes truncated to %d", p.name, len(f.payload), n)
+			return n, f.src, fmt.Errorf("rawethertest: recv on %s: %w: %d bytes, buffer %d", p.name, rawether.ErrTruncated, len(f.payload), n)
 		}
 		return n, f.src, nil
 	case <-p.closed:

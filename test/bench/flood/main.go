@@ -7,8 +7,8 @@
 //	garbage   random bytes (no magic): the socket filter drops them
 //	long      magic, pair id, version 2, length field 1500 in a 1500-byte
 //	          frame: longer than any frame, the socket filter drops it
-//	length    the same in 250 bytes: through the filter, refused by the
-//	          exact length check before the HMAC
+//	length    the same in 250 bytes: not the length of version 2, dropped
+//	          by the socket filter (by the decoder before the HMAC without it)
 //	forged    a frame of the exact length, magic and pair id, random body:
 //	          one HMAC each, then dropped as forged
 //	jumbo     2000 bytes with magic and pair id (with -mtu above 2014)
@@ -299,7 +299,7 @@ func (h *heartbeats) record(fd int, macs map[string]net.HardwareAddr) {
 			return
 		}
 		now := time.Now()
-		if n < 14+frame.Len || buf[14+3] != byte(frame.TypeHeartbeat) {
+		if n < 14+4 || buf[14+3] != byte(frame.TypeHeartbeat) {
 			continue
 		}
 		for name, mac := range macs {

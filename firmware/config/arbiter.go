@@ -101,10 +101,6 @@ func (c *Config) checkArbiter(p *problems, paired bool) {
 	if err := checkHostPort(a.Address, false); err != nil {
 		p.bad("arbiter.address", "%v", err)
 	}
-	if ft := c.Heartbeat.FailoverTime.Duration; ft <= engine.DefaultReleaseMargin {
-		p.bad("heartbeat.failover-time", "%v must exceed %v with an arbiter: a node releases the address that long before its lease ends",
-			ft, engine.DefaultReleaseMargin)
-	}
 }
 
 // checkHostPort checks "HOST:PORT"; the host may be empty only for a
@@ -131,8 +127,16 @@ func (c *Config) deriveArbiter() {
 		c.Arbiter.Keys = append(c.Arbiter.Keys, k)
 	}
 	if c.Arbiter.Address != "" && !c.IsArbiter() {
-		c.Engine.Arbiter = engine.ArbiterConfig{Enabled: true, ReleaseMargin: engine.DefaultReleaseMargin}
+		c.Engine.Arbiter = engine.ArbiterConfig{Enabled: true, ReleaseMargin: c.ReleaseMargin()}
 	}
+}
+
+// ReleaseMargin is how long before its lease ends a node without its peer
+// releases the service address: engine.DefaultReleaseMargin (100 ms), or
+// half the failover-time when that is shorter (fast heartbeats come with a
+// fast tick, and the engine needs the margin under failover-time).
+func (c *Config) ReleaseMargin() time.Duration {
+	return min(engine.DefaultReleaseMargin, c.Heartbeat.FailoverTime.Duration/2)
 }
 
 // ArbiterLease is the lease a node asks for: its failover-time plus

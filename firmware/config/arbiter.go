@@ -110,7 +110,11 @@ func checkHostPort(s string, listen bool) error {
 	if err != nil {
 		return fmt.Errorf("not HOST:PORT: %q", s)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	least := 1
+	if listen {
+		least = 0 // any free port (tests)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < least || n > 65535 {
 		return fmt.Errorf("not a UDP port: %q", port)
 	}
 	if host == "" && !listen {

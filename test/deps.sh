@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and the demo need, if missing.
 set -euo pipefail
 need=()
-for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit; do
+for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit nftables:nft; do
 	pkg=${pc%%:*} cmd=${pc##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -4,7 +4,8 @@ set -euo pipefail
 need=()
 for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make tshark:tshark \
 	qemu-user-static:qemu-aarch64-static qemu-user-static:qemu-arm-static \
-	libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit; do
+	libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit \
+	nftables:nft; do
 	pkg=${pc%%:*} cmd=${pc##*:}
 	command -v "$cmd" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")
 done

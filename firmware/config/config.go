@@ -42,7 +42,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Config is the whole configuration file.
 type Config struct {
-	Mode        string `toml:"mode"`          // independent | main | spare (default independent)
+	Mode        string `toml:"mode"`          // independent | main | spare | arbiter (default independent)
 	NodeName    string `toml:"node-name"`     // shown in status and the logbook (default: the host name)
 	StateDir    string `toml:"state-dir"`     // epoch, metadata, logbook, keys (default /var/lib/pairguard)
 	PairKey     string `toml:"pair-key"`      // the pair's shared secret, at least 16 characters
@@ -66,6 +66,7 @@ type Config struct {
 	Watchdog  Watchdog          `toml:"watchdog"`
 	Panel     map[string]string `toml:"panel"` // overrides of single board entries, e.g. "led.failover" = "gpiochip0:5"
 	Logbook   Logbook           `toml:"logbook"`
+	Arbiter   Arbiter           `toml:"arbiter"`
 
 	// Derived by Validate.
 	BoardDesc *board.Board  `toml:"-"`

@@ -162,6 +162,7 @@ func (c *Config) defaults() {
 	}
 	setD(&c.Watchdog.Timeout, 10*time.Second)
 	setI(&c.Logbook.Entries, 1000)
+	c.defaultsArbiter()
 	if d := c.Datastore; d != nil {
 		setI(&d.BlockSize, DefaultBlockSize)
 		set(&d.Mode, "periodic")
@@ -202,6 +203,7 @@ func (c *Config) check() error {
 	c.checkHooks(p)
 	c.checkChecks(p)
 	c.checkDatastore(p, paired)
+	c.checkArbiter(p, paired)
 	if c.Watchdog.Timeout.Duration < time.Second {
 		p.bad("watchdog.timeout", "must be at least 1s")
 	}
@@ -212,8 +214,8 @@ func (c *Config) check() error {
 }
 
 func (c *Config) checkTop(p *problems, paired bool) {
-	if _, err := engine.ParseMode(c.Mode); err != nil {
-		p.bad("mode", "must be independent, main or spare, not %q", c.Mode)
+	if _, err := engine.ParseMode(c.Mode); err != nil && !c.IsArbiter() {
+		p.bad("mode", "must be independent, main, spare or arbiter, not %q", c.Mode)
 	}
 	if _, err := engine.ParseRecovery(c.Recovery); err != nil {
 		p.bad("recovery", "must be automatic or manual, not %q", c.Recovery)
@@ -386,6 +388,11 @@ func (c *Config) derive() error {
 	if c.LAN2.PeerAddress != "" {
 		c.LAN2.Peer, _ = netip.ParseAddr(c.LAN2.PeerAddress)
 	}
+	if c.IsArbiter() {
+		// An arbiter runs no engine.
+		c.deriveArbiter()
+		return nil
+	}
 	mode, _ := engine.ParseMode(c.Mode)
 	rec, _ := engine.ParseRecovery(c.Recovery)
 	loss, _ := engine.ParseLineLoss(c.OnLineLoss)
@@ -410,6 +417,7 @@ func (c *Config) derive() error {
 		},
 		NodeID: 1, // replaced by the daemon with the persisted node id
 	}
+	c.deriveArbiter()
 	if err := c.Engine.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
@@ -485,6 +493,8 @@ func (c *Config) Reloadable(next *Config) error {
 	same("check", fmt.Sprintf("%+v", c.Checks), fmt.Sprintf("%+v", next.Checks))
 	same("watchdog", c.Watchdog, next.Watchdog)
 	same("panel", fmt.Sprintf("%v", c.Panel), fmt.Sprintf("%v", next.Panel))
+	same("arbiter.address", c.Arbiter.Address, next.Arbiter.Address)
+	same("arbiter.listen", c.Arbiter.Listen, next.Arbiter.Listen)
 	return errors.Join(errs...)
 }
 

@@ -71,6 +71,7 @@ func usagef(format string, args ...any) error { return &UsageError{fmt.Errorf(fo
 var Commands = []Command{
 	{Name: "run", Args: "--config FILE [--log-level L]", Help: "run the daemon", Section: SectionDaemon},
 	{Name: "check-config", Args: "FILE", Help: "check a config file and exit", Section: SectionDaemon, Console: true},
+	{Name: "arbiter-key", Args: "[--config FILE]", Help: "print this pair's key for the arbiter's [[arbiter.pair]]", Section: SectionDaemon, Console: true},
 	{Name: "status", Args: "[--json]", Help: "role, peer, data, mirror and alarms", Section: SectionClient, Console: true},
 	{Name: "log", Args: "[-n N] [--follow] [--json]", Help: "the logbook's newest entries; --follow streams new ones, role and alarm changes",
 		Section: SectionClient, Console: true,

@@ -44,6 +44,7 @@ type Report struct {
 	Checks       []CheckReport       `json:"checks,omitempty"`
 	Frames       frame.CounterValues `json:"frames"`
 	LastTakeover *takeoverInfo       `json:"last-takeover,omitempty"`
+	Arbiter      *ArbiterReport      `json:"arbiter,omitempty"` // only with [arbiter] address
 }
 
 // PeerReport is the peer part of Report.
@@ -114,6 +115,7 @@ func (d *Daemon) report() Report {
 	for _, c := range d.cfg.Checks {
 		r.Checks = append(r.Checks, CheckReport{Name: c.Name, Healthy: !d.failing[c.Name]})
 	}
+	r.Arbiter = d.arbiterReport(st)
 	if !d.lastTakeover.At.IsZero() {
 		t := d.lastTakeover
 		r.LastTakeover = &t
@@ -153,6 +155,9 @@ func (r Report) Text() string {
 	}
 	if r.Witness != nil {
 		fmt.Fprintf(&b, "witness   %s\n", map[bool]string{true: "reachable", false: "unreachable"}[*r.Witness])
+	}
+	if r.Arbiter != nil {
+		fmt.Fprintf(&b, "arbiter   %s\n", r.Arbiter.text(r.NodeID))
 	}
 	fmt.Fprintf(&b, "alarms    %s\n", alarms)
 	if len(r.Faults) > 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/pairguard/pairguard/drivers/addr"
 	"github.com/pairguard/pairguard/drivers/arp"
 	"github.com/pairguard/pairguard/drivers/rawether"
+	"github.com/pairguard/pairguard/firmware/arbiter"
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/frame"
@@ -105,6 +106,7 @@ type Daemon struct {
 	panelDev     *Panel
 	panel        *frontPanel
 	wire         wireState
+	arb          *arbiter.Conn // the lease client (nil: no arbiter)
 
 	wg sync.WaitGroup // every goroutine Run starts
 }
@@ -195,6 +197,9 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		}
 		d.garp6 = g
 	}
+	if err := d.openArbiter(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -248,6 +253,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	d.mirror.Start(loopCtx, d.events)
+	d.goArbiter(loopCtx)
 	d.startPanel(loopCtx)
 	d.logbook("start", fmt.Sprintf("pairguard %s, node %s (%016x), boot %d", Version, d.cfg.NodeName, d.nodeID, d.bootID))
 	d.apply(d.eng.Start(d.mono()))
@@ -450,6 +456,8 @@ func (d *Daemon) apply(acts []engine.Action) {
 		case engine.AlarmCleared:
 			d.log.Info("alarm cleared", "alarm", string(a.Alarm))
 			d.publishAlarms(string(a.Alarm), false, "")
+		case engine.WantLease:
+			d.wantLease(a.Want)
 		case engine.RoleChanged:
 			st := d.eng.Status()
 			d.role, d.prev = a.Role, a.Prev
@@ -462,6 +470,7 @@ func (d *Daemon) apply(acts []engine.Action) {
 			panic(fmt.Sprintf("daemon: unknown action %T", acts[i]))
 		}
 	}
+	d.leaseInfo()
 	for len(d.deferred) > 0 {
 		ev := d.deferred[0]
 		d.deferred = d.deferred[1:]

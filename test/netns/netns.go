@@ -359,7 +359,13 @@ type Status struct {
 		Held bool `json:"held"`
 	} `json:"address"`
 	Failover bool `json:"failover-led"`
-	Frames   struct {
+	// Arbiter is there only on a node with an arbiter (ArbiterExtra).
+	Arbiter *struct {
+		State   string `json:"state"`
+		Holder  string `json:"holder"`
+		LeaseMS int64  `json:"lease-ms"`
+	} `json:"arbiter"`
+	Frames struct {
 		Sent     uint64 `json:"sent"`
 		Accepted uint64 `json:"accepted"`
 		Forged   uint64 `json:"forged"`

@@ -71,8 +71,14 @@ func run(ctx context.Context, cmd string, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if c.IsArbiter() {
+			fmt.Fprintf(out, "%s: ok (mode arbiter, listen %s, %d pairs)\n", args[0], c.Arbiter.Listen, len(c.Arbiter.Keys))
+			return nil
+		}
 		fmt.Fprintf(out, "%s: ok (mode %s, heartbeat %v, failover-time %v)\n", args[0], c.Mode, c.Heartbeat.Interval, c.Heartbeat.FailoverTime)
 		return nil
+	case "arbiter-key":
+		return arbiterKey(args, out)
 	case "version", "--version":
 		fmt.Fprintln(out, "pairguard", daemon.Version)
 		return nil
@@ -215,6 +221,9 @@ func runDaemon(args []string) error {
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if cfg.IsArbiter() {
+		return runArbiter(cfg, *cfgPath, log)
 	}
 	// Heartbeats must not starve on a busy board (keepalived raises its
 	// priority for the same reason).

@@ -1,6 +1,6 @@
 // Package arbiter is Pairguard's arbiter: a third box that grants exactly
 // one node of a pair at a time the right to be primary while the two cannot
-// hear each other (DESIGN.md, "Arbiter").
+// hear each other (README, "The arbiter").
 //
 // The package has three layers:
 //

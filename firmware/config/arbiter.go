@@ -11,7 +11,7 @@ import (
 )
 
 // ModeArbiter is `mode = "arbiter"`: the binary serves as the arbiter of
-// one or more pairs instead of being a node (DESIGN.md, "Arbiter").
+// one or more pairs instead of being a node (README, "The arbiter").
 const ModeArbiter = "arbiter"
 
 // DefaultArbiterPort is the arbiter's UDP port when `[arbiter] listen`

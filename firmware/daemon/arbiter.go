@@ -8,7 +8,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/engine"
 )
 
-// The node's side of the arbiter (DESIGN.md, "Arbiter"): with `[arbiter]
+// The node's side of the arbiter (README, "The arbiter"): with `[arbiter]
 // address`, the daemon runs the lease client of firmware/arbiter as one of
 // its goroutines. The client's events enter the loop's inbox as
 // engine.LeaseChanged, in the order they happened; the engine's WantLease

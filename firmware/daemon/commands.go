@@ -16,7 +16,7 @@ import (
 )
 
 // Report is `pairguard status --json`. The field names are an interface:
-// other tools read them (DESIGN.md).
+// other tools read them (README, "Commands").
 type Report struct {
 	Mode     string       `json:"mode"`
 	Role     string       `json:"role"`

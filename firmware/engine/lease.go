@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Arbiter leases (DESIGN.md, "Arbiter").
+// Arbiter leases (README, "The arbiter").
 //
 // With an arbiter configured, a node that does not hear its peer becomes or
 // stays primary only while it holds an unexpired lease from the arbiter,

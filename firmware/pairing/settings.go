@@ -12,7 +12,7 @@ import (
 
 // Settings are the main's pair-level settings, which the spare adopts at
 // pairing time so that its own config needs only its mode, interfaces and
-// LAN 2 address. Keys are the config keys of DESIGN.md ("Config").
+// LAN 2 address. Keys are the config keys of the README ("Configuration").
 //
 // Enumerations stay strings here (the config package validates them); an
 // empty string or zero value means "not set".

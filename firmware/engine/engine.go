@@ -47,6 +47,10 @@ type Config struct {
 	Recovery   Recovery
 	OnLineLoss LineLoss
 	Witness    bool // a witness is configured: without it a node is never primary
+	// Unpaired: the node has no pair key yet (teach-in pending). It is
+	// never eligible, so it never becomes primary by itself; Reconfigure
+	// clears it once the pair key is known.
+	Unpaired bool
 	Arbiter    ArbiterConfig
 	Software   string
 	// BootID and Nonce identify this start of the node: the persisted boot
@@ -302,7 +306,7 @@ func (e *Engine) incompatibleRecent() bool {
 
 // eligible reports whether this node may become primary without force.
 func (e *Engine) eligible() bool {
-	return e.data == DataUpToDate && e.witnessOK && len(e.faults) == 0 && e.cfg.Mode != ModeIndependent
+	return e.data == DataUpToDate && e.witnessOK && len(e.faults) == 0 && e.cfg.Mode != ModeIndependent && !e.cfg.Unpaired
 }
 
 // Step feeds one event to the engine and returns the actions it causes.

@@ -44,6 +44,7 @@ type Report struct {
 	Checks       []CheckReport       `json:"checks,omitempty"`
 	Frames       frame.CounterValues `json:"frames"`
 	LastTakeover *takeoverInfo       `json:"last-takeover,omitempty"`
+	Pairing      *PairingReport      `json:"pairing,omitempty"`
 }
 
 // PeerReport is the peer part of Report.
@@ -118,6 +119,8 @@ func (d *Daemon) report() Report {
 		t := d.lastTakeover
 		r.LastTakeover = &t
 	}
+	r.Pairing = d.pairingReport()
+	r.Alarms = append(r.Alarms, d.pairingAlarms()...)
 	return r
 }
 
@@ -153,6 +156,9 @@ func (r Report) Text() string {
 	}
 	if r.Witness != nil {
 		fmt.Fprintf(&b, "witness   %s\n", map[bool]string{true: "reachable", false: "unreachable"}[*r.Witness])
+	}
+	if r.Pairing != nil {
+		fmt.Fprintf(&b, "pairing   %s\n", r.Pairing.text())
 	}
 	fmt.Fprintf(&b, "alarms    %s\n", alarms)
 	if len(r.Faults) > 0 {
@@ -192,6 +198,8 @@ var handlers = map[string]handler{
 	"resolve":    (*Daemon).cmdResolve,
 	"capture":    (*Daemon).handleCapture,
 	"leds":       (*Daemon).cmdLeds,
+	"pair":       inLoop((*Daemon).cmdPair),
+	"unpair":     inLoop((*Daemon).cmdUnpair),
 }
 
 // Handle answers a control request; it runs on the connection's goroutine

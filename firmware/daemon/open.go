@@ -24,6 +24,10 @@ const macvlanName = "pgvmac0"
 // A missing failover-line interface is fatal; a LAN 1 that cannot carry
 // heartbeats is a warning (the second path is lost, the guard probes still).
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	cfg, _, err := withPairRecord(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var deps Deps
 	closeAll := func() {
 		for _, c := range deps.Closers {
@@ -31,14 +35,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		}
 	}
 	if cfg.Engine.Mode != engine.ModeIndependent {
-		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType, frameFilter(cfg.Key))
+		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType, listenFilter(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("lan2.interface %q: %w", cfg.LAN2.Interface, err)
 		}
 		deps.LAN2 = lan2
 		deps.Closers = append(deps.Closers, lan2.Close)
 		if cfg.LAN1.Interface != "" {
-			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType, frameFilter(cfg.Key))
+			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType, listenFilter(cfg))
 			if err != nil {
 				log.Warn("no heartbeats on LAN 1; a cut failover line will look like a dead peer to the guard's first check", "interface", cfg.LAN1.Interface, "err", err)
 			} else {

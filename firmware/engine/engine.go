@@ -51,8 +51,8 @@ type Config struct {
 	// never eligible, so it never becomes primary by itself; Reconfigure
 	// clears it once the pair key is known.
 	Unpaired bool
-	Arbiter    ArbiterConfig
-	Software   string
+	Arbiter  ArbiterConfig
+	Software string
 	// BootID and Nonce identify this start of the node: the persisted boot
 	// counter and a random value, not zero in main or spare mode. They are
 	// fixed by New; Reconfigure keeps them.

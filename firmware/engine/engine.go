@@ -47,18 +47,19 @@ type Config struct {
 	Recovery   Recovery
 	OnLineLoss LineLoss
 	Witness    bool // a witness is configured: without it a node is never primary
-	// Unpaired: the node has no pair key yet (teach-in pending). It is
-	// never eligible, so it never becomes primary by itself; Reconfigure
-	// clears it once the pair key is known.
-	Unpaired bool
-	Arbiter  ArbiterConfig
-	Software string
+	Arbiter    ArbiterConfig
+	Software   string
 	// BootID and Nonce identify this start of the node: the persisted boot
 	// counter and a random value, not zero in main or spare mode. They are
 	// fixed by New; Reconfigure keeps them.
 	BootID uint64
 	Nonce  uint64
 	Durations
+
+	// Unpaired: the node has no pair key yet (teach-in pending). It is
+	// never eligible, so it never becomes primary by itself; Reconfigure
+	// clears it once the pair key is known.
+	Unpaired bool
 }
 
 // Validate checks the config and the relations between its timers.

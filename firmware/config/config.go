@@ -258,3 +258,7 @@ func keyLines(src []byte) map[string]int {
 	}
 	return lines
 }
+
+// Sets reports whether the file sets key ("table.key", or "key" at the
+// top) itself, rather than leaving it to a default.
+func (c *Config) Sets(key string) bool { return c.lineSet(key) }

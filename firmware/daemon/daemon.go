@@ -114,6 +114,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if deps.LAN2 == nil && cfg.Engine.Mode != engine.ModeIndependent {
 		return nil, errors.New("daemon: no failover-line connection")
 	}
+	own := cfg // before the pair record's key and settings
 	cfg, rec, err := withPairRecord(cfg)
 	if err != nil {
 		return nil, err
@@ -147,7 +148,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if len(cfg.Key) > 0 {
 		d.key.Store(frame.NewKey(cfg.Key))
 	}
-	if err := d.setupPairing(cfg, rec); err != nil {
+	if err := d.setupPairing(cfg, own, rec); err != nil {
 		return nil, err
 	}
 	if d.bootID, err = d.state.nextBoot(); err != nil {
@@ -648,5 +649,6 @@ func (d *Daemon) applyReload(next *config.Config) {
 		return
 	}
 	d.cfg = next
+	d.checkSettings(next)
 	d.logbook("reload", "configuration reloaded from "+next.File())
 }

@@ -205,8 +205,8 @@ type pairState struct {
 }
 
 // setupPairing prepares the pairing machine of a taught-in node; cfg is
-// the config as withPairRecord returned it.
-func (d *Daemon) setupPairing(cfg *config.Config, rec *pairing.Record) error {
+// the config as withPairRecord returned it, own the file's.
+func (d *Daemon) setupPairing(cfg, own *config.Config, rec *pairing.Record) error {
 	if !teachIn(cfg) {
 		return nil
 	}
@@ -231,20 +231,59 @@ func (d *Daemon) setupPairing(cfg *config.Config, rec *pairing.Record) error {
 	}
 	m, err := pairing.New(pairing.Config{
 		Role: role, NodeID: d.nodeID, NodeName: name, Software: sw,
-		Key: id.Public().(ed25519.PublicKey), Settings: settingsOf(cfg), Window: cfg.PairWindow.Duration,
+		Key: id.Public().(ed25519.PublicKey), Settings: settingsOf(own), Window: cfg.PairWindow.Duration,
 	}, rec)
 	if err != nil {
 		return fmt.Errorf("daemon: pairing: %w", err)
 	}
-	d.pair = &pairState{m: m, own: settingsOf(cfg), macs: map[uint64]net.HardwareAddr{}, buf: make([]byte, 0, frame.PairMaxLen)}
-	if rec != nil && role == pairing.RoleMain {
-		// The main's config changed since the pair was taught in: the
-		// spare runs on what it adopted then.
-		d.pair.mismatch = pairing.Compare(settingsOf(cfg), rec.Settings)
-	}
+	d.pair = &pairState{m: m, own: settingsOf(own), macs: map[uint64]net.HardwareAddr{}, buf: make([]byte, 0, frame.PairMaxLen)}
+	d.checkSettings(own)
 	d.pairListen(m.State())
 	return nil
 }
+
+// checkSettings compares this node's config (as in the file) with the
+// pair-level settings of the record: on the main, its config changed
+// since the pair was taught in (the spare runs on what it adopted then);
+// on the spare, its file sets a pair-level key to another value than the
+// main's. The first such key is the alarm settings-mismatch.
+func (d *Daemon) checkSettings(own *config.Config) {
+	if d.pair == nil {
+		return
+	}
+	prev := d.pair.mismatch
+	d.pair.mismatch = settingsMismatch(own, d.pair.m.Record())
+	if d.pair.mismatch != prev && d.eng != nil { // not while New prepares the daemon
+		reason := ""
+		if d.pair.mismatch != "" {
+			reason = d.pair.mismatch + " differs from the pair's setting"
+			d.logbook("alarm", "settings-mismatch: "+reason)
+		}
+		d.publishAlarms(alarmSettings, d.pair.mismatch != "", reason)
+	}
+}
+
+// settingsMismatch returns the first pair-level key in which own differs
+// from the record's settings ("" when none, or without a record).
+func settingsMismatch(own *config.Config, rec *pairing.Record) string {
+	if rec == nil {
+		return ""
+	}
+	mine := settingsOf(own)
+	if rec.Role == pairing.RoleMain {
+		return pairing.Compare(mine, rec.Settings)
+	}
+	for _, key := range pairing.SettingKeys() {
+		if !own.Sets(key) {
+			continue // left to the main
+		}
+		if pairing.Differs(mine, rec.Settings, key) {
+			return key
+		}
+	}
+	return ""
+}
+
 
 // teachInFilter passes every frame with the magic, pairing frames
 // included, so that the pair key can change while the socket is open.
@@ -394,7 +433,13 @@ func (d *Daemon) persistPair(rec pairing.Record) error {
 		return err
 	}
 	d.key.Store(frame.NewKey(rec.PairKey[:]))
-	d.pair.mismatch = ""
+	c := *d.cfg
+	c.Key = append([]byte(nil), rec.PairKey[:]...)
+	d.cfg = &c
+	if d.pair.mismatch != "" {
+		d.pair.mismatch = ""
+		d.publishAlarms(alarmSettings, false, "")
+	}
 	if rec.Role == pairing.RoleSpare && pairing.Compare(d.pair.own, rec.Settings) != "" {
 		if d.eng.Role() != engine.RolePrimary {
 			d.pair.restart = true

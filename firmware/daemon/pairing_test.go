@@ -193,3 +193,50 @@ func TestProvisionedIgnoresPairing(t *testing.T) {
 	lan2.Port("evil", mac(9)).Send(mac(1), b)
 	waitFor(t, "pairing frame dropped", func() bool { return m.report(t).Frames.Received > before.Received })
 }
+
+// teachPair runs begin, join and accept on both.
+func teachPair(t *testing.T, m, s *node) {
+	t.Helper()
+	_, w := m.pair(t, "begin", "")
+	if resp, _ := s.pair(t, "join", w.Code); !resp.OK {
+		t.Fatalf("join: %+v", resp)
+	}
+	waitFor(t, "both pending", func() bool {
+		return m.report(t).Pairing.State == "pending" && s.report(t).Pairing.State == "pending"
+	})
+	m.pair(t, "accept", "")
+	s.pair(t, "accept", "")
+	waitFor(t, "both paired", func() bool {
+		return m.report(t).Pairing.State == "paired" && s.report(t).Pairing.State == "paired"
+	})
+}
+
+// A pair-level setting changed on one side after the teach-in raises
+// settings-mismatch naming the key; the spare's own config may leave them
+// all out.
+func TestDaemonSettingsMismatch(t *testing.T) {
+	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
+	mdir, sdir := t.TempDir(), t.TempDir()
+	m := startPairNode(t, pairConfig(t, "main", mdir, ""), lan2, lan1, 1)
+	s := startPairNode(t, pairConfig(t, "spare", sdir, ""), lan2, lan1, 2)
+	teachPair(t, m, s)
+	for _, n := range []*node{m, s} {
+		if r := n.report(t); slices.Contains(r.Alarms, "settings-mismatch") {
+			t.Fatalf("mismatch right after pairing: %+v", r.Pairing)
+		}
+	}
+	m.stop(t)
+	s.stop(t)
+	lan2, lan1 = rawethertest.NewHub(), rawethertest.NewHub()
+	m = startPairNode(t, pairConfig(t, "main", mdir, `recovery = "automatic"`), lan2, lan1, 1)
+	s = startPairNode(t, pairConfig(t, "spare", sdir, `on-line-loss = "takeover"`), lan2, lan1, 2)
+	for _, c := range []struct {
+		n   *node
+		key string
+	}{{m, "recovery"}, {s, "on-line-loss"}} {
+		r := c.n.report(t)
+		if !slices.Contains(r.Alarms, "settings-mismatch") || r.Pairing.Mismatch != c.key {
+			t.Errorf("%s: alarms %v, mismatch %q, want %q", r.Mode, r.Alarms, r.Pairing.Mismatch, c.key)
+		}
+	}
+}

@@ -284,7 +284,6 @@ func settingsMismatch(own *config.Config, rec *pairing.Record) string {
 	return ""
 }
 
-
 // teachInFilter passes every frame with the magic, pairing frames
 // included, so that the pair key can change while the socket is open.
 func teachInFilter() *rawether.Filter {

@@ -15,10 +15,12 @@ import (
 
 	"github.com/pairguard/pairguard/drivers/addr/addrtest"
 	"github.com/pairguard/pairguard/drivers/arp/arptest"
+	"github.com/pairguard/pairguard/drivers/button/buttontest"
 	"github.com/pairguard/pairguard/drivers/rawether/rawethertest"
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/control"
 	"github.com/pairguard/pairguard/firmware/frame"
+	"github.com/pairguard/pairguard/firmware/panel"
 )
 
 // The teach-in over in-memory links: two daemons without a pair key.
@@ -50,8 +52,16 @@ dir = %q
 
 func startPairNode(t *testing.T, cfg *config.Config, lan2, lan1 *rawethertest.Hub, id byte) *node {
 	t.Helper()
+	return startPairNodeWith(t, cfg, lan2, lan1, id, nil)
+}
+
+func startPairNodeWith(t *testing.T, cfg *config.Config, lan2, lan1 *rawethertest.Hub, id byte, prep func(*Deps)) *node {
+	t.Helper()
 	n := &node{addrs: addrtest.New(), arp: arptest.New(mac(id)), done: make(chan error, 1)}
 	deps := Deps{LAN2: lan2.Port(fmt.Sprintf("n%d-l2", id), mac(id)), LAN1: lan1.Port(fmt.Sprintf("n%d-l1", id), mac(id)), Addr: n.addrs, ARP: n.arp}
+	if prep != nil {
+		prep(&deps)
+	}
 	d, err := New(cfg, deps, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +201,25 @@ func TestProvisionedIgnoresPairing(t *testing.T) {
 	before := m.report(t).Frames
 	b, _ := frame.AppendPair(nil, []byte("a pairing message"))
 	lan2.Port("evil", mac(9)).Send(mac(1), b)
-	waitFor(t, "pairing frame dropped", func() bool { return m.report(t).Frames.Received > before.Received })
+	waitFor(t, "pairing frame dropped", func() bool { return m.report(t).Frames.Other > before.Other })
+}
+
+// A short press of the button during the approval accepts on that unit.
+func TestDaemonButtonApproves(t *testing.T) {
+	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
+	m := startPairNode(t, pairConfig(t, "main", t.TempDir(), ""), lan2, lan1, 1)
+	btn := buttontest.New()
+	s := startPairNodeWith(t, pairConfig(t, "spare", t.TempDir(), ""), lan2, lan1, 2, func(deps *Deps) {
+		deps.Panel = &Panel{LEDs: panel.Outputs{}, Button: btn, Now: func() time.Duration { return time.Duration(time.Now().UnixNano()) }}
+	})
+	_, w := m.pair(t, "begin", "")
+	s.pair(t, "join", w.Code)
+	waitFor(t, "spare pending", func() bool { return s.report(t).Pairing.State == "pending" })
+	m.pair(t, "accept", "")
+	btn.Click(time.Duration(time.Now().UnixNano()), 100*time.Millisecond)
+	waitFor(t, "both paired", func() bool {
+		return m.report(t).Pairing.State == "paired" && s.report(t).Pairing.State == "paired"
+	})
 }
 
 // teachPair runs begin, join and accept on both.

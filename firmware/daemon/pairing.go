@@ -32,10 +32,10 @@ import (
 // write, fsync, rename, fsync of the directory) before this side's accept
 // goes out; once it is on disk the derived pair key replaces the missing
 // one live and the engine may become primary. A spare whose adopted
-// settings differ from its own config restarts internally (ErrRestart)
-// when it is not primary, so that the service address and the timers
-// come from the main; a spare that is primary (a survivor) adopts them at
-// its next start.
+// settings differ from its own config, and a node with lan1.virtual-mac,
+// restart internally (ErrRestart) when they are not primary, so that the
+// service address, the timers and the MAC come from the pair; a primary
+// (a survivor teaching in a replacement) adopts them at its next start.
 
 // ErrRestart is returned by Run when the daemon stopped to start again
 // with its new pair record (a spare adopting the main's settings); the
@@ -439,12 +439,22 @@ func (d *Daemon) persistPair(rec pairing.Record) error {
 		d.pair.mismatch = ""
 		d.publishAlarms(alarmSettings, false, "")
 	}
-	if rec.Role == pairing.RoleSpare && pairing.Compare(d.pair.own, rec.Settings) != "" {
+	// The spare's adopted settings, and the virtual MAC (derived from the
+	// pair id), take effect with the sockets and the address manager a
+	// start opens.
+	why := ""
+	switch {
+	case rec.Role == pairing.RoleSpare && pairing.Compare(d.pair.own, rec.Settings) != "":
+		why = "the main's settings"
+	case d.cfg.LAN1.VirtualMAC:
+		why = "the pair's virtual MAC"
+	}
+	if why != "" {
 		if d.eng.Role() != engine.RolePrimary {
 			d.pair.restart = true
-			d.logbook("pairing", "restarting to adopt the main's settings")
+			d.logbook("pairing", "restarting to adopt "+why)
 		} else {
-			d.logbook("pairing", "the main's settings apply at the next start (this node is primary)")
+			d.logbook("pairing", why+" apply at the next start (this node is primary)")
 		}
 	}
 	d.setUnpaired(false)

@@ -487,7 +487,8 @@ func (d *Daemon) setUnpaired(unpaired bool) {
 type PairingReport struct {
 	State string       `json:"state"` // unpaired, pending or paired
 	Peer  *PairingPeer `json:"peer,omitempty"`
-	// Step is the machine's own state: window, joining, ... (detail).
+	// Step is the machine's own state: window, joining, ... (detail);
+	// provisioned with a pair-key in the config.
 	Step      string `json:"step"`
 	Code      string `json:"code,omitempty"`
 	ExpiresIn string `json:"expires-in,omitempty"`
@@ -507,7 +508,10 @@ type PairingPeer struct {
 
 func (d *Daemon) pairingReport() *PairingReport {
 	if d.pair == nil {
-		return nil
+		if d.eng.Status().Mode == engine.ModeIndependent {
+			return nil
+		}
+		return &PairingReport{State: "paired", Step: "provisioned"} // pair-key in the config
 	}
 	st := d.pair.m.Status()
 	r := &PairingReport{State: "unpaired", Step: st.State.String(), Reason: st.Reason, Mismatch: d.pair.mismatch}

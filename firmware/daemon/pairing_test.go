@@ -192,7 +192,7 @@ func TestDaemonWrongCode(t *testing.T) {
 func TestProvisionedIgnoresPairing(t *testing.T) {
 	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
 	m := startNode(t, "main", lan2, lan1, 1)
-	if r := m.report(t); r.Pairing != nil {
+	if r := m.report(t); r.Pairing == nil || r.Pairing.State != "paired" || r.Pairing.Step != "provisioned" {
 		t.Fatalf("provisioned node reports pairing %+v", r.Pairing)
 	}
 	if resp, _ := m.pair(t, "begin", ""); resp.OK {

@@ -157,7 +157,7 @@ func (r Report) Text() string {
 	if r.Witness != nil {
 		fmt.Fprintf(&b, "witness   %s\n", map[bool]string{true: "reachable", false: "unreachable"}[*r.Witness])
 	}
-	if r.Pairing != nil {
+	if r.Pairing != nil && r.Pairing.Step != "provisioned" {
 		fmt.Fprintf(&b, "pairing   %s\n", r.Pairing.text())
 	}
 	fmt.Fprintf(&b, "alarms    %s\n", alarms)

@@ -23,6 +23,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/frame"
 	"github.com/pairguard/pairguard/firmware/hooks"
 	"github.com/pairguard/pairguard/firmware/logbook"
+	"github.com/pairguard/pairguard/firmware/pairing"
 )
 
 // Version is the software version sent in every frame; set by the linker.
@@ -116,7 +117,8 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	}
 	own := cfg // before the pair record's key and settings
 	cfg, rec, err := withPairRecord(cfg)
-	if err != nil {
+	damaged := err
+	if err != nil && !errors.Is(err, pairing.ErrRecord) {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
@@ -150,6 +152,10 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	}
 	if err := d.setupPairing(cfg, own, rec); err != nil {
 		return nil, err
+	}
+	if damaged != nil && d.pair != nil {
+		log.Error("the pair record is damaged: running unpaired; teach the pair in again", "err", damaged)
+		d.pair.damaged = damaged.Error()
 	}
 	if d.bootID, err = d.state.nextBoot(); err != nil {
 		return nil, err

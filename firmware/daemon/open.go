@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/frame"
+	"github.com/pairguard/pairguard/firmware/pairing"
 )
 
 // macvlanName is the interface that carries the service address with
@@ -25,7 +27,7 @@ const macvlanName = "pgvmac0"
 // heartbeats is a warning (the second path is lost, the guard probes still).
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	cfg, _, err := withPairRecord(cfg)
-	if err != nil {
+	if err != nil && !errors.Is(err, pairing.ErrRecord) { // a damaged record: New says so
 		return nil, err
 	}
 	var deps Deps

@@ -61,7 +61,9 @@ func teachIn(cfg *config.Config) bool {
 
 // withPairRecord returns cfg as the node runs it: for a taught-in node with
 // a pair record, a copy with the record's pair key and, on a spare, the
-// main's pair-level settings. rec is nil when there is none.
+// main's pair-level settings. rec is nil when there is none. A damaged
+// record is an error wrapping pairing.ErrRecord, returned with cfg as it
+// is: the node runs unpaired and says why; it never guesses.
 func withPairRecord(cfg *config.Config) (*config.Config, *pairing.Record, error) {
 	if !teachIn(cfg) {
 		return cfg, nil, nil
@@ -75,7 +77,7 @@ func withPairRecord(cfg *config.Config) (*config.Config, *pairing.Record, error)
 	}
 	var rec pairing.Record
 	if err := rec.UnmarshalBinary(b); err != nil {
-		return nil, nil, fmt.Errorf("daemon: %s: %w (remove it to teach the pair in again)", recordFile, err)
+		return cfg, nil, fmt.Errorf("daemon: %s: %w (teach the pair in again)", recordFile, err)
 	}
 	out := cfg
 	if rec.Role == pairing.RoleSpare {
@@ -202,6 +204,7 @@ type pairState struct {
 	buf      []byte
 	restart  bool // a spare adopted settings that need a restart
 	mismatch string
+	damaged  string // why the pair record could not be read (the node runs unpaired)
 }
 
 // setupPairing prepares the pairing machine of a taught-in node; cfg is
@@ -515,6 +518,9 @@ func (d *Daemon) pairingReport() *PairingReport {
 	}
 	st := d.pair.m.Status()
 	r := &PairingReport{State: "unpaired", Step: st.State.String(), Reason: st.Reason, Mismatch: d.pair.mismatch}
+	if r.Reason == "" && st.State == pairing.StateUnpaired {
+		r.Reason = d.pair.damaged
+	}
 	switch st.State {
 	case pairing.StatePending:
 		r.State, r.Check = "pending", st.Check

@@ -20,6 +20,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/control"
 	"github.com/pairguard/pairguard/firmware/frame"
+	"github.com/pairguard/pairguard/firmware/pairing"
 	"github.com/pairguard/pairguard/firmware/panel"
 )
 
@@ -266,5 +267,55 @@ func TestDaemonSettingsMismatch(t *testing.T) {
 		if !slices.Contains(r.Alarms, "settings-mismatch") || r.Pairing.Mismatch != c.key {
 			t.Errorf("%s: alarms %v, mismatch %q, want %q", r.Mode, r.Alarms, r.Pairing.Mismatch, c.key)
 		}
+	}
+}
+
+// A spare's minimal config takes the service address and the timers from
+// the record the teach-in left.
+func TestWithPairRecordAdopts(t *testing.T) {
+	dir := t.TempDir()
+	src := fmt.Sprintf("mode = \"spare\"\nstate-dir = %q\n[lan1]\ninterface = \"l1\"\n[lan2]\ninterface = \"l2\"\n", dir)
+	own, err := config.Parse("spare.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := pairConfig(t, "main", t.TempDir(), `recovery = "automatic"`)
+	rec := pairing.Record{Role: pairing.RoleSpare, NodeID: 2, PairKey: [32]byte{7},
+		Peer:     pairing.Peer{NodeID: 1, Name: "main", Key: make([]byte, 32)},
+		Settings: settingsOf(main)}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stateDir(dir).write(recordFile, b); err != nil {
+		t.Fatal(err)
+	}
+	cfg, got, err := withPairRecord(own)
+	if err != nil || got == nil {
+		t.Fatalf("withPairRecord: %v, %v", got, err)
+	}
+	if cfg.LAN1.Prefix.String() != "192.168.5.10/24" || cfg.Engine.Interval != 20*time.Millisecond ||
+		cfg.Recovery != "automatic" || string(cfg.Key) != string(rec.PairKey[:]) {
+		t.Fatalf("adopted: service %v, interval %v, recovery %q", cfg.LAN1.Prefix, cfg.Engine.Interval, cfg.Recovery)
+	}
+	if own.LAN1.Prefix.IsValid() || len(own.Key) != 0 {
+		t.Fatal("the file's config was changed in place")
+	}
+	if key := settingsMismatch(own, got); key != "" {
+		t.Fatalf("a spare that sets nothing pair-level mismatches %q", key)
+	}
+}
+
+// A damaged record: the node runs unpaired and says why; it never guesses.
+func TestDaemonDamagedRecord(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, recordFile), []byte("PGPR not a record at all, just damage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
+	m := startPairNode(t, pairConfig(t, "main", dir, ""), lan2, lan1, 1)
+	r := m.report(t)
+	if r.Pairing.State != "unpaired" || !slices.Contains(r.Alarms, "unpaired") || r.Pairing.Reason == "" {
+		t.Fatalf("damaged record: %+v, alarms %v", r.Pairing, r.Alarms)
 	}
 }

@@ -56,6 +56,8 @@ type spec struct {
 	datastore string
 	// sdFill fills the first bytes of the SD card image before boot.
 	sdFill []byte
+	// teachIn leaves pair-key out (teachin_test.go): the pair is taught in.
+	teachIn bool
 }
 
 var (
@@ -70,6 +72,9 @@ func (s spec) peerLAN2Addr() string { return fmt.Sprintf("10.0.2.%d", s.peerN) }
 
 // config is the board's /etc/pairguard/pairguard.toml (keys as in DESIGN.md).
 func (s spec) config(b *board.Board) string {
+	if s.teachIn {
+		return s.teachInConfig(b)
+	}
 	return fmt.Sprintf(`# written by the hardware-in-the-loop harness
 mode = %q
 node-name = %q

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pairguard/pairguard/board"
+	"github.com/pairguard/pairguard/firmware/panel"
 )
 
 // teachInConfig is a board's config without pair-key: the main's as usual,
@@ -93,6 +94,8 @@ func TestTeachInByConsoleAndButton(t *testing.T) {
 			t.Fatalf("%s unpaired and primary", n.spec.name)
 		}
 	}
+	// The LEDs: unpaired, the failover LED blinks slowly.
+	s.waitFailoverLED(panel.SlowBlink, 10*time.Second)
 	out, code := m.run("pairguard pair begin", 30*time.Second)
 	found := regexp.MustCompile(`code (\d{4}-\d{4})`).FindStringSubmatch(out)
 	if code != 0 || found == nil {
@@ -106,6 +109,8 @@ func TestTeachInByConsoleAndButton(t *testing.T) {
 	if mp.Pairing.Check == "" || mp.Pairing.Check != sp.Pairing.Check {
 		t.Fatalf("check numbers: main %q, spare %q", mp.Pairing.Check, sp.Pairing.Check)
 	}
+	// Pending: the role LED blinks green fast (a press approves).
+	s.waitRoleLight(panel.Light{Colour: panel.ColourGreen, Pattern: panel.FastBlink}, 10*time.Second)
 	if out, code := m.run("pairguard pair accept", 30*time.Second); code != 0 {
 		t.Fatalf("pair accept: exit %d: %q", code, out)
 	}
@@ -116,6 +121,7 @@ func TestTeachInByConsoleAndButton(t *testing.T) {
 	s.waitPairing("paired, secondary, peer up", 60*time.Second, func(st pairingStatus) bool {
 		return st.Pairing.State == "paired" && st.Role == "secondary" && st.Peer.State == "up"
 	})
+	s.waitFailoverLED(panel.Off, 10*time.Second)
 	if !clientPing(t, serviceAddr) {
 		t.Errorf("client cannot reach the service address %s", serviceAddr)
 	}

@@ -42,19 +42,23 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Config is the whole configuration file.
 type Config struct {
-	Mode        string   `toml:"mode"`          // independent | main | spare (default independent)
-	NodeName    string   `toml:"node-name"`     // shown in status and the logbook (default: the host name)
-	StateDir    string   `toml:"state-dir"`     // epoch, metadata, logbook, keys (default /var/lib/pairguard)
-	PairKey     string   `toml:"pair-key"`      // the pair's shared secret, at least 16 characters
-	PairKeyFile string   `toml:"pair-key-file"` // or a file holding it (first line); neither: taught in (pair begin/join)
-	PairWindow  Duration `toml:"pair-window"`   // how long a pairing window or join stays open (default 5m)
-	Board       string   `toml:"board"`         // board description, e.g. "qemu-virt-arm64" (default: none)
-	Recovery    string   `toml:"recovery"`      // automatic | manual (default manual)
-	Preferred   *bool    `toml:"preferred"`     // the preferred primary (default: true in mode main)
-	OnLineLoss  string   `toml:"on-line-loss"`  // probe | takeover (default probe)
-	Standby     string   `toml:"standby"`       // cold | warm: the hooks' standby level (default cold)
-	Nice        *int     `toml:"nice"`          // scheduling priority of the daemon (default -10)
-	Software    string   `toml:"-"`
+	Mode        string `toml:"mode"`          // independent | main | spare (default independent)
+	NodeName    string `toml:"node-name"`     // shown in status and the logbook (default: the host name)
+	StateDir    string `toml:"state-dir"`     // epoch, metadata, logbook, keys (default /var/lib/pairguard)
+	PairKey     string `toml:"pair-key"`      // the pair's shared secret, at least 16 characters
+	PairKeyFile string `toml:"pair-key-file"` // or a file holding it (first line)
+	Board       string `toml:"board"`         // board description, e.g. "qemu-virt-arm64" (default: none)
+	Recovery    string `toml:"recovery"`      // automatic | manual (default manual)
+	Preferred   *bool  `toml:"preferred"`     // the preferred primary (default: true in mode main)
+	OnLineLoss  string `toml:"on-line-loss"`  // probe | takeover (default probe)
+	Standby     string `toml:"standby"`       // cold | warm: the hooks' standby level (default cold)
+	Nice        *int   `toml:"nice"`          // scheduling priority of the daemon (default -10)
+	Software    string `toml:"-"`
+
+	// PairWindow: how long a pairing window (main) or a join (spare) stays
+	// open, approval included (default 5m). Without pair-key and
+	// pair-key-file a main or spare is taught in (pair begin/join).
+	PairWindow Duration `toml:"pair-window"`
 
 	Control   Control           `toml:"control"`
 	LAN1      LAN1              `toml:"lan1"`

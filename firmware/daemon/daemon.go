@@ -635,6 +635,7 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) {
 }
 
 func (d *Daemon) applyReload(next *config.Config) {
+	file := next // as written, for the settings-mismatch check
 	if d.pair != nil {
 		// A taught-in node runs with its record's key and, on a spare,
 		// the main's settings.
@@ -655,6 +656,6 @@ func (d *Daemon) applyReload(next *config.Config) {
 		return
 	}
 	d.cfg = next
-	d.checkSettings(next)
+	d.checkSettings(file)
 	d.logbook("reload", "configuration reloaded from "+next.File())
 }

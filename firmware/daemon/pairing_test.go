@@ -319,3 +319,18 @@ func TestDaemonDamagedRecord(t *testing.T) {
 		t.Fatalf("damaged record: %+v, alarms %v", r.Pairing, r.Alarms)
 	}
 }
+
+// A reload that changes a pair-level setting on the main raises
+// settings-mismatch at once.
+func TestDaemonReloadMismatch(t *testing.T) {
+	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
+	mdir := t.TempDir()
+	m := startPairNode(t, pairConfig(t, "main", mdir, ""), lan2, lan1, 1)
+	s := startPairNode(t, pairConfig(t, "spare", t.TempDir(), ""), lan2, lan1, 2)
+	teachPair(t, m, s)
+	m.d.Reload(context.Background(), pairConfig(t, "main", mdir, `recovery = "automatic"`))
+	waitFor(t, "settings-mismatch on the main", func() bool {
+		r := m.report(t)
+		return slices.Contains(r.Alarms, "settings-mismatch") && r.Pairing.Mismatch == "recovery"
+	})
+}

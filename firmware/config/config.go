@@ -55,6 +55,11 @@ type Config struct {
 	Nice        *int   `toml:"nice"`          // scheduling priority of the daemon (default -10)
 	Software    string `toml:"-"`
 
+	// PairWindow: how long a pairing window (main) or a join (spare) stays
+	// open, approval included (default 5m). Without pair-key and
+	// pair-key-file a main or spare is taught in (pair begin/join).
+	PairWindow Duration `toml:"pair-window"`
+
 	Control   Control           `toml:"control"`
 	LAN1      LAN1              `toml:"lan1"`
 	LAN2      LAN2              `toml:"lan2"`
@@ -259,3 +264,7 @@ func keyLines(src []byte) map[string]int {
 	}
 	return lines
 }
+
+// Sets reports whether the file sets key ("table.key", or "key" at the
+// top) itself, rather than leaving it to a default.
+func (c *Config) Sets(key string) bool { return c.lineSet(key) }

@@ -29,6 +29,7 @@ const (
 	DefaultHookTimeout    = 10 * time.Second
 	DefaultBlockSize      = 64 << 10
 	DefaultMirrorPort     = 7788
+	DefaultPairWindow     = 5 * time.Minute
 )
 
 // The minimums of periods that run a command or a loop: below them a node
@@ -124,6 +125,7 @@ func (c *Config) defaults() {
 		c.Nice = &n
 	}
 	set(&c.StateDir, DefaultStateDir)
+	setD(&c.PairWindow, DefaultPairWindow)
 	set(&c.Control.Socket, DefaultSocket)
 	if b := c.BoardDesc; b != nil {
 		set(&c.LAN1.Interface, b.LAN1)
@@ -235,12 +237,15 @@ func (c *Config) checkTop(p *problems, paired bool) {
 	if c.Board == "" && len(c.Panel) > 0 {
 		p.bad("panel", "overrides need a board")
 	}
-	if paired && len(c.Key) < 16 {
+	if paired && len(c.Key) > 0 && len(c.Key) < 16 {
 		key := "pair-key"
 		if c.PairKeyFile != "" {
 			key = "pair-key-file"
 		}
-		p.bad(key, "the pair key must have at least 16 characters (both nodes share it)")
+		p.bad(key, "the pair key must have at least 16 characters (both nodes share it); leave it out to teach the pair in with pair begin/join")
+	}
+	if c.PairWindow.Duration < 30*time.Second || c.PairWindow.Duration > time.Hour {
+		p.bad("pair-window", "%v must be between 30s and 1h", c.PairWindow.Duration)
 	}
 }
 

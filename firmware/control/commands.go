@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -145,6 +146,27 @@ var Commands = []Command{
 				return nil
 			}
 		}},
+	{Name: "pair", Args: "begin|join NNNN-NNNN|accept|reject|cancel",
+		Help:    "teach in a pair: begin (main) prints a code, join CODE (spare), accept on both",
+		Section: SectionClient, Console: true,
+		flags: func(fs *flag.FlagSet, inv *Invocation) func() error {
+			return func() error {
+				if fs.NArg() < 1 || !slices.Contains(PairSteps, fs.Arg(0)) {
+					return usagef("pair: say begin, join NNNN-NNNN, accept, reject or cancel")
+				}
+				inv.Req.Pair = fs.Arg(0)
+				switch {
+				case inv.Req.Pair == "join" && fs.NArg() != 2:
+					return usagef("pair join needs the code the main shows: pair join NNNN-NNNN")
+				case inv.Req.Pair == "join":
+					inv.Req.Code = fs.Arg(1)
+				case fs.NArg() != 1:
+					return usagef("pair %s takes no further arguments", inv.Req.Pair)
+				}
+				return nil
+			}
+		}},
+	{Name: "unpair", Help: "forget the peer (to teach in a replacement); the node keeps its role and data", Section: SectionClient, Console: true},
 	{Name: "console", Args: "--tty DEV", Help: "these commands as a prompt on a serial console", Section: SectionLocal},
 	{Name: "snapshot", Args: "-w FILE.tar.gz", Help: "collect status, logbook, config (keys redacted), a capture, versions, board, kernel and links", Section: SectionLocal},
 	{Name: "version", Help: "print the version", Section: SectionLocal, Console: true},
@@ -220,6 +242,9 @@ const (
 	KeepPeer  = "peer"
 )
 
+// PairSteps are the steps of `pair`, in the order an operator runs them.
+var PairSteps = []string{"begin", "join", "accept", "reject", "cancel"}
+
 // Limits of the requests' counts.
 const (
 	MaxEntries = 100000
@@ -249,6 +274,10 @@ func (r Request) Check() error {
 		return bad("keep")
 	case r.Test && r.Cmd != "leds":
 		return bad("test")
+	case r.Pair != "" && r.Cmd != "pair":
+		return bad("pair")
+	case r.Code != "" && (r.Cmd != "pair" || r.Pair != "join"):
+		return bad("code")
 	}
 	switch r.Cmd {
 	case "log":
@@ -266,6 +295,13 @@ func (r Request) Check() error {
 	case "resolve":
 		if r.Keep != KeepLocal && r.Keep != KeepPeer {
 			return fmt.Errorf("%w: resolve: keep must be %q or %q", errBadRequest, KeepLocal, KeepPeer)
+		}
+	case "pair":
+		if !slices.Contains(PairSteps, r.Pair) {
+			return fmt.Errorf("%w: pair: step %q, want one of %v", errBadRequest, r.Pair, PairSteps)
+		}
+		if r.Pair == "join" && (r.Code == "" || len(r.Code) > 16) {
+			return fmt.Errorf("%w: pair join needs a code", errBadRequest)
 		}
 	case "leds":
 		if !r.Test {

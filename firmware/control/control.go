@@ -27,6 +27,8 @@ type Request struct {
 	Force  bool   `json:"force,omitempty"`  // takeover
 	Keep   string `json:"keep,omitempty"`   // resolve: KeepLocal or KeepPeer
 	Test   bool   `json:"test,omitempty"`   // leds test
+	Pair   string `json:"pair,omitempty"`   // pair: the step (PairSteps)
+	Code   string `json:"code,omitempty"`   // pair join: the one-time code NNNN-NNNN
 }
 
 // Response is the daemon's answer. Text is for humans, Data for --json.

@@ -45,6 +45,7 @@ type Report struct {
 	Frames       frame.CounterValues `json:"frames"`
 	LastTakeover *takeoverInfo       `json:"last-takeover,omitempty"`
 	Arbiter      *ArbiterReport      `json:"arbiter,omitempty"` // only with [arbiter] address
+	Pairing      *PairingReport      `json:"pairing,omitempty"`
 }
 
 // PeerReport is the peer part of Report.
@@ -120,6 +121,8 @@ func (d *Daemon) report() Report {
 		t := d.lastTakeover
 		r.LastTakeover = &t
 	}
+	r.Pairing = d.pairingReport()
+	r.Alarms = append(r.Alarms, d.pairingAlarms()...)
 	return r
 }
 
@@ -159,6 +162,9 @@ func (r Report) Text() string {
 	if r.Arbiter != nil {
 		fmt.Fprintf(&b, "arbiter   %s\n", r.Arbiter.text(r.NodeID))
 	}
+	if r.Pairing != nil && r.Pairing.Step != "provisioned" {
+		fmt.Fprintf(&b, "pairing   %s\n", r.Pairing.text())
+	}
 	fmt.Fprintf(&b, "alarms    %s\n", alarms)
 	if len(r.Faults) > 0 {
 		fmt.Fprintf(&b, "faults    %s\n", strings.Join(r.Faults, ", "))
@@ -197,6 +203,8 @@ var handlers = map[string]handler{
 	"resolve":    (*Daemon).cmdResolve,
 	"capture":    (*Daemon).handleCapture,
 	"leds":       (*Daemon).cmdLeds,
+	"pair":       inLoop((*Daemon).cmdPair),
+	"unpair":     inLoop((*Daemon).cmdUnpair),
 }
 
 // Handle answers a control request; it runs on the connection's goroutine

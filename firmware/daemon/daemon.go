@@ -32,6 +32,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/frame"
 	"github.com/pairguard/pairguard/firmware/hooks"
 	"github.com/pairguard/pairguard/firmware/logbook"
+	"github.com/pairguard/pairguard/firmware/pairing"
 )
 
 // Version is the software version sent in every frame; set by the linker.
@@ -68,7 +69,7 @@ type Daemon struct {
 	book   *logbook.Book
 	garp   *arp.GARP
 	garp6  *arp.GARP
-	key    *frame.Key
+	key    atomic.Pointer[frame.Key] // nil while a taught-in node is unpaired
 	replay *frame.Replay
 	frames frame.Counters
 	start  time.Time
@@ -107,6 +108,8 @@ type Daemon struct {
 	panel        *frontPanel
 	wire         wireState
 	arb          *arbiter.Conn // the lease client (nil: no arbiter)
+	pair         *pairState    // the teach-in (nil with a provisioned pair-key)
+	pairUntil    atomic.Int64  // until when (mono ns) receivers pass pairing frames
 
 	wg sync.WaitGroup // every goroutine Run starts
 }
@@ -122,6 +125,12 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if deps.LAN2 == nil && cfg.Engine.Mode != engine.ModeIndependent {
 		return nil, errors.New("daemon: no failover-line connection")
 	}
+	own := cfg // before the pair record's key and settings
+	cfg, rec, err := withPairRecord(cfg)
+	damaged := err
+	if err != nil && !errors.Is(err, pairing.ErrRecord) {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon: state-dir: %w", err)
 	}
@@ -130,7 +139,6 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		log:      log,
 		deps:     deps,
 		state:    stateDir(cfg.StateDir),
-		key:      frame.NewKey(cfg.Key),
 		replay:   frame.NewReplay(),
 		start:    time.Now(),
 		rx:       make(chan received, 64),
@@ -146,9 +154,18 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	}
 	d.writeEpoch = d.state.raiseEpoch
 	d.faults.init()
-	var err error
 	if d.nodeID, err = d.state.nodeID(); err != nil {
 		return nil, err
+	}
+	if len(cfg.Key) > 0 {
+		d.key.Store(frame.NewKey(cfg.Key))
+	}
+	if err := d.setupPairing(cfg, own, rec); err != nil {
+		return nil, err
+	}
+	if damaged != nil && d.pair != nil {
+		log.Error("the pair record is damaged: running unpaired; teach the pair in again", "err", damaged)
+		d.pair.damaged = damaged.Error()
 	}
 	if d.bootID, err = d.state.nextBoot(); err != nil {
 		return nil, err
@@ -168,6 +185,8 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	ecfg.NodeID = d.nodeID
 	ecfg.Software = Version
 	ecfg.BootID = d.bootID
+	ecfg.Unpaired = d.pair != nil && rec == nil
+	d.cfg.Engine.Unpaired = ecfg.Unpaired
 	if ecfg.Nonce, err = newNonce(); err != nil {
 		return nil, err
 	}
@@ -278,6 +297,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.finish()
 		case <-tick.C:
 			d.apply(d.eng.Tick(d.mono()))
+			d.pairTick()
 		case <-second.C:
 			d.everySecond()
 		case r := <-d.rx:
@@ -296,6 +316,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.publishPanel()
 		if stopping && d.eng.Role() != engine.RolePrimary {
 			return d.finish()
+		}
+		if d.pair != nil && d.pair.restart && d.eng.Role() != engine.RolePrimary {
+			d.log.Info("restarting to adopt the pair's settings")
+			return errors.Join(d.finish(), ErrRestart)
 		}
 	}
 }
@@ -646,16 +670,27 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) {
 }
 
 func (d *Daemon) applyReload(next *config.Config) {
+	file := next // as written, for the settings-mismatch check
+	if d.pair != nil {
+		// A taught-in node runs with its record's key and, on a spare,
+		// the main's settings.
+		if n, _, err := withPairRecord(next); err == nil {
+			next = n
+		}
+		next.Key = d.cfg.Key
+	}
 	if err := d.cfg.Reloadable(next); err != nil {
 		d.logbook("reload", "reload refused: "+err.Error())
 		return
 	}
 	ecfg := next.Engine
-	ecfg.NodeID, ecfg.Software = d.nodeID, Version
+	ecfg.NodeID, ecfg.Software, ecfg.Unpaired = d.nodeID, Version, d.cfg.Engine.Unpaired
+	next.Engine.Unpaired = ecfg.Unpaired
 	if err := d.eng.Reconfigure(ecfg); err != nil {
 		d.logbook("reload", "reload refused: "+err.Error())
 		return
 	}
 	d.cfg = next
+	d.checkSettings(file)
 	d.logbook("reload", "configuration reloaded from "+next.File())
 }

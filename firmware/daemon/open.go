@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/frame"
+	"github.com/pairguard/pairguard/firmware/pairing"
 )
 
 // macvlanName is the interface that carries the service address with
@@ -24,6 +26,10 @@ const macvlanName = "pgvmac0"
 // A missing failover-line interface is fatal; a LAN 1 that cannot carry
 // heartbeats is a warning (the second path is lost, the guard probes still).
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	cfg, _, err := withPairRecord(cfg)
+	if err != nil && !errors.Is(err, pairing.ErrRecord) { // a damaged record: New says so
+		return nil, err
+	}
 	var deps Deps
 	closeAll := func() {
 		for _, c := range deps.Closers {
@@ -31,14 +37,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		}
 	}
 	if cfg.Engine.Mode != engine.ModeIndependent {
-		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType, frameFilter(cfg.Key))
+		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType, listenFilter(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("lan2.interface %q: %w", cfg.LAN2.Interface, err)
 		}
 		deps.LAN2 = lan2
 		deps.Closers = append(deps.Closers, lan2.Close)
 		if cfg.LAN1.Interface != "" {
-			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType, frameFilter(cfg.Key))
+			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType, listenFilter(cfg))
 			if err != nil {
 				log.Warn("no heartbeats on LAN 1; a cut failover line will look like a dead peer to the guard's first check", "interface", cfg.LAN1.Interface, "err", err)
 			} else {

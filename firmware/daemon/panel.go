@@ -13,6 +13,7 @@ import (
 	"github.com/pairguard/pairguard/drivers/led"
 	"github.com/pairguard/pairguard/drivers/watchdog"
 	"github.com/pairguard/pairguard/firmware/engine"
+	"github.com/pairguard/pairguard/firmware/pairing"
 	"github.com/pairguard/pairguard/firmware/panel"
 )
 
@@ -78,6 +79,7 @@ func (d *Daemon) panelState(held panel.Action) panel.State {
 		Fault:       st.Role == engine.RoleFault,
 		FailoverLit: st.FailoverLit,
 		Held:        held,
+		Pairing:     d.panelPairing(),
 	}
 }
 
@@ -170,7 +172,10 @@ func (d *Daemon) pressed(ev button.Event) {
 		d.logbook("button", "swap requested with the button")
 		d.apply(d.eng.Step(d.mono(), engine.CommandIssued{Cmd: engine.CmdSwap}))
 	case panel.ActionApprove:
-		d.logbook("button", "approve: no pairing window is open")
+		d.logbook("button", "approve pressed")
+		if err := d.pairStep(pairing.Accept{}); err != nil {
+			d.logbook("button", "approve: "+err.Error())
+		}
 	}
 }
 

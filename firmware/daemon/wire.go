@@ -13,6 +13,7 @@ import (
 	"github.com/pairguard/pairguard/drivers/rawether"
 	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/frame"
+	"github.com/pairguard/pairguard/firmware/pairing"
 )
 
 // The failover-line frames: the socket filter, the receive goroutines, the
@@ -55,6 +56,7 @@ type received struct {
 	raw     []byte
 	src     net.HardwareAddr
 	link    *linkReport
+	pair    *pairing.Message // a pairing message, for the pairing machine only
 }
 
 // linkReport tells the loop that the fault of a missing interface starts
@@ -102,7 +104,7 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 	go func() {
 		defer d.wg.Done()
 		// Longer payloads are not frames; Recv reports them truncated.
-		buf := make([]byte, frame.MaxLen)
+		buf := make([]byte, max(frame.MaxLen, frame.PairMaxLen))
 		l := linkWatch{d: d, c: c, path: path, persist: persist}
 		next := time.Now()
 		for ctx.Err() == nil {
@@ -161,7 +163,15 @@ func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr) (recei
 	if d.capturing.Load() { // only while a capture runs
 		r.raw = append([]byte(nil), b...)
 	}
-	err := frame.Decode(b, d.key, &r.f)
+	if frame.IsPairFrame(b) {
+		return d.decodePair(r, b) // never to the engine
+	}
+	key := d.key.Load()
+	if key == nil { // a taught-in node, unpaired: no frame is of its pair
+		d.frames.Record(frame.ErrPair)
+		return r, r.raw != nil
+	}
+	err := frame.Decode(b, key, &r.f)
 	var ve *frame.VersionError
 	switch {
 	case errors.As(err, &ve):
@@ -208,6 +218,8 @@ func (d *Daemon) receive(r received) {
 	switch {
 	case r.link != nil:
 		d.apply(d.eng.Step(d.mono(), engine.FaultChanged{Reason: faultLAN2Missing, Active: r.link.fault}))
+	case r.pair != nil:
+		d.pairReceived(r)
 	case r.version != 0:
 		d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: r.version}))
 	case r.ok:
@@ -300,7 +312,11 @@ func frameFrom(p engine.PeerInfo, pair uint32) frame.Frame {
 }
 
 func (d *Daemon) send(a engine.Send) {
-	f := frameFrom(a.Info, d.key.PairID())
+	key := d.key.Load()
+	if key == nil {
+		return // unpaired: no heartbeats without a pair key
+	}
+	f := frameFrom(a.Info, key.PairID())
 	copies := 1
 	if a.Info.Kind == engine.FrameRelease {
 		copies = 3 // a lost RELEASE costs a failover-time; send it thrice
@@ -320,7 +336,7 @@ func (d *Daemon) send(a engine.Send) {
 			if p.path == engine.PathLAN1 {
 				f.Flags |= frame.FlagLAN1
 			}
-			b, err := f.AppendBinary(d.buf[:0], d.key)
+			b, err := f.AppendBinary(d.buf[:0], key)
 			if err != nil {
 				d.log.Error("cannot encode a frame", "err", err)
 				return

@@ -55,6 +55,11 @@ type Config struct {
 	BootID uint64
 	Nonce  uint64
 	Durations
+
+	// Unpaired: the node has no pair key yet (teach-in pending). It is
+	// never eligible, so it never becomes primary by itself; Reconfigure
+	// clears it once the pair key is known.
+	Unpaired bool
 }
 
 // Validate checks the config and the relations between its timers.
@@ -302,7 +307,7 @@ func (e *Engine) incompatibleRecent() bool {
 
 // eligible reports whether this node may become primary without force.
 func (e *Engine) eligible() bool {
-	return e.data == DataUpToDate && e.witnessOK && len(e.faults) == 0 && e.cfg.Mode != ModeIndependent
+	return e.data == DataUpToDate && e.witnessOK && len(e.faults) == 0 && e.cfg.Mode != ModeIndependent && !e.cfg.Unpaired
 }
 
 // Step feeds one event to the engine and returns the actions it causes.

@@ -81,3 +81,12 @@ func TestSettingsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestDiffers(t *testing.T) {
+	a := Settings{Recovery: "manual", Interval: 100 * time.Millisecond}
+	b := a
+	b.Interval = 200 * time.Millisecond
+	if Differs(a, b, "recovery") || !Differs(a, b, "heartbeat.interval") || Differs(a, b, "no-such-key") {
+		t.Fatal("Differs looks at other keys than the one named")
+	}
+}

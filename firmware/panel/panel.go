@@ -63,7 +63,25 @@ type State struct {
 	// Held is what releasing the held button would do (Decoder.Pending);
 	// the zero value and ActionNone show nothing.
 	Held Action
+	// Pairing is the teach-in: the zero value (a provisioned or paired
+	// node) shows nothing.
+	Pairing Pairing
 }
+
+// Pairing is what the front panel shows of the teach-in.
+type Pairing uint8
+
+// The teach-in states the panel shows.
+const (
+	// PairingNone: no teach-in under way (provisioned pair key, or paired).
+	PairingNone Pairing = iota
+	// PairingUnpaired: the node waits to be taught in: the failover LED
+	// blinks slowly.
+	PairingUnpaired
+	// PairingOpen: a window, a join or an approval is open: the role LED
+	// blinks green fast (a short press approves), the failover LED too.
+	PairingOpen
+)
 
 // Colour is a colour of the role LED.
 type Colour uint8
@@ -140,6 +158,9 @@ type Display struct {
 // in the package doc.
 func Patterns(s State) Display {
 	d := Display{Role: role(s), Failover: Off}
+	if s.Pairing == PairingOpen && s.Role.Valid() && !s.Fault && s.Role != engine.RoleFault {
+		d.Role = Light{ColourGreen, FastBlink}
+	}
 	switch {
 	case s.Held == ActionSync:
 		d.Failover = SlowBlink
@@ -147,6 +168,10 @@ func Patterns(s State) Display {
 		d.Failover = FastBlink
 	case s.FailoverLit:
 		d.Failover = Solid
+	case s.Pairing == PairingOpen:
+		d.Failover = FastBlink
+	case s.Pairing == PairingUnpaired:
+		d.Failover = SlowBlink
 	}
 	return d
 }

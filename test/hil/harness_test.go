@@ -61,6 +61,8 @@ type spec struct {
 	sdImage string
 	// files are added to the per-board drive (path in the rootfs -> content).
 	files map[string]string
+	// teachIn leaves pair-key out (teachin_test.go): the pair is taught in.
+	teachIn bool
 }
 
 var (
@@ -75,6 +77,9 @@ func (s spec) peerLAN2Addr() string { return fmt.Sprintf("10.0.2.%d", s.peerN) }
 
 // config is the board's /etc/pairguard/pairguard.toml (keys as in the README).
 func (s spec) config(b *board.Board) string {
+	if s.teachIn {
+		return s.teachInConfig(b)
+	}
 	return fmt.Sprintf(`# written by the hardware-in-the-loop harness
 mode = %q
 node-name = %q

@@ -46,6 +46,7 @@ type Node struct {
 	Config  string
 	LogFile string
 	Image   string // the datastore image, when configured
+	Mode    string // main or spare ("" : the name)
 	proc    *exec.Cmd
 	waitErr chan error
 }
@@ -59,6 +60,7 @@ type Pair struct {
 	Spare  *Node
 	Bin    string // the pairguard binary
 	Dir    string
+	Extra  []*Node // more units on the same switch (AddNode)
 }
 
 // Available reports why namespaces cannot be used here ("" if they can).
@@ -161,17 +163,31 @@ type Options struct {
 	Datastore      int64  // size of an image-file datastore per node (0: none)
 	SyncEvery      time.Duration
 	Extra          string // appended to the config
+	// NoPairKey leaves pair-key out: the node is taught in (pair begin/join).
+	NoPairKey bool
+	// Minimal writes what a taught-in spare needs and nothing more: mode,
+	// interfaces, LAN 2 address (no service address, no timers).
+	Minimal bool
 }
 
 // WriteConfig writes n's config file.
 func (p *Pair) WriteConfig(n *Node, o Options) error {
 	mode := n.Name
+	if n.Mode != "" {
+		mode = n.Mode
+	}
+	if o.Minimal {
+		return p.writeMinimal(n, mode)
+	}
 	peer := p.Spare.LAN2
 	if n == p.Spare {
 		peer = p.Main.LAN2
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "mode = %q\nnode-name = %q\nstate-dir = %q\npair-key = \"pg-test-pair-key-0123456789\"\n", mode, n.Name, filepath.Join(n.Dir, "state"))
+	fmt.Fprintf(&b, "mode = %q\nnode-name = %q\nstate-dir = %q\n", mode, n.Name, filepath.Join(n.Dir, "state"))
+	if !o.NoPairKey {
+		b.WriteString("pair-key = \"pg-test-pair-key-0123456789\"\n")
+	}
 	if o.Recovery != "" {
 		fmt.Fprintf(&b, "recovery = %q\n", o.Recovery)
 	}
@@ -365,6 +381,16 @@ type Status struct {
 		Holder  string `json:"holder"`
 		LeaseMS int64  `json:"lease-ms"`
 	} `json:"arbiter"`
+	Pairing *struct {
+		State string `json:"state"`
+		Step  string `json:"step"`
+		Code  string `json:"code"`
+		Check string `json:"check"`
+		Peer  *struct {
+			Name   string `json:"name"`
+			NodeID string `json:"node-id"`
+		} `json:"peer"`
+	} `json:"pairing"`
 	Frames struct {
 		Sent     uint64 `json:"sent"`
 		Accepted uint64 `json:"accepted"`
@@ -433,7 +459,7 @@ func (p *Pair) HasAddress(n *Node) bool {
 
 // Close stops the daemons and removes every namespace.
 func (p *Pair) Close() error {
-	for _, n := range []*Node{p.Main, p.Spare} {
+	for _, n := range append([]*Node{p.Main, p.Spare}, p.Extra...) {
 		if n != nil && n.proc != nil {
 			syscall.Kill(-n.proc.Process.Pid, syscall.SIGKILL)
 			<-n.waitErr
@@ -441,7 +467,11 @@ func (p *Pair) Close() error {
 		}
 	}
 	var errs []error
-	for _, ns := range []string{p.Switch, p.Client, p.Main.NS, p.Spare.NS} {
+	nss := []string{p.Switch, p.Client, p.Main.NS, p.Spare.NS}
+	for _, n := range p.Extra {
+		nss = append(nss, n.NS)
+	}
+	for _, ns := range nss {
 		if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
 			if _, serr := os.Stat("/var/run/netns/" + ns); serr == nil {
 				errs = append(errs, fmt.Errorf("ip netns del %s: %w", ns, err))
@@ -482,4 +512,52 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// writeMinimal writes the config of a taught-in spare: mode, interfaces,
+// the LAN 2 address, and the test's own control socket, state dir and
+// hooks dir. Everything pair-level comes from the main.
+func (p *Pair) writeMinimal(n *Node, mode string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode = %q\nnode-name = %q\nstate-dir = %q\n", mode, n.Name, filepath.Join(n.Dir, "state"))
+	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", n.Socket)
+	b.WriteString("\n[lan1]\ninterface = \"eth1\"\n")
+	fmt.Fprintf(&b, "\n[lan2]\ninterface = \"eth2\"\naddress = \"%s/24\"\n", n.LAN2)
+	fmt.Fprintf(&b, "\n[hooks]\ndir = %q\n", filepath.Join(n.Dir, "hooks.d"))
+	return os.WriteFile(n.Config, []byte(b.String()), 0o600)
+}
+
+// AddNode puts one more unit on the same switch (LAN 1 and LAN 2), named
+// name (its namespace, files and switch ports follow it), in mode mode;
+// host is the last byte of its addresses. Close removes it.
+func (p *Pair) AddNode(name, mode string, host int) (*Node, error) {
+	n := &Node{Name: name, Mode: mode, NS: "pg" + p.ID + "-" + name,
+		LAN1: fmt.Sprintf("192.168.77.%d", host), LAN2: fmt.Sprintf("10.77.0.%d", host)}
+	p.Extra = append(p.Extra, n)
+	port := fmt.Sprintf("x%d", host)
+	cmds := [][]string{{"ip", "netns", "add", n.NS}}
+	for _, l := range []struct{ ifname, port, bridge, addr string }{
+		{"eth1", port + "a", "br1", n.LAN1}, {"eth2", port + "b", "br2", n.LAN2},
+	} {
+		cmds = append(cmds,
+			[]string{"ip", "-n", p.Switch, "link", "add", l.port, "type", "veth", "peer", "name", l.ifname, "netns", n.NS},
+			[]string{"ip", "-n", p.Switch, "link", "set", l.port, "master", l.bridge, "up"},
+			[]string{"ip", "-n", n.NS, "link", "set", l.ifname, "up"},
+			[]string{"ip", "-n", n.NS, "addr", "add", l.addr + "/24", "dev", l.ifname},
+		)
+	}
+	cmds = append(cmds, []string{"ip", "-n", n.NS, "link", "set", "lo", "up"})
+	for _, c := range cmds {
+		if err := sh(c...); err != nil {
+			return nil, err
+		}
+	}
+	n.Dir = filepath.Join(p.Dir, n.Name)
+	if err := os.MkdirAll(filepath.Join(n.Dir, "hooks.d"), 0o755); err != nil {
+		return nil, err
+	}
+	n.Socket = filepath.Join(n.Dir, "pairguard.sock")
+	n.Config = filepath.Join(n.Dir, "pairguard.toml")
+	n.LogFile = filepath.Join(n.Dir, "pairguard.log")
+	return n, nil
 }

@@ -232,16 +232,23 @@ func runDaemon(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d, err := daemon.Open(ctx, cfg, log)
-	if err != nil {
-		return err
+	for {
+		d, err := daemon.Open(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		srv, err := control.Listen(cfg.Control.Socket)
+		if err != nil {
+			return err
+		}
+		log.Info("pairguard running", "mode", cfg.Mode, "node", cfg.NodeName, "socket", cfg.Control.Socket)
+		err = serve(ctx, d, srv, *cfgPath, log)
+		if !errors.Is(err, daemon.ErrRestart) || ctx.Err() != nil {
+			return err
+		}
+		// A spare taught in: start again with the main's settings.
+		log.Info("starting again with the pair record")
 	}
-	srv, err := control.Listen(cfg.Control.Socket)
-	if err != nil {
-		return err
-	}
-	log.Info("pairguard running", "mode", cfg.Mode, "node", cfg.NodeName, "socket", cfg.Control.Socket)
-	return serve(ctx, d, srv, *cfgPath, log)
 }
 
 // serve runs the daemon, its control socket and the SIGHUP reloads until

@@ -176,9 +176,8 @@ func TestDaemonPairAndHostileFrames(t *testing.T) {
 	if got := m.addrs.Addresses(); len(got) != 1 || got[0] != netip.MustParsePrefix("192.168.5.10/24") {
 		t.Fatalf("main addresses %v", got)
 	}
-	if len(m.arp.Announcements()) == 0 {
-		t.Error("main claimed without announcing")
-	}
+	// The gratuitous ARP burst runs beside the loop, after the claim.
+	waitFor(t, "main's gratuitous ARP after its claim", func() bool { return len(m.arp.Announcements()) > 0 })
 
 	// An attacker on the failover line records a genuine frame and replays
 	// it, forges one with another key, and sends garbage.

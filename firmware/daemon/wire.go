@@ -110,9 +110,11 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 		for ctx.Err() == nil {
 			if now := time.Now(); !now.Before(next) {
 				next = now.Add(refreshEvery)
-				// Wake up for the next check even when nothing arrives.
+				rep := l.check(now)
+				// Wake up for the next check even when nothing arrives; set
+				// after the check, since a reopened socket has no deadline.
 				_ = c.SetReadDeadline(next.Add(refreshEvery / 10))
-				if rep := l.check(now); rep != nil && !d.toLoop(ctx, received{path: path, link: rep}) {
+				if rep != nil && !d.toLoop(ctx, received{path: path, link: rep}) {
 					return
 				}
 			}

@@ -450,8 +450,18 @@ func (p *Primary) alCommit() error {
 		p.cond.Broadcast()
 		return fmt.Errorf("online: %d extents active at once", len(exts))
 	}
+	evict := len(p.evicting) > 0
 	p.mu.Unlock()
-	err := p.disk.commit(exts, pieces)
+	var err error
+	if evict {
+		// An extent leaves the log only once its writes are durable: a
+		// power cut must not lose a write outside the hot extents that the
+		// peer holds (DRBD flushes the lower device for the same reason).
+		err = p.dev.Sync()
+	}
+	if err == nil {
+		err = p.disk.commit(exts, pieces)
+	}
 	p.mu.Lock()
 	if err == nil {
 		for e := range p.evicting {

@@ -99,7 +99,9 @@ func (cl *Client) Write(p []byte, off uint64, fua bool) error {
 }
 
 // Read reads len(p) bytes at off.
-func (cl *Client) Read(p []byte, off uint64) error { return cl.do(cmdRead, 0, off, uint32(len(p)), nil, p) }
+func (cl *Client) Read(p []byte, off uint64) error {
+	return cl.do(cmdRead, 0, off, uint32(len(p)), nil, p)
+}
 
 // Flush sends NBD_CMD_FLUSH.
 func (cl *Client) Flush() error { return cl.do(cmdFlush, 0, 0, 0, nil, nil) }

@@ -41,3 +41,25 @@ func TestTLSStream(t *testing.T) {
 		t.Fatal("secondary differs after a synced write over TLS")
 	}
 }
+
+// Drain waits for an async peer to hold everything.
+func TestDrainAsync(t *testing.T) {
+	const size = 8 << 20
+	pn, sn := newNode(size), newNode(size)
+	p := openPrimary(t, pn, Async)
+	if err := p.Drain(context.Background()); err != ErrNoPeer {
+		t.Fatalf("drain without a peer: %v", err)
+	}
+	s, _ := OpenSecondary(sn.dev, sn.store, nil)
+	connect(t, p, s)
+	for i := range 64 {
+		p.WriteAt(bytes.Repeat([]byte{byte(i)}, 65536), int64(i)*65536)
+	}
+	syncs := sn.dev.Syncs
+	if err := p.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pn.dev.Bytes(), sn.dev.Bytes()) || sn.dev.Syncs == syncs {
+		t.Fatal("drained, but the secondary does not hold every write synced")
+	}
+}

@@ -581,3 +581,35 @@ func writeZeroes(dev sdcard.BlockDevice, off, length int64) error {
 	}
 	return nil
 }
+
+// ErrNoPeer: Drain found no peer attached.
+var ErrNoPeer = errors.New("online: no peer attached")
+
+// Drain waits until every write acknowledged so far is synced on the peer,
+// in either mode: a flush goes down the stream behind them and its
+// acknowledgement is awaited, bounded by ctx. A planned handover (swap)
+// drains first, so it loses no acknowledged write even in async mode.
+func (p *Primary) Drain(ctx context.Context) error {
+	p.mu.Lock()
+	pc := p.peer
+	var r *rec
+	if pc != nil {
+		r = pc.enqueue(header{typ: msgFlush}, nil, 0, 0)
+	}
+	p.mu.Unlock()
+	if err := p.dev.Sync(); err != nil {
+		return err
+	}
+	if r == nil {
+		return ErrNoPeer
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !r.acked() {
+		return ErrNoPeer
+	}
+	return nil
+}

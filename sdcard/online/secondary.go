@@ -25,7 +25,15 @@ type Secondary struct {
 	mu   sync.Mutex
 	meta *sdcard.Meta
 	// applied counts the records applied, for status and tests.
-	applied uint64
+	applied  uint64
+	attached bool
+}
+
+// Attached reports whether a primary's stream is being applied.
+func (s *Secondary) Attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attached
 }
 
 // OpenSecondary loads the metadata in store for dev.
@@ -84,6 +92,14 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 		return errors.New("online: another primary is attached")
 	}
 	defer s.busy.Unlock()
+	s.mu.Lock()
+	s.attached = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.attached = false
+		s.mu.Unlock()
+	}()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 

@@ -64,12 +64,13 @@ func (s *Secondary) Applied() uint64 {
 	return s.applied
 }
 
-// Run accepts primaries on l, one at a time, until ctx ends.
+// Run accepts primaries on l, one at a time, until ctx ends; it returns
+// once the streams it served have stopped.
 func (s *Secondary) Run(ctx context.Context, l net.Listener) error {
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -78,10 +79,10 @@ func (s *Secondary) Run(ctx context.Context, l net.Listener) error {
 			}
 			return err
 		}
-		go func() {
+		wg.Go(func() {
 			err := s.Serve(ctx, c)
 			s.log.Info("primary gone", "peer", c.RemoteAddr().String(), "reason", err)
-		}()
+		})
 	}
 }
 

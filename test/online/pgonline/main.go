@@ -87,10 +87,7 @@ func run() error {
 		case <-usr1:
 		}
 		stop()
-		<-done
-		// The stream's goroutine may still apply its last record: Serve
-		// returns once its connection is closed by the context.
-		time.Sleep(100 * time.Millisecond)
+		<-done // Run returns once the stream it applied has stopped
 		return servePrimary(ctx, cfg, *sock, "", key, log, "primary")
 	}
 	return servePrimary(ctx, cfg, *sock, *peer, key, log, "ready")

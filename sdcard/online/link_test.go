@@ -55,11 +55,11 @@ func TestDrainAsync(t *testing.T) {
 	for i := range 64 {
 		p.WriteAt(bytes.Repeat([]byte{byte(i)}, 65536), int64(i)*65536)
 	}
-	syncs := sn.dev.Syncs
+	syncs := sn.dev.syncs.Load()
 	if err := p.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(pn.dev.Bytes(), sn.dev.Bytes()) || sn.dev.Syncs == syncs {
+	if !bytes.Equal(pn.dev.Bytes(), sn.dev.Bytes()) || sn.dev.syncs.Load() == syncs {
 		t.Fatal("drained, but the secondary does not hold every write synced")
 	}
 }

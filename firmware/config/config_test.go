@@ -90,7 +90,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"syntax", "mode = \"main\n", "mode", 1},
 		{"relative state dir", "state-dir = \"var\"\n", "state-dir", 1},
 		{"bandwidth", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nbandwidth = \"fast\"\n", "datastore.bandwidth", 4},
-		{"online refused", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nmode = \"online\"\n", "datastore.mode: online is not available yet", 4},
+		{"online without export", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nmode = \"online\"\n", "datastore.mode: online needs nbd-socket", 4},
+		{"nbd-socket periodic", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nnbd-socket = \"/run/x\"\n", "datastore.nbd-socket", 4},
 		{"split-brain", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nsplit-brain = \"keep-primary\"\n", "datastore.split-brain", 4},
 	}
 	for _, tt := range tests {
@@ -184,5 +185,15 @@ func TestMinimums(t *testing.T) {
 	}
 	if c, _ := Parse("def.toml", []byte(base)); c.Standby != "cold" {
 		t.Errorf("default standby %q", c.Standby)
+	}
+}
+
+func TestOnlineAccepted(t *testing.T) {
+	c, err := Parse("f.toml", []byte("mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nmode = \"online\"\nnbd-socket = \"/run/pairguard/nbd.sock\"\nnbd-device = \"/dev/nbd0\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Datastore.NBDSocket != "/run/pairguard/nbd.sock" || c.Datastore.NBDDevice != "/dev/nbd0" || c.Datastore.Replication != "sync" {
+		t.Fatalf("datastore %+v", c.Datastore)
 	}
 }

@@ -358,9 +358,12 @@ func (c *Config) checkDatastore(p *problems, paired bool) {
 	if d.BlockSize < MinBlockSize || d.BlockSize&(d.BlockSize-1) != 0 || d.BlockSize > MaxBlockSize {
 		p.bad("datastore.block-size", "must be a power of two between 4096 and 1 MiB (the mirror's limit, %d), not %d", MaxBlockSize, d.BlockSize)
 	}
-	if d.Mode == "online" {
-		p.bad("datastore.mode", "online is not available yet: without the NBD front end no write reaches the mirror, so nothing would be replicated; use periodic")
-	} else if d.Mode != "periodic" {
+	switch {
+	case d.Mode == "online" && d.NBDSocket == "" && d.NBDDevice == "":
+		p.bad("datastore.mode", "online needs nbd-socket or nbd-device: the applications must reach the datastore through the export, or no write is replicated")
+	case d.Mode == "periodic" && (d.NBDSocket != "" || d.NBDDevice != ""):
+		p.bad("datastore.nbd-socket", "nbd-socket and nbd-device are for mode online")
+	case d.Mode != "online" && d.Mode != "periodic":
 		p.bad("datastore.mode", "must be online or periodic, not %q", d.Mode)
 	}
 	if d.SplitBrain != "discard-zero-changes" && d.SplitBrain != "manual" {

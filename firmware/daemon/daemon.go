@@ -194,7 +194,13 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.role, d.prev = d.eng.Role(), d.eng.Role()
-	if cfg.Datastore != nil {
+	if cfg.Datastore != nil && cfg.Datastore.Mode == "online" {
+		om, err := newOnlineMirror(cfg, log, d.book)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: datastore: %w", err)
+		}
+		d.mirror = om
+	} else if cfg.Datastore != nil {
 		ds, err := newDatastore(cfg, log, d.book, func() uint64 { return d.eng.Status().Epoch })
 		if err != nil {
 			return nil, fmt.Errorf("daemon: datastore: %w", err)

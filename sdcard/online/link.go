@@ -1,0 +1,49 @@
+package online
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/pairguard/pairguard/sdcard"
+)
+
+// keepAlive finds a dead peer's socket when no write is pending.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 2 * time.Second, Interval: time.Second, Count: 3}
+
+// Dialer returns the Primary's dial function for Run: TCP to addr with
+// keep-alives and no delay, then TLS 1.3 with the peer's key pinned
+// ([sdcard.TLSConfig] of the pair key). A handshake is bounded by timeout.
+func Dialer(addr string, pairKey []byte, timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
+	conf, err := sdcard.TLSConfig(pairKey)
+	if err != nil {
+		return nil, err
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout, KeepAliveConfig: keepAlive}, Config: conf}
+	return func(ctx context.Context) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("online: dial %s: %w", addr, err)
+		}
+		return c, nil
+	}, nil
+}
+
+// Listen returns the Secondary's listener on addr: TLS 1.3, only a peer
+// holding the pair key gets through the handshake.
+func Listen(addr string, pairKey []byte) (net.Listener, error) {
+	conf, err := sdcard.TLSConfig(pairKey)
+	if err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{KeepAliveConfig: keepAlive}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("online: listen %s: %w", addr, err)
+	}
+	return tls.NewListener(l, conf), nil
+}

@@ -1,0 +1,349 @@
+package online
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pairguard/pairguard/sdcard"
+)
+
+// peerConn is one connection to the secondary. Its queue is guarded by
+// the Primary's mu.
+type peerConn struct {
+	c   net.Conn
+	seq uint64
+	// pending holds the records sent or to send, not yet acknowledged,
+	// in order; sent is how many of them went out.
+	pending []*rec
+	sent    int
+	queued  int64
+	gen     sdcard.GenInfo // the primary's, as sent in Start
+	wake    chan struct{}  // the sender has work
+	room    chan struct{}  // an acknowledgement freed queue room
+	dead    chan struct{}  // closed when dropped
+	once    sync.Once
+}
+
+type rec struct {
+	h        header
+	data     []byte
+	from, to uint64 // dirty blocks covered by a Write or Zero
+	done     chan struct{}
+	ok       atomic.Bool
+}
+
+func (r *rec) acked() bool { return r.ok.Load() }
+
+// enqueue numbers and queues a record. Called with the Primary's mu held:
+// the order of the queue is the order of the calls.
+func (pc *peerConn) enqueue(h header, data []byte, from, to uint64) *rec {
+	pc.seq++
+	h.seq = pc.seq
+	r := &rec{h: h, from: from, to: to, done: make(chan struct{})}
+	if data != nil {
+		r.data = slices.Clone(data)
+	}
+	pc.pending = append(pc.pending, r)
+	pc.queued += int64(len(data))
+	select {
+	case pc.wake <- struct{}{}:
+	default:
+	}
+	return r
+}
+
+// Attach runs the handshake on c (a connection to the secondary, TLS
+// already set up) and, unless the generations forbid it, makes it the
+// peer: new writes are forwarded from now on and the dirty blocks (the
+// bitmap, the hot extents, or everything) are resynced. It returns once
+// the stream runs; the peer's end is signalled by Status.
+func (p *Primary) Attach(c net.Conn) error {
+	if err := p.attach(c); err != nil {
+		c.Close()
+		return err
+	}
+	return nil
+}
+
+func (p *Primary) attach(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(max(p.cfg.FailoverTime, 5*time.Second)))
+	buf := make([]byte, headerLen)
+	h, err := readHeader(c, buf)
+	if err != nil {
+		return fmt.Errorf("online: hello: %w", err)
+	}
+	if h.typ != msgHello {
+		return fmt.Errorf("%w: expected hello, got type %d", ErrProtocol, h.typ)
+	}
+	b, err := readPayload(c, h)
+	if err != nil {
+		return fmt.Errorf("online: hello: %w", err)
+	}
+	remote, err := decodeGen(b)
+	if err != nil {
+		return err
+	}
+	if err := p.ensureGen(); err != nil {
+		return err
+	}
+	p.genMu.Lock()
+	local := p.meta.Gen
+	local.History = slices.Clone(local.History)
+	bitmapOK := remote.Current == local.Current || (p.meta.BitmapValid && remote.Current == p.meta.SyncedGen)
+	p.genMu.Unlock()
+	switch d := sdcard.Decide(local, remote); d {
+	case sdcard.DirFromRemote, sdcard.DirSplitBrain:
+		return fmt.Errorf("%w: local %v, peer %v: %v", ErrRefused, local, remote, d)
+	}
+	if err := writeFrame(c, header{typ: msgStart, flags: flagResync}, appendGen(nil, local)); err != nil {
+		return fmt.Errorf("online: start: %w", err)
+	}
+	_ = c.SetDeadline(time.Time{})
+
+	pc := &peerConn{c: c, gen: local, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), dead: make(chan struct{})}
+	p.mu.Lock()
+	if p.closed || p.peer != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("%w: already attached or closed", ErrRefused)
+	}
+	if !bitmapOK {
+		p.dirty.setRange(0, p.dirty.n)
+	}
+	// Writes the secondary acknowledged but had not synced when it
+	// crashed can only be in the hot extents.
+	for e := range p.active {
+		p.dirty.setRange(uint64(e)*blocksPerExtent, uint64(e+1)*blocksPerExtent)
+	}
+	p.peer, p.synced = pc, false
+	dirty := p.dirty.count
+	p.mu.Unlock()
+	p.log.Info("peer attached", "peer", c.RemoteAddr().String(), "gen", local.String(), "peer-gen", remote.String(), "resync-blocks", dirty, "full", !bitmapOK)
+	go p.sender(pc)
+	go p.receiver(pc)
+	go p.resync(pc)
+	return nil
+}
+
+// drop ends the connection pc: every record not acknowledged becomes
+// dirty, waiting writers are released, and a new generation is due
+// before the next acknowledgement.
+func (p *Primary) drop(pc *peerConn, reason error) {
+	p.mu.Lock()
+	if p.peer != pc {
+		p.mu.Unlock()
+		return
+	}
+	p.peer, p.synced = nil, false
+	for _, r := range pc.pending {
+		if r.to > r.from {
+			p.dirty.setRange(r.from, r.to)
+		}
+		close(r.done)
+	}
+	pc.pending = nil
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.genMu.Lock()
+	p.genPending = true
+	p.genMu.Unlock()
+	pc.once.Do(func() { close(pc.dead) })
+	pc.c.Close()
+	p.log.Warn("peer dropped", "reason", reason)
+}
+
+func (p *Primary) sender(pc *peerConn) {
+	w := bufio.NewWriterSize(pc.c, 256<<10)
+	var batch []*rec
+	for {
+		p.mu.Lock()
+		if p.peer != pc {
+			p.mu.Unlock()
+			return
+		}
+		batch = append(batch[:0], pc.pending[pc.sent:]...)
+		pc.sent = len(pc.pending)
+		p.mu.Unlock()
+		if len(batch) == 0 {
+			select {
+			case <-pc.wake:
+			case <-pc.dead:
+				return
+			}
+			continue
+		}
+		var err error
+		for _, r := range batch {
+			h := r.h
+			if h.typ == msgWrite {
+				h.length = uint32(len(r.data))
+			}
+			if _, err = w.Write(h.append(make([]byte, 0, headerLen))); err != nil {
+				break
+			}
+			if h.typ == msgWrite {
+				if _, err = w.Write(r.data); err != nil {
+					break
+				}
+			}
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			p.drop(pc, fmt.Errorf("send: %w", err))
+			return
+		}
+	}
+}
+
+func (p *Primary) receiver(pc *peerConn) {
+	br := bufio.NewReader(pc.c)
+	buf := make([]byte, headerLen)
+	for {
+		h, err := readHeader(br, buf)
+		if err == nil && h.typ != msgAck {
+			err = fmt.Errorf("%w: type %d from the secondary", ErrProtocol, h.typ)
+		}
+		if err != nil {
+			p.drop(pc, fmt.Errorf("receive: %w", err))
+			return
+		}
+		p.mu.Lock()
+		if p.peer != pc {
+			p.mu.Unlock()
+			return
+		}
+		if pc.sent == 0 || len(pc.pending) == 0 || pc.pending[0].h.seq != h.seq {
+			p.mu.Unlock()
+			p.drop(pc, fmt.Errorf("%w: acknowledgement %d out of order", ErrProtocol, h.seq))
+			return
+		}
+		r := pc.pending[0]
+		pc.pending[0] = nil
+		pc.pending = pc.pending[1:]
+		pc.sent--
+		pc.queued -= int64(len(r.data))
+		r.ok.Store(true)
+		close(r.done)
+		p.mu.Unlock()
+		select {
+		case pc.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// resyncChunk is the most a resync record carries.
+const resyncChunk = 1 << 20
+
+// resync sends every dirty block, then Done; once the secondary took the
+// generation, the bitmap file is cleared and the peer is in sync.
+func (p *Primary) resync(pc *peerConn) {
+	var next uint64
+	buf := make([]byte, resyncChunk)
+	for {
+		p.mu.Lock()
+		if p.peer != pc {
+			p.mu.Unlock()
+			return
+		}
+		i := p.dirty.next(next)
+		if i >= p.dirty.n {
+			p.mu.Unlock()
+			break
+		}
+		j := i + 1
+		for j < p.dirty.n && j-i < resyncChunk/BlockSize && p.dirty.get(j) {
+			j++
+		}
+		off := int64(i) * BlockSize
+		length := min(int64(j)*BlockSize, p.size) - off
+		id := p.lockRange(off, length)
+		for k := i; k < j; k++ {
+			p.dirty.clear(k)
+		}
+		p.mu.Unlock()
+		_, err := p.dev.ReadAt(buf[:length], off)
+		p.mu.Lock()
+		if err == nil && p.peer == pc {
+			pc.enqueue(header{typ: msgWrite, off: uint64(off)}, buf[:length], i, j)
+		} else {
+			p.dirty.setRange(i, j)
+		}
+		delete(p.ranges, id)
+		p.cond.Broadcast()
+		full := p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
+		p.mu.Unlock()
+		if err != nil {
+			p.drop(pc, fmt.Errorf("resync read: %w", err))
+			return
+		}
+		for full {
+			select {
+			case <-pc.room:
+			case <-pc.dead:
+				return
+			}
+			p.mu.Lock()
+			full = p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
+			p.mu.Unlock()
+		}
+		next = j
+	}
+	p.mu.Lock()
+	if p.peer != pc {
+		p.mu.Unlock()
+		return
+	}
+	r := pc.enqueue(header{typ: msgDone}, nil, 0, 0)
+	p.mu.Unlock()
+	<-r.done
+	if !r.acked() {
+		return
+	}
+	// The secondary holds the generation: the bitmap is relative to it
+	// from now on.
+	p.genMu.Lock()
+	p.meta.SyncedGen, p.meta.BitmapValid = pc.gen.Current, true
+	err := p.meta.Save()
+	p.genMu.Unlock()
+	if err == nil {
+		err = p.clearBitmapFile(pc)
+	}
+	if err != nil {
+		p.drop(pc, fmt.Errorf("after resync: %w", err))
+		return
+	}
+	p.mu.Lock()
+	if p.peer == pc {
+		p.synced = true
+	}
+	p.mu.Unlock()
+	p.log.Info("peer in sync", "gen", pc.gen.String())
+}
+
+// clearBitmapFile zeroes the persisted bitmap once nothing is dirty, as
+// one activity-log transaction would (no commit runs meanwhile).
+func (p *Primary) clearBitmapFile(pc *peerConn) error {
+	p.mu.Lock()
+	for p.alBusy {
+		p.cond.Wait()
+	}
+	if p.peer != pc || p.dirty.count != 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	p.alBusy = true
+	p.mu.Unlock()
+	err := p.disk.clearBitmap()
+	p.mu.Lock()
+	p.alBusy = false
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	return err
+}

@@ -1,0 +1,211 @@
+package online
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+
+	"github.com/pairguard/pairguard/sdcard"
+)
+
+// Secondary applies the primary's stream to the local device, in order.
+// It is the only writer of the device while it runs: nothing else on the
+// node exports it.
+type Secondary struct {
+	dev  sdcard.BlockDevice
+	log  *slog.Logger
+	busy sync.Mutex // one primary at a time
+
+	mu   sync.Mutex
+	meta *sdcard.Meta
+	// applied counts the records applied, for status and tests.
+	applied  uint64
+	attached bool
+}
+
+// Attached reports whether a primary's stream is being applied.
+func (s *Secondary) Attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attached
+}
+
+// OpenSecondary loads the metadata in store for dev.
+func OpenSecondary(dev sdcard.BlockDevice, store sdcard.Store, log *slog.Logger) (*Secondary, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	meta, err := sdcard.LoadMeta(store, sdcard.Geometry{Size: dev.Size(), BlockSize: sdcard.DefaultBlockSize})
+	if err != nil {
+		return nil, err
+	}
+	return &Secondary{dev: dev, log: log, meta: meta}, nil
+}
+
+// Gen returns the node's generations and data state.
+func (s *Secondary) Gen() sdcard.GenInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.meta.Gen
+	g.History = slices.Clone(g.History)
+	return g
+}
+
+// Applied is the number of records applied so far.
+func (s *Secondary) Applied() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied
+}
+
+// Run accepts primaries on l, one at a time, until ctx ends; it returns
+// once the streams it served have stopped.
+func (s *Secondary) Run(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		wg.Go(func() {
+			err := s.Serve(ctx, c)
+			s.log.Info("primary gone", "peer", c.RemoteAddr().String(), "reason", err)
+		})
+	}
+}
+
+// Serve runs one primary's stream on c until it ends.
+func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
+	defer c.Close()
+	if !s.busy.TryLock() {
+		return errors.New("online: another primary is attached")
+	}
+	defer s.busy.Unlock()
+	s.mu.Lock()
+	s.attached = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.attached = false
+		s.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+
+	if err := writeFrame(c, header{typ: msgHello}, appendGen(nil, s.Gen())); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(c, 256<<10)
+	buf := make([]byte, headerLen)
+	h, err := readHeader(br, buf)
+	if err != nil {
+		return err
+	}
+	if h.typ != msgStart {
+		return fmt.Errorf("%w: expected start, got type %d", ErrProtocol, h.typ)
+	}
+	b, err := readPayload(br, h)
+	if err != nil {
+		return err
+	}
+	pgen, err := decodeGen(b)
+	if err != nil {
+		return err
+	}
+	// Until the resync's Done the device is a mix: never primary.
+	s.mu.Lock()
+	s.meta.Gen.Data = sdcard.DataInconsistent
+	s.meta.BitmapValid = false
+	err = s.meta.Save()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	acks := make(chan uint64, 4096)
+	ackErr := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriter(c)
+		var err error
+		for seq := range acks {
+			if err == nil {
+				_, err = w.Write(header{typ: msgAck, seq: seq}.append(make([]byte, 0, headerLen)))
+			}
+			if err == nil && len(acks) == 0 {
+				err = w.Flush()
+			}
+		}
+		ackErr <- err
+	}()
+	defer func() {
+		close(acks)
+		<-ackErr
+	}()
+
+	data := make([]byte, 0, 1<<20)
+	var want uint64 = 1
+	for {
+		h, err := readHeader(br, buf)
+		if err != nil {
+			return err
+		}
+		if h.seq != want {
+			return fmt.Errorf("%w: record %d, expected %d", ErrProtocol, h.seq, want)
+		}
+		want++
+		switch h.typ {
+		case msgWrite:
+			if cap(data) < int(h.length) {
+				data = make([]byte, h.length)
+			}
+			data = data[:h.length]
+			if _, err := io.ReadFull(br, data); err != nil {
+				return err
+			}
+			if _, err := s.dev.WriteAt(data, int64(h.off)); err != nil {
+				return err
+			}
+		case msgZero:
+			if int64(h.off)+int64(h.length) > s.dev.Size() {
+				return fmt.Errorf("%w: zero beyond the device", ErrProtocol)
+			}
+			if err := writeZeroes(s.dev, int64(h.off), int64(h.length)); err != nil {
+				return err
+			}
+		case msgFlush:
+			if err := s.dev.Sync(); err != nil {
+				return err
+			}
+		case msgDone:
+			if err := s.dev.Sync(); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.meta.Gen = sdcard.GenInfo{Current: pgen.Current, History: slices.Clone(pgen.History), Data: sdcard.DataUpToDate}
+			err := s.meta.Save()
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			s.log.Info("in sync with the primary", "gen", pgen.String())
+		default:
+			return fmt.Errorf("%w: type %d from the primary", ErrProtocol, h.typ)
+		}
+		s.mu.Lock()
+		s.applied++
+		s.mu.Unlock()
+		acks <- h.seq
+	}
+}

@@ -1,0 +1,184 @@
+// Command online benchmarks the online replication against nbdkit's file
+// plugin, with fio's nbd engine on the same image file (as root):
+//
+//	go run ./test/bench/online [-size 256M] [-runtime 8s] [-rate 1gbit] [-dir DIR]
+//
+// Setups, one after the other: nbdkit (file plugin), Pairguard without a
+// peer, Pairguard async and Pairguard sync to a peer in another network
+// namespace over a veth shaped with tc tbf. Jobs: sequential 1 MiB writes
+// (QD 8), 4 KiB random writes at QD 1 and 16. It prints a Markdown table
+// and the load average.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pairguard/pairguard/test/online"
+)
+
+type job struct {
+	name, rw, bs string
+	depth        int
+}
+
+var jobs = []job{
+	{"seq 1M QD8", "write", "1M", 8},
+	{"rand 4k QD1", "randwrite", "4k", 1},
+	{"rand 4k QD16", "randwrite", "4k", 16},
+}
+
+type result struct {
+	MBps, IOPS, P50, P99 float64 // MB/s, IOPS, µs
+}
+
+func main() {
+	size := flag.String("size", "256M", "image size")
+	runtime := flag.Duration("runtime", 8*time.Second, "fio runtime per job")
+	rate := flag.String("rate", "1gbit", "tc tbf rate of the link to the peer")
+	dir := flag.String("dir", "", "directory for images (default: a temporary one)")
+	flag.Parse()
+	if err := run(*size, *runtime, *rate, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(size string, runtime time.Duration, rate, dir string) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("/var/tmp", "pg-bench-online")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	bin, err := online.Build(dir)
+	if err != nil {
+		return err
+	}
+	bed, err := online.NewBed(dir, bin, rate)
+	if err != nil {
+		return err
+	}
+	defer bed.Close()
+	img, simg := filepath.Join(dir, "main.img"), filepath.Join(dir, "spare.img")
+	for _, f := range []string{img, simg} {
+		if out, err := exec.Command("truncate", "-s", size, f).CombinedOutput(); err != nil {
+			return fmt.Errorf("truncate: %w: %s", err, out)
+		}
+	}
+	type setup struct {
+		name  string
+		start func(sock string) (stop func(), err error)
+	}
+	n := 0
+	pg := func(peer, repl string) func(string) (func(), error) {
+		return func(sock string) (func(), error) {
+			n++
+			st := filepath.Join(dir, fmt.Sprintf("state%d", n))
+			os.MkdirAll(st+"m", 0o700)
+			os.MkdirAll(st+"s", 0o700)
+			var spare *online.Node
+			args := []string{"-dev", img, "-state", st + "m", "-sock", sock, "-replication", repl}
+			if peer != "" {
+				var err error
+				spare, err = bed.Start(bed.Spare, fmt.Sprintf("spare%d", n), "-dev", simg, "-state", st+"s", "-listen", online.SpareAddr+":"+online.Port)
+				if err != nil {
+					return nil, err
+				}
+				args = append(args, "-peer", online.SpareAddr+":"+online.Port)
+			}
+			main, err := bed.Start(bed.Main, fmt.Sprintf("main%d", n), args...)
+			if err != nil {
+				if spare != nil {
+					spare.Stop()
+				}
+				return nil, err
+			}
+			return func() {
+				main.Stop()
+				if spare != nil {
+					spare.Stop()
+				}
+			}, nil
+		}
+	}
+	setups := []setup{
+		{"nbdkit file", func(sock string) (func(), error) {
+			cmd := exec.Command("nbdkit", "-f", "-U", sock, "file", "file="+img)
+			if err := cmd.Start(); err != nil {
+				return nil, err
+			}
+			for range 100 {
+				if _, err := os.Stat(sock); err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return func() { cmd.Process.Kill(); cmd.Wait() }, nil
+		}},
+		{"pairguard, no peer", pg("", "sync")},
+		{"pairguard async, peer over " + rate, pg("peer", "async")},
+		{"pairguard sync, peer over " + rate, pg("peer", "sync")},
+	}
+	fmt.Printf("| setup | seq 1M QD8 MB/s | 4k QD1 IOPS | p50 µs | p99 µs | 4k QD16 IOPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|---|---|\n")
+	for i, s := range setups {
+		sock := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
+		stop, err := s.start(sock)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		var rs []result
+		for _, j := range jobs {
+			r, err := fio(sock, j, runtime, size)
+			if err != nil {
+				stop()
+				return fmt.Errorf("%s %s: %w", s.name, j.name, err)
+			}
+			rs = append(rs, r)
+		}
+		stop()
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", s.name, rs[0].MBps,
+			rs[1].IOPS, rs[1].P50, rs[1].P99, rs[2].IOPS, rs[2].P50, rs[2].P99)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("\nload average: %s", load)
+	fmt.Printf("date: %s\n", time.Now().UTC().Format(time.RFC3339))
+	return nil
+}
+
+func fio(sock string, j job, runtime time.Duration, size string) (result, error) {
+	out, err := exec.Command("fio", "--name=pg", "--ioengine=nbd", "--uri=nbd+unix:///?socket="+sock,
+		"--rw="+j.rw, "--bs="+j.bs, fmt.Sprintf("--iodepth=%d", j.depth), "--size="+size,
+		"--time_based", fmt.Sprintf("--runtime=%ds", int(runtime.Seconds())), "--randrepeat=0",
+		"--output-format=json").Output()
+	if err != nil {
+		return result{}, fmt.Errorf("fio: %w: %s", err, out)
+	}
+	var v struct {
+		Jobs []struct {
+			Write struct {
+				BW   float64 `json:"bw_bytes"`
+				IOPS float64 `json:"iops"`
+				Clat struct {
+					Pct map[string]float64 `json:"percentile"`
+				} `json:"clat_ns"`
+			} `json:"write"`
+		} `json:"jobs"`
+	}
+	if i := strings.IndexByte(string(out), '{'); i > 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal(out, &v); err != nil || len(v.Jobs) == 0 {
+		return result{}, fmt.Errorf("fio output: %v", err)
+	}
+	w := v.Jobs[0].Write
+	return result{MBps: w.BW / 1e6, IOPS: w.IOPS, P50: w.Clat.Pct["50.000000"] / 1e3, P99: w.Clat.Pct["99.000000"] / 1e3}, nil
+}

@@ -262,6 +262,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer tick.Stop()
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
+	wake := newWakeTimer()
+	defer wake.t.Stop()
 	var shutdown <-chan time.Time
 	stopping := false
 	done := ctx.Done()
@@ -277,6 +279,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Warn("handover did not finish in time; releasing the address")
 			return d.finish()
 		case <-tick.C:
+			d.apply(d.eng.Tick(d.mono()))
+		case <-wake.t.C:
+			wake.fired()
 			d.apply(d.eng.Tick(d.mono()))
 		case <-second.C:
 			d.everySecond()
@@ -294,6 +299,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.pressed(ev)
 		}
 		d.publishPanel()
+		wake.arm(d)
 		if stopping && d.eng.Role() != engine.RolePrimary {
 			return d.finish()
 		}

@@ -41,6 +41,7 @@ type Setting struct {
 	Interval time.Duration // pairguard heartbeat.interval or keepalived advert_int (0: default)
 	Missed   int           // pairguard heartbeat.missed (keepalived: always 3)
 	Extra    string        // appended to pairguard's config
+	HB       string        // pairguard: lines added to its [heartbeat] table
 	Nice     int           // keepalived: vrrp_priority (the VRRP process's nice; 0: as shipped)
 }
 
@@ -105,7 +106,14 @@ func (b *Bed) nodes() []*netns.Node { return []*netns.Node{b.P.Main, b.P.Spare} 
 
 func (b *Bed) writeConfig(n *netns.Node) error {
 	if b.S.Impl == Pairguard {
-		return b.P.WriteConfig(n, netns.Options{Interval: b.S.Interval, Missed: b.S.Missed, ConnectionWait: time.Second, Extra: b.S.Extra})
+		if err := b.P.WriteConfig(n, netns.Options{Interval: b.S.Interval, Missed: b.S.Missed, ConnectionWait: time.Second, Extra: b.S.Extra}); err != nil || b.S.HB == "" {
+			return err
+		}
+		c, err := os.ReadFile(n.Config)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(n.Config, []byte(strings.Replace(string(c), "[heartbeat]\n", "[heartbeat]\n"+b.S.HB, 1)), 0o600)
 	}
 	advert := b.S.Interval
 	if advert == 0 {

@@ -32,13 +32,15 @@ func main() {
 	runs := flag.Int("runs", 20, "power losses per setting")
 	load := flag.Duration("load", 10*time.Minute, "duration of the load test")
 	phases := flag.String("phases", "takeover,load,arp", "phases to run (comma separated)")
+	period := flag.Duration("period", time.Millisecond, "takeover phase: the client's echo period")
+	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words")
 	flag.Parse()
 	// SIGINT or SIGTERM end the phase in progress early, so that every
 	// namespace, nft table and process is still removed.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sigs; close(stopping) }()
-	if err := run(*runs, *load, strings.Split(*phases, ","), os.Stdout); err != nil {
+	if err := run(*runs, *load, *period, *only, strings.Split(*phases, ","), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "lan1:", err)
 		os.Exit(1)
 	}
@@ -66,6 +68,8 @@ var settings = []Setting{
 	{Name: "keepalived advert_int 20ms", Impl: Keepalived, Interval: 20 * time.Millisecond},
 	{Name: "pairguard 10ms x 3", Impl: Pairguard, Interval: 10 * time.Millisecond, Missed: 3},
 	{Name: "keepalived advert_int 10ms", Impl: Keepalived, Interval: 10 * time.Millisecond},
+	{Name: "pairguard 5ms x 3", Impl: Pairguard, Interval: 5 * time.Millisecond, Missed: 3},
+	{Name: "pairguard 2ms x 3", Impl: Pairguard, Interval: 2 * time.Millisecond, Missed: 3},
 }
 
 // loadSettings adds keepalived at pairguard's scheduling priority: the
@@ -76,7 +80,7 @@ var loadSettings = append(slices.Clone(settings),
 	Setting{Name: "keepalived advert_int 10ms, vrrp_priority -10", Impl: Keepalived, Interval: 10 * time.Millisecond, Nice: -10},
 )
 
-func run(runs int, load time.Duration, phases []string, out io.Writer) error {
+func run(runs int, load, period time.Duration, only string, phases []string, out io.Writer) error {
 	if why := netns.Available(); why != "" {
 		return fmt.Errorf("%s", why)
 	}
@@ -95,9 +99,9 @@ func run(runs int, load time.Duration, phases []string, out io.Writer) error {
 	for _, ph := range phases {
 		switch ph {
 		case "takeover":
-			err = takeoverPhase(dir, bin, runs, out)
+			err = takeoverPhase(dir, bin, runs, period, only, out)
 		case "load":
-			err = loadPhase(dir, bin, load, out)
+			err = loadPhase(dir, bin, load, only, out)
 		case "arp":
 			err = arpPhase(dir, bin, out)
 		case "flaplog":
@@ -112,77 +116,6 @@ func run(runs int, load time.Duration, phases []string, out io.Writer) error {
 	return nil
 }
 
-func takeoverPhase(dir, bin string, runs int, out io.Writer) error {
-	fmt.Fprintf(out, "\nClient-visible gap after power loss of the main (%d runs each, echo every 5 ms):\n\n", runs)
-	fmt.Fprintln(out, "| setting | detection | runs | median | min | max |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|")
-	for _, s := range settings {
-		ts, err := measure(dir, bin, s, runs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
-		}
-		slices.Sort(ts)
-		fmt.Fprintf(out, "| %s | %s | %d | %v | %v | %v |\n", s.Name, s.detect(), len(ts),
-			median(ts).Round(time.Millisecond), ts[0].Round(time.Millisecond), ts[len(ts)-1].Round(time.Millisecond))
-	}
-	return nil
-}
-
-// measure runs power losses of the main and returns the client-visible gaps.
-func measure(dir, bin string, s Setting, runs int) ([]time.Duration, error) {
-	b, err := NewBed(dir, bin, s)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Close()
-	probe, err := StartProbe(b.P.Client, 5*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	defer probe.Close()
-	var ts []time.Duration
-	for i := 0; i < runs; i++ {
-		if stopped() {
-			return nil, fmt.Errorf("interrupted")
-		}
-		// The client must be talking to the main before the cut. If it is
-		// not, say what the pair looked like and start the run again
-		// (twice at most).
-		var err error
-		for try := 0; try < 3; try++ {
-			if err = b.Up(); err != nil {
-				return nil, err
-			}
-			if _, err = probe.WaitReply(b.MainMAC, time.Now(), 5*time.Second); err == nil {
-				break
-			}
-			fmt.Fprintf(os.Stderr, "lan1: %s run %d, before the cut: %v\n%s", s.Name, i, err, b.Describe())
-			if err := b.Reset(); err != nil {
-				return nil, err
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("run %d, before the cut: %w", i, err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		probe.Trim()
-		start := time.Now()
-		if err := b.PowerOff(b.P.Main); err != nil {
-			return nil, err
-		}
-		at, err := probe.WaitReply(b.SpareMAC, start, 15*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("run %d, after the cut: %w", i, err)
-		}
-		ts = append(ts, at.Sub(start))
-		fmt.Fprintf(os.Stderr, "lan1: %s run %d: %v\n", s.Name, i, at.Sub(start).Round(time.Millisecond))
-		if err := b.Reset(); err != nil {
-			return nil, err
-		}
-	}
-	return ts, nil
-}
-
 // loadResult is what one bed saw during the load test.
 type loadResult struct {
 	S          Setting
@@ -193,7 +126,8 @@ type loadResult struct {
 	Err        error
 }
 
-func loadPhase(dir, bin string, d time.Duration, out io.Writer) error {
+func loadPhase(dir, bin string, d time.Duration, only string, out io.Writer) error {
+	loadSettings := pick(loadSettings, only)
 	beds := make([]*Bed, len(loadSettings))
 	defer func() {
 		for _, b := range beds {

@@ -107,6 +107,7 @@ type Daemon struct {
 	panel        *frontPanel
 	wire         wireState
 	arb          *arbiter.Conn // the lease client (nil: no arbiter)
+	rtWarn       sync.Once     // the warning that rt-priority cannot be had
 
 	wg sync.WaitGroup // every goroutine Run starts
 }
@@ -209,6 +210,7 @@ func (d *Daemon) mono() time.Duration { return time.Since(d.start) }
 // to its peer (or releases the address) before Run returns. Every goroutine
 // Run starts has ended when it returns.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer d.realtime("loop")()
 	d.cleanStaleAddress()
 	loopCtx, stopAll := context.WithCancel(context.Background())
 	d.ctx = loopCtx

@@ -101,6 +101,7 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		defer d.realtime("receive " + path.String())()
 		// Longer payloads are not frames; Recv reports them truncated.
 		buf := make([]byte, frame.MaxLen)
 		l := linkWatch{d: d, c: c, path: path, persist: persist}

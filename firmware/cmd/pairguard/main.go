@@ -230,6 +230,8 @@ func runDaemon(args []string) error {
 	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, *cfg.Nice); err != nil {
 		log.Warn("cannot raise the daemon's priority", "nice", *cfg.Nice, "err", err)
 	}
+	tuneMemory(cfg, log)
+	lockMemory(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d, err := daemon.Open(ctx, cfg, log)

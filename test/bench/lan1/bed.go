@@ -276,15 +276,20 @@ func (b *Bed) kaState(n *netns.Node) string {
 }
 
 // PowerOff cuts n's power: links down, the daemon SIGKILLed, the address gone.
+//
+// Both links go down in one ip process, microseconds apart: one ip
+// command per link left LAN 2 (Pairguard's heartbeats) up for the few
+// milliseconds the second command took to start, after the client's last
+// answer on LAN 1, and counted them in Pairguard's outage.
 func (b *Bed) PowerOff(n *netns.Node) error {
-	if b.S.Impl == Pairguard {
-		return b.P.PowerOff(n)
-	}
 	var errs []error
-	for _, ifn := range []string{"eth1", "eth2"} {
-		if out, err := exec.Command("ip", "-n", n.NS, "link", "set", ifn, "down").CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("lan1: %s down: %v: %s", ifn, err, out))
-		}
+	cmd := exec.Command("ip", "-n", n.NS, "-batch", "-")
+	cmd.Stdin = strings.NewReader("link set eth2 down\nlink set eth1 down\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		errs = append(errs, fmt.Errorf("lan1: links down: %v: %s", err, out))
+	}
+	if b.S.Impl == Pairguard {
+		return errors.Join(append(errs, b.P.PowerOff(n))...)
 	}
 	b.killKA(n)
 	exec.Command("ip", "-n", n.NS, "addr", "del", netns.ServiceAddr+"/24", "dev", "eth1").Run()

@@ -172,6 +172,13 @@ func powerLoss(b *Bed, probe *Probe, i int) (gap, error) {
 		last = start
 	}
 	g := gap{cut: at.Sub(start), outage: at.Sub(last)}
+	if os.Getenv("PG_LAN1_TRACE") != "" && b.S.Impl == Pairguard {
+		log, _ := os.ReadFile(b.P.Spare.LogFile)
+		if len(log) > 6000 {
+			log = log[len(log)-6000:]
+		}
+		fmt.Fprintf(os.Stderr, "-- last main reply %s, spare's first %s; spare's log:\n%s\n", last.Format("15:04:05.000000"), at.Format("15:04:05.000000"), log)
+	}
 	return g, b.Reset()
 }
 

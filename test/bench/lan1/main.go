@@ -70,7 +70,16 @@ var settings = []Setting{
 	{Name: "keepalived advert_int 10ms", Impl: Keepalived, Interval: 10 * time.Millisecond},
 	{Name: "pairguard 5ms x 3", Impl: Pairguard, Interval: 5 * time.Millisecond, Missed: 3},
 	{Name: "pairguard 2ms x 3", Impl: Pairguard, Interval: 2 * time.Millisecond, Missed: 3},
+	{Name: "pairguard 2ms x 3, rt-priority 10", Impl: Pairguard, Interval: 2 * time.Millisecond, Missed: 3, HB: rtKeys},
 }
+
+// rtKeys run the heartbeat path real-time with locked memory.
+const rtKeys = "rt-priority = 10\nlock-memory = true\n"
+
+// restSettings add the real-time keys at 10 ms, to see their cost.
+var restSettings = append(slices.Clone(settings),
+	Setting{Name: "pairguard 10ms x 3, rt-priority 10", Impl: Pairguard, Interval: 10 * time.Millisecond, Missed: 3, HB: rtKeys},
+)
 
 // loadSettings adds keepalived at pairguard's scheduling priority: the
 // daemon runs at nice -10 by default, keepalived's VRRP process at 0 unless
@@ -104,6 +113,8 @@ func run(runs int, load, period time.Duration, only string, phases []string, out
 			err = loadPhase(dir, bin, load, only, out)
 		case "arp":
 			err = arpPhase(dir, bin, out)
+		case "rest":
+			err = restPhase(dir, bin, 30*time.Second, only, out)
 		case "flaplog":
 			err = flapLog(dir, bin, out)
 		default:

@@ -376,13 +376,14 @@ func (d *Daemon) finish() error {
 	return errors.Join(errs...)
 }
 
-// tickFor returns the loop's tick: half the heartbeat interval, between
-// 5 ms and 25 ms. Heartbeats and the peer's failover-time do not wait for
-// it (the wake timer, wake.go); it covers the engine's other waits, and
-// each tick costs a wake-up (at 2 ms, a 1 ms tick was most of the daemon's
-// CPU time at rest).
+// tickFor returns the loop's tick: the heartbeat interval, between 5 ms
+// and 100 ms. Heartbeats, the peer's failover-time and the end of an
+// arbiter lease do not wait for it (the wake timer, wake.go); it covers
+// the engine's other waits (connection-wait-time, elections, alarms), and
+// each tick costs a wake-up (at 2 ms, the 1 ms tick of old was most of the
+// daemon's CPU time at rest).
 func tickFor(interval time.Duration) time.Duration {
-	return min(max(interval/2, 5*time.Millisecond), 25*time.Millisecond)
+	return min(max(interval, 5*time.Millisecond), 100*time.Millisecond)
 }
 
 // cleanStaleAddress removes the service address left on the interface by a

@@ -52,8 +52,8 @@ func cpuTicks(pid int) int64 {
 	return u + s
 }
 
-// memKiB returns VmRSS and VmHWM of pid in KiB.
-func memKiB(pid int) (rss, hwm int64) {
+// memKiB returns VmRSS, VmHWM and RssAnon of pid in KiB.
+func memKiB(pid int) (rss, hwm, anon int64) {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
@@ -66,9 +66,11 @@ func memKiB(pid int) (rss, hwm int64) {
 			rss = v
 		case "VmHWM:":
 			hwm = v
+		case "RssAnon:":
+			anon = v
 		}
 	}
-	return rss, hwm
+	return rss, hwm, anon
 }
 
 // daemonPath is what the command line of n's daemon names.
@@ -82,6 +84,7 @@ func (b *Bed) daemonPath(n *netns.Node) string {
 type restResult struct {
 	cpu      [2]float64 // share of one core, main and spare
 	rss, hwm [2]int64   // KiB
+	anon     [2]int64   // KiB of rss that is not file-backed (heap, stacks)
 	procs    int
 	err      error
 }
@@ -133,9 +136,10 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 				var t1 int64
 				for _, p := range pids[j] {
 					t1 += cpuTicks(p)
-					rss, hwm := memKiB(p)
+					rss, hwm, anon := memKiB(p)
 					r.rss[j] += rss
 					r.hwm[j] += hwm
+					r.anon[j] += anon
 				}
 				r.cpu[j] = float64(t1-t0[j]) / clkTck / el.Seconds()
 			}
@@ -144,7 +148,7 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 	wg.Wait()
 	fmt.Fprintf(out, "\nAt rest, a formed pair, %v from %s UTC, all settings at once, load average %s at the start and %s at the end;\n",
 		window, began.Format("2006-01-02 15:04"), load0, loadAvg())
-	fmt.Fprintln(out, "CPU = user+system time of the daemon's processes / wall time (1 core = 100%); resident size now and its peak (VmHWM):")
+	fmt.Fprintln(out, "CPU = user+system time of the daemon's processes / wall time (1 core = 100%); resident size (of it anonymous: heap, stacks) and its peak (VmHWM):")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "| setting | processes per node | CPU main | CPU spare | RSS main | RSS spare | peak main | peak spare |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
@@ -154,8 +158,8 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 			fmt.Fprintf(out, "| %s | error: %v | | | | | | |\n", set[i].Name, r.err)
 			continue
 		}
-		fmt.Fprintf(out, "| %s | %d | %.2f%% | %.2f%% | %s | %s | %s | %s |\n", set[i].Name, r.procs,
-			100*r.cpu[0], 100*r.cpu[1], mib(r.rss[0]), mib(r.rss[1]), mib(r.hwm[0]), mib(r.hwm[1]))
+		fmt.Fprintf(out, "| %s | %d | %.2f%% | %.2f%% | %s (%s) | %s (%s) | %s | %s |\n", set[i].Name, r.procs,
+			100*r.cpu[0], 100*r.cpu[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
 	}
 	return nil
 }

@@ -36,13 +36,15 @@ func (i Impl) String() string {
 
 // Setting is one configuration under test.
 type Setting struct {
-	Name     string
-	Impl     Impl
-	Interval time.Duration // pairguard heartbeat.interval or keepalived advert_int (0: default)
-	Missed   int           // pairguard heartbeat.missed (keepalived: always 3)
-	Extra    string        // appended to pairguard's config
-	HB       string        // pairguard: lines added to its [heartbeat] table
-	Nice     int           // keepalived: vrrp_priority (the VRRP process's nice; 0: as shipped)
+	Name      string
+	Impl      Impl
+	Interval  time.Duration // pairguard heartbeat.interval or keepalived advert_int (0: default)
+	Missed    int           // pairguard heartbeat.missed (keepalived: always 3)
+	Extra     string        // appended to pairguard's config
+	HB        string        // pairguard: lines added to its [heartbeat] table
+	Data      int64         // pairguard: an image-file datastore of this size per node (periodic mode, every SyncEvery)
+	SyncEvery time.Duration
+	Nice      int // keepalived: vrrp_priority (the VRRP process's nice; 0: as shipped)
 }
 
 // detect is the time after which the standby declares the active one dead.
@@ -106,7 +108,7 @@ func (b *Bed) nodes() []*netns.Node { return []*netns.Node{b.P.Main, b.P.Spare} 
 
 func (b *Bed) writeConfig(n *netns.Node) error {
 	if b.S.Impl == Pairguard {
-		if err := b.P.WriteConfig(n, netns.Options{Interval: b.S.Interval, Missed: b.S.Missed, ConnectionWait: time.Second, Extra: b.S.Extra}); err != nil || b.S.HB == "" {
+		if err := b.P.WriteConfig(n, netns.Options{Interval: b.S.Interval, Missed: b.S.Missed, ConnectionWait: time.Second, Extra: b.S.Extra, Datastore: b.S.Data, SyncEvery: b.S.SyncEvery}); err != nil || b.S.HB == "" {
 			return err
 		}
 		c, err := os.ReadFile(n.Config)

@@ -115,6 +115,8 @@ func run(runs int, load, period time.Duration, only string, phases []string, out
 			err = arpPhase(dir, bin, out)
 		case "rest":
 			err = restPhase(dir, bin, 30*time.Second, only, out)
+		case "sync":
+			err = syncPhase(dir, bin, 512<<20, out)
 		case "flaplog":
 			err = flapLog(dir, bin, out)
 		default:

@@ -46,3 +46,31 @@ func TestNextDue(t *testing.T) {
 	}
 	t.Fatalf("no takeover walking NextDue\n%s", s.trace())
 }
+
+// The probe that starts before failover-time is up can be answered by the
+// peer in its last moments; the takeover then asks once more instead of
+// waiting another failover-time.
+func TestProbeAnsweredByTheDyingPeer(t *testing.T) {
+	s := formedPair(t)
+	sp := s.nodes[1]
+	cfg := sp.cfg
+	s.cut[PathLAN2], s.cut[PathLAN1] = true, true // the main's last frames
+	cut := s.now
+	n := sp.probes
+	if _, ok := s.runUntil(cfg.FailoverTime, func() bool { return sp.probes > n }); !ok {
+		t.Fatalf("no probe before failover-time\n%s", s.trace())
+	}
+	s.powerOff(0)
+	// The main answered that probe just before it died.
+	for i, d := range s.queue {
+		if _, ok := d.ev.(ProbeDone); ok && d.to == 1 {
+			s.queue[i].ev = ProbeDone{InUse: true}
+		}
+	}
+	if _, ok := s.runUntil(3*cfg.FailoverTime, func() bool { return s.role(1) == RolePrimary }); !ok {
+		t.Fatalf("no takeover\n%s", s.trace())
+	}
+	if got, limit := s.now-cut, cfg.FailoverTime+3*cfg.ProbeTimeout; got > limit {
+		t.Errorf("took over %v after the main's last frame, want at most %v", got, limit)
+	}
+}

@@ -182,7 +182,8 @@ func loadPhase(dir, bin string, d time.Duration, only string, out io.Writer) err
 		}()
 	}
 	wg.Wait()
-	fmt.Fprintf(out, "\nFalse takeovers in %v, both cores busy (stress-ng --cpu 2), 1%% ingress loss on the heartbeat path:\n\n", d)
+	fmt.Fprintf(out, "\nFalse takeovers in %v from %s UTC, both cores busy (stress-ng --cpu 2), 1%% ingress loss on the heartbeat path, load average %s at the end:\n\n",
+		d, began.UTC().Format("2006-01-02 15:04"), loadAvg())
 	fmt.Fprintln(out, "| setting | detection | false takeovers | main lost the role | both primary (polls) | dropped by the loss rule |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|")
 	for i, r := range res {

@@ -29,7 +29,7 @@ import (
 // (not the binary's code): chosen by measurement (test/bench/README.md),
 // above what a node at rest and a mirror round use, so that the collector
 // only works harder near it and memory is returned after a round.
-const DefaultMemoryLimit = "12MiB"
+const DefaultMemoryLimit = "16MiB"
 
 // MaxRTPriority is SCHED_FIFO's highest priority on Linux.
 const MaxRTPriority = 99

@@ -10,7 +10,7 @@ func TestRuntimeKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Heartbeat.RTPriority != 0 || c.Heartbeat.LockMemory || c.MemoryLimit != DefaultMemoryLimit || c.MemoryLimitBytes() != 12<<20 {
+	if c.Heartbeat.RTPriority != 0 || c.Heartbeat.LockMemory || c.MemoryLimit != DefaultMemoryLimit || c.MemoryLimitBytes() != 16<<20 {
 		t.Errorf("defaults: rt %d lock %v limit %q (%d)", c.Heartbeat.RTPriority, c.Heartbeat.LockMemory, c.MemoryLimit, c.MemoryLimitBytes())
 	}
 	set := strings.Replace(good, "[heartbeat]\n", "[heartbeat]\nrt-priority = 10\nlock-memory = true\n", 1)

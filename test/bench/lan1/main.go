@@ -155,7 +155,7 @@ func loadPhase(dir, bin string, d time.Duration, only string, out io.Writer) err
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		beds[i] = b
-		if err := b.Up(); err != nil {
+		if err := upRetry(b); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		if err := addLoss(b); err != nil {

@@ -105,7 +105,7 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		beds[i] = b
-		if err := b.Up(); err != nil {
+		if err := upRetry(b); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 	}
@@ -162,4 +162,18 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 			100*r.cpu[0], 100*r.cpu[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
 	}
 	return nil
+}
+
+// upRetry brings b's pair up, starting it again (three times at most) when
+// it does not form: seen with keepalived, both nodes BACKUP.
+func upRetry(b *Bed) error {
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = b.Up(); err == nil {
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "lan1: %s: %v; starting it again\n", b.S.Name, err)
+		b.Reset()
+	}
+	return err
 }

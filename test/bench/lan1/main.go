@@ -2,12 +2,19 @@
 // network namespaces (issue 4, item 7):
 //
 //   - takeover: the gap a LAN 1 client sees when the main loses power, from the
-//     power cut to the first echo reply from the new primary (the client pings
-//     the service address every 5 ms);
+//     power cut (and from the main's last echo reply) to the first echo reply
+//     from the new primary, and the takeover's own cost from the main's last
+//     heartbeat at the spare;
 //   - load: false takeovers in -load (default 10m) with both cores busy and 1%
 //     loss on each pair's heartbeat path, all settings at once;
 //   - arp: with the failover line cut (LAN 1 intact), how many MACs answer ARP
-//     for the service address.
+//     for the service address;
+//   - rest: CPU and resident size of formed pairs at rest, all settings at once;
+//   - sync: the daemons' memory during the initial sync of a random 512 MiB
+//     datastore image and after it (issue 15).
+//
+// The takeover phase runs its settings in turn, run by run (outage.go), with
+// the client's echo every -period (1 ms); -settings picks settings by name.
 //
 // Run as root: go run ./test/bench/lan1 -runs 20 -load 10m
 package main

@@ -637,19 +637,13 @@ func (e *Engine) evalSecondary() {
 	// listens for probe-time; the rest covers opening its socket), so that
 	// the answer is in when the decision falls due: it adds no delay.
 	fresh := e.probeResult != nil && e.probeResult.started >= silentSince
-	if e.eligible() && !e.incompatibleRecent() {
-		if e.cfg.OnLineLoss == LineLossProbe && !e.probing && !fresh && silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout {
+	if e.eligible() && !e.incompatibleRecent() && silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout {
+		if e.cfg.OnLineLoss == LineLossProbe && !e.probing && !fresh {
 			e.startProbe()
 		}
-		// Keep the takeover's epoch reserved on disk while following a
-		// live primary (and, as before, once the peer falls silent): its
-		// fsync is then off the critical path. Reserving only when the
-		// peer fell silent left it 2 x probe-time before the claim, less
-		// than a loaded card's fsync at short intervals (2.4 ms at 2 ms x
-		// 3), and the claim then waited for a second fsync.
-		following := e.peerAlive() && e.peer.Role == RolePrimary
-		if want := max(e.epoch, e.peer.Epoch) + 1; e.onDisk < want && !e.reserving &&
-			(following || silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout) {
+		// Reserve the takeover's epoch now: its fsync is then off the
+		// critical path.
+		if want := max(e.epoch, e.peer.Epoch) + 1; e.onDisk < want && !e.reserving {
 			e.reserving = true
 			e.emit(ReserveEpoch{Epoch: want})
 		}

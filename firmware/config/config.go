@@ -53,6 +53,7 @@ type Config struct {
 	OnLineLoss  string `toml:"on-line-loss"`  // probe | takeover (default probe)
 	Standby     string `toml:"standby"`       // cold | warm: the hooks' standby level (default cold)
 	Nice        *int   `toml:"nice"`          // scheduling priority of the daemon (default -10)
+	MemoryLimit string `toml:"memory-limit"`  // the Go runtime's soft memory limit (default DefaultMemoryLimit)
 	Software    string `toml:"-"`
 
 	// PairWindow: how long a pairing window (main) or a join (spare) stays
@@ -120,6 +121,8 @@ type Heartbeat struct {
 	FailoverTime   Duration `toml:"failover-time"`        // default interval × missed
 	ConnectionWait Duration `toml:"connection-wait-time"` // default 10s
 	LAN1Interval   Duration `toml:"lan1-interval"`        // default 2/5 of failover-time
+	RTPriority     int      `toml:"rt-priority"`          // SCHED_FIFO priority of the heartbeat path (default 0: off)
+	LockMemory     bool     `toml:"lock-memory"`          // mlockall the daemon's pages at start (default false)
 }
 
 // Datastore is the [datastore] table; optional.

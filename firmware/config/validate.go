@@ -124,6 +124,7 @@ func (c *Config) defaults() {
 		n := -10
 		c.Nice = &n
 	}
+	c.defaultsRuntime()
 	set(&c.StateDir, DefaultStateDir)
 	setD(&c.PairWindow, DefaultPairWindow)
 	set(&c.Control.Socket, DefaultSocket)
@@ -201,6 +202,7 @@ func (c *Config) check() error {
 	c.checkLAN1(p, paired)
 	c.checkLAN2(p, paired)
 	c.checkHeartbeat(p)
+	c.checkRuntime(p)
 	c.checkGARP(p)
 	c.checkHooks(p)
 	c.checkChecks(p)
@@ -503,6 +505,9 @@ func (c *Config) Reloadable(next *Config) error {
 	same("panel", fmt.Sprintf("%v", c.Panel), fmt.Sprintf("%v", next.Panel))
 	same("arbiter.address", c.Arbiter.Address, next.Arbiter.Address)
 	same("arbiter.listen", c.Arbiter.Listen, next.Arbiter.Listen)
+	same("heartbeat.rt-priority", c.Heartbeat.RTPriority, next.Heartbeat.RTPriority)
+	same("heartbeat.lock-memory", c.Heartbeat.LockMemory, next.Heartbeat.LockMemory)
+	same("memory-limit", c.MemoryLimit, next.MemoryLimit)
 	return errors.Join(errs...)
 }
 

@@ -110,6 +110,7 @@ type Daemon struct {
 	arb          *arbiter.Conn // the lease client (nil: no arbiter)
 	pair         *pairState    // the teach-in (nil with a provisioned pair-key)
 	pairUntil    atomic.Int64  // until when (mono ns) receivers pass pairing frames
+	rtWarn       sync.Once     // the warning that rt-priority cannot be had
 
 	wg sync.WaitGroup // every goroutine Run starts
 }
@@ -234,6 +235,7 @@ func (d *Daemon) mono() time.Duration { return time.Since(d.start) }
 // to its peer (or releases the address) before Run returns. Every goroutine
 // Run starts has ended when it returns.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer d.realtime("loop")()
 	d.cleanStaleAddress()
 	loopCtx, stopAll := context.WithCancel(context.Background())
 	d.ctx = loopCtx
@@ -287,6 +289,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer tick.Stop()
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
+	wake := newWakeTimer()
+	defer wake.t.Stop()
 	var shutdown <-chan time.Time
 	stopping := false
 	done := ctx.Done()
@@ -302,6 +306,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Warn("handover did not finish in time; releasing the address")
 			return d.finish()
 		case <-tick.C:
+			d.apply(d.eng.Tick(d.mono()))
+			d.pairTick()
+		case <-wake.t.C:
+			wake.fired()
 			d.apply(d.eng.Tick(d.mono()))
 			d.pairTick()
 		case <-second.C:
@@ -320,6 +328,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.pressed(ev)
 		}
 		d.publishPanel()
+		wake.arm(d)
 		if stopping && d.eng.Role() != engine.RolePrimary {
 			return d.finish()
 		}
@@ -398,10 +407,14 @@ func (d *Daemon) finish() error {
 	return errors.Join(errs...)
 }
 
-// tickFor returns the loop's tick: a quarter of the heartbeat interval,
-// between 1 ms and 25 ms.
+// tickFor returns the loop's tick: the heartbeat interval, between 5 ms
+// and 100 ms. Heartbeats, the peer's failover-time and the end of an
+// arbiter lease do not wait for it (the wake timer, wake.go); it covers
+// the engine's other waits (connection-wait-time, elections, alarms), and
+// each tick costs a wake-up (at 2 ms, the 1 ms tick of old was most of the
+// daemon's CPU time at rest).
 func tickFor(interval time.Duration) time.Duration {
-	return min(max(interval/4, time.Millisecond), 25*time.Millisecond)
+	return min(max(interval, 5*time.Millisecond), 100*time.Millisecond)
 }
 
 // cleanStaleAddress removes the service address left on the interface by a

@@ -103,8 +103,10 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		defer d.realtime("receive " + path.String())()
 		// Longer payloads are not frames; Recv reports them truncated.
 		buf := make([]byte, max(frame.MaxLen, frame.PairMaxLen))
+		var software string // the peer's software of the last frame (see decode)
 		l := linkWatch{d: d, c: c, path: path, persist: persist}
 		next := time.Now()
 		for ctx.Err() == nil {
@@ -140,7 +142,7 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 				time.Sleep(10 * time.Millisecond) // an unknown error: no busy loop
 				continue
 			}
-			r, forLoop := d.decode(path, buf[:n], src)
+			r, forLoop := d.decode(path, buf[:n], src, &software)
 			if forLoop && !d.toLoop(ctx, r) {
 				return
 			}
@@ -159,8 +161,10 @@ func (d *Daemon) toLoop(ctx context.Context, r received) bool {
 }
 
 // decode checks one payload on a receive goroutine and counts the drops.
-// It reports whether the loop must see the result.
-func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr) (received, bool) {
+// It reports whether the loop must see the result. software holds the
+// software version of the receiver's last frame: a frame that says the
+// same reuses the string, so decoding allocates nothing.
+func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr, software *string) (received, bool) {
 	r := received{path: path, src: src}
 	if d.capturing.Load() { // only while a capture runs
 		r.raw = append([]byte(nil), b...)
@@ -173,11 +177,11 @@ func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr) (recei
 		d.frames.Record(frame.ErrPair)
 		return r, r.raw != nil
 	}
+	r.f.Software = *software
 	err := frame.Decode(b, key, &r.f)
-	var ve *frame.VersionError
+	*software = r.f.Software
 	switch {
-	case errors.As(err, &ve):
-		r.version = ve.Version
+	case err != nil && versionOf(err, &r.version):
 	case err == nil && r.f.Type != frame.TypeHeartbeat && r.f.Type != frame.TypeRelease:
 		err = errNotForEngine
 	case err == nil:
@@ -188,6 +192,18 @@ func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr) (recei
 	}
 	d.frames.Record(err)
 	return r, r.ok || r.version != 0 || r.raw != nil
+}
+
+// versionOf sets v to the version of a frame of another protocol version.
+// Apart from decode, so that the error's target escapes only when there is
+// an error.
+func versionOf(err error, v *uint8) bool {
+	var ve *frame.VersionError
+	if errors.As(err, &ve) {
+		*v = ve.Version
+		return true
+	}
+	return false
 }
 
 // persistReplay writes the replay marks when a peer's boot id grew, and

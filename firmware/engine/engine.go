@@ -701,6 +701,17 @@ func (e *Engine) guardAllows(reason string, since time.Duration) bool {
 		}
 		return false
 	}
+	if e.probeResult.inUse && e.probeResult.started < since+e.cfg.FailoverTime {
+		// The probe started before failover-time was up: the answer may
+		// have come from the peer in its last moments (at 2 ms x 3 a
+		// heartbeat late by 1.6 ms starts the probe). Ask once more
+		// before refusing, instead of a whole failover-time later.
+		e.probeResult = nil
+		if !e.probing {
+			e.startProbe()
+		}
+		return false
+	}
 	if e.probeResult.inUse {
 		e.raise(AlarmAddressInUse, reason+", but the service address answers ARP")
 		// Probe again after another failover-time.

@@ -20,7 +20,7 @@ import (
 	pgconsole "github.com/pairguard/pairguard/firmware/console"
 	"github.com/pairguard/pairguard/firmware/control"
 	"github.com/pairguard/pairguard/firmware/daemon"
-	"github.com/pairguard/pairguard/firmware/frame/framepcap"
+	"github.com/pairguard/pairguard/firmware/frame/pcapfile"
 )
 
 func main() {
@@ -187,14 +187,14 @@ func writeCapture(path string, data []byte, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := framepcap.NewWriter(f)
+	w, err := pcapfile.NewWriter(f)
 	if err != nil {
 		f.Close()
 		return err
 	}
 	for _, c := range frames {
 		src, _ := net.ParseMAC(c.Src)
-		if err := w.Write(framepcap.Record{Time: c.Time, Dst: broadcast, Src: src, Payload: c.Payload}); err != nil {
+		if err := w.Write(pcapfile.Record{Time: c.Time, Dst: broadcast, Src: src, Payload: c.Payload}); err != nil {
 			f.Close()
 			return err
 		}
@@ -230,6 +230,8 @@ func runDaemon(args []string) error {
 	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, *cfg.Nice); err != nil {
 		log.Warn("cannot raise the daemon's priority", "nice", *cfg.Nice, "err", err)
 	}
+	tuneMemory(cfg, log)
+	lockMemory(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	for {

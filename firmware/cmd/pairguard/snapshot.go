@@ -24,7 +24,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/control"
 	"github.com/pairguard/pairguard/firmware/daemon"
-	"github.com/pairguard/pairguard/firmware/frame/framepcap"
+	"github.com/pairguard/pairguard/firmware/frame/pcapfile"
 	"github.com/pairguard/pairguard/firmware/frame/wireshark"
 )
 
@@ -370,13 +370,13 @@ func writePcap(w io.Writer, data []byte) error {
 	if err := json.Unmarshal(data, &frames); err != nil {
 		return fmt.Errorf("capture: %w", err)
 	}
-	pw, err := framepcap.NewWriter(w)
+	pw, err := pcapfile.NewWriter(w)
 	if err != nil {
 		return err
 	}
 	for _, c := range frames {
 		src, _ := net.ParseMAC(c.Src)
-		if err := pw.Write(framepcap.Record{Time: c.Time, Dst: broadcast, Src: src, Payload: c.Payload}); err != nil {
+		if err := pw.Write(pcapfile.Record{Time: c.Time, Dst: broadcast, Src: src, Payload: c.Payload}); err != nil {
 			return err
 		}
 	}

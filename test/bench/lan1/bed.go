@@ -36,12 +36,15 @@ func (i Impl) String() string {
 
 // Setting is one configuration under test.
 type Setting struct {
-	Name     string
-	Impl     Impl
-	Interval time.Duration // pairguard heartbeat.interval or keepalived advert_int (0: default)
-	Missed   int           // pairguard heartbeat.missed (keepalived: always 3)
-	Extra    string        // appended to pairguard's config
-	Nice     int           // keepalived: vrrp_priority (the VRRP process's nice; 0: as shipped)
+	Name      string
+	Impl      Impl
+	Interval  time.Duration // pairguard heartbeat.interval or keepalived advert_int (0: default)
+	Missed    int           // pairguard heartbeat.missed (keepalived: always 3)
+	Extra     string        // appended to pairguard's config
+	HB        string        // pairguard: lines added to its [heartbeat] table
+	Data      int64         // pairguard: an image-file datastore of this size per node (periodic mode, every SyncEvery)
+	SyncEvery time.Duration
+	Nice      int // keepalived: vrrp_priority (the VRRP process's nice; 0: as shipped)
 }
 
 // detect is the time after which the standby declares the active one dead.
@@ -105,7 +108,14 @@ func (b *Bed) nodes() []*netns.Node { return []*netns.Node{b.P.Main, b.P.Spare} 
 
 func (b *Bed) writeConfig(n *netns.Node) error {
 	if b.S.Impl == Pairguard {
-		return b.P.WriteConfig(n, netns.Options{Interval: b.S.Interval, Missed: b.S.Missed, ConnectionWait: time.Second, Extra: b.S.Extra})
+		if err := b.P.WriteConfig(n, netns.Options{Interval: b.S.Interval, Missed: b.S.Missed, ConnectionWait: time.Second, Extra: b.S.Extra, Datastore: b.S.Data, SyncEvery: b.S.SyncEvery}); err != nil || b.S.HB == "" {
+			return err
+		}
+		c, err := os.ReadFile(n.Config)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(n.Config, []byte(strings.Replace(string(c), "[heartbeat]\n", "[heartbeat]\n"+b.S.HB, 1)), 0o600)
 	}
 	advert := b.S.Interval
 	if advert == 0 {
@@ -268,15 +278,20 @@ func (b *Bed) kaState(n *netns.Node) string {
 }
 
 // PowerOff cuts n's power: links down, the daemon SIGKILLed, the address gone.
+//
+// Both links go down in one ip process, microseconds apart: one ip
+// command per link left LAN 2 (Pairguard's heartbeats) up for the few
+// milliseconds the second command took to start, after the client's last
+// answer on LAN 1, and counted them in Pairguard's outage.
 func (b *Bed) PowerOff(n *netns.Node) error {
-	if b.S.Impl == Pairguard {
-		return b.P.PowerOff(n)
-	}
 	var errs []error
-	for _, ifn := range []string{"eth1", "eth2"} {
-		if out, err := exec.Command("ip", "-n", n.NS, "link", "set", ifn, "down").CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("lan1: %s down: %v: %s", ifn, err, out))
-		}
+	cmd := exec.Command("ip", "-n", n.NS, "-batch", "-")
+	cmd.Stdin = strings.NewReader("link set eth2 down\nlink set eth1 down\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		errs = append(errs, fmt.Errorf("lan1: links down: %v: %s", err, out))
+	}
+	if b.S.Impl == Pairguard {
+		return errors.Join(append(errs, b.P.PowerOff(n))...)
 	}
 	b.killKA(n)
 	exec.Command("ip", "-n", n.NS, "addr", "del", netns.ServiceAddr+"/24", "dev", "eth1").Run()

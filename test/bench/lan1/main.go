@@ -2,12 +2,19 @@
 // network namespaces (issue 4, item 7):
 //
 //   - takeover: the gap a LAN 1 client sees when the main loses power, from the
-//     power cut to the first echo reply from the new primary (the client pings
-//     the service address every 5 ms);
+//     power cut (and from the main's last echo reply) to the first echo reply
+//     from the new primary, and the takeover's own cost from the main's last
+//     heartbeat at the spare;
 //   - load: false takeovers in -load (default 10m) with both cores busy and 1%
 //     loss on each pair's heartbeat path, all settings at once;
 //   - arp: with the failover line cut (LAN 1 intact), how many MACs answer ARP
-//     for the service address.
+//     for the service address;
+//   - rest: CPU and resident size of formed pairs at rest, all settings at once;
+//   - sync: the daemons' memory during the initial sync of a random 512 MiB
+//     datastore image and after it (issue 15).
+//
+// The takeover phase runs its settings in turn, run by run (outage.go), with
+// the client's echo every -period (1 ms); -settings picks settings by name.
 //
 // Run as root: go run ./test/bench/lan1 -runs 20 -load 10m
 package main
@@ -32,13 +39,15 @@ func main() {
 	runs := flag.Int("runs", 20, "power losses per setting")
 	load := flag.Duration("load", 10*time.Minute, "duration of the load test")
 	phases := flag.String("phases", "takeover,load,arp", "phases to run (comma separated)")
+	period := flag.Duration("period", time.Millisecond, "takeover phase: the client's echo period")
+	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words")
 	flag.Parse()
 	// SIGINT or SIGTERM end the phase in progress early, so that every
 	// namespace, nft table and process is still removed.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sigs; close(stopping) }()
-	if err := run(*runs, *load, strings.Split(*phases, ","), os.Stdout); err != nil {
+	if err := run(*runs, *load, *period, *only, strings.Split(*phases, ","), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "lan1:", err)
 		os.Exit(1)
 	}
@@ -66,7 +75,18 @@ var settings = []Setting{
 	{Name: "keepalived advert_int 20ms", Impl: Keepalived, Interval: 20 * time.Millisecond},
 	{Name: "pairguard 10ms x 3", Impl: Pairguard, Interval: 10 * time.Millisecond, Missed: 3},
 	{Name: "keepalived advert_int 10ms", Impl: Keepalived, Interval: 10 * time.Millisecond},
+	{Name: "pairguard 5ms x 3", Impl: Pairguard, Interval: 5 * time.Millisecond, Missed: 3},
+	{Name: "pairguard 2ms x 3", Impl: Pairguard, Interval: 2 * time.Millisecond, Missed: 3},
+	{Name: "pairguard 2ms x 3, rt-priority 10", Impl: Pairguard, Interval: 2 * time.Millisecond, Missed: 3, HB: rtKeys},
 }
+
+// rtKeys run the heartbeat path real-time with locked memory.
+const rtKeys = "rt-priority = 10\nlock-memory = true\n"
+
+// restSettings add the real-time keys at 10 ms, to see their cost.
+var restSettings = append(slices.Clone(settings),
+	Setting{Name: "pairguard 10ms x 3, rt-priority 10", Impl: Pairguard, Interval: 10 * time.Millisecond, Missed: 3, HB: rtKeys},
+)
 
 // loadSettings adds keepalived at pairguard's scheduling priority: the
 // daemon runs at nice -10 by default, keepalived's VRRP process at 0 unless
@@ -76,7 +96,7 @@ var loadSettings = append(slices.Clone(settings),
 	Setting{Name: "keepalived advert_int 10ms, vrrp_priority -10", Impl: Keepalived, Interval: 10 * time.Millisecond, Nice: -10},
 )
 
-func run(runs int, load time.Duration, phases []string, out io.Writer) error {
+func run(runs int, load, period time.Duration, only string, phases []string, out io.Writer) error {
 	if why := netns.Available(); why != "" {
 		return fmt.Errorf("%s", why)
 	}
@@ -95,11 +115,15 @@ func run(runs int, load time.Duration, phases []string, out io.Writer) error {
 	for _, ph := range phases {
 		switch ph {
 		case "takeover":
-			err = takeoverPhase(dir, bin, runs, out)
+			err = takeoverPhase(dir, bin, runs, period, only, out)
 		case "load":
-			err = loadPhase(dir, bin, load, out)
+			err = loadPhase(dir, bin, load, only, out)
 		case "arp":
 			err = arpPhase(dir, bin, out)
+		case "rest":
+			err = restPhase(dir, bin, 30*time.Second, only, out)
+		case "sync":
+			err = syncPhase(dir, bin, 512<<20, out)
 		case "flaplog":
 			err = flapLog(dir, bin, out)
 		default:
@@ -112,77 +136,6 @@ func run(runs int, load time.Duration, phases []string, out io.Writer) error {
 	return nil
 }
 
-func takeoverPhase(dir, bin string, runs int, out io.Writer) error {
-	fmt.Fprintf(out, "\nClient-visible gap after power loss of the main (%d runs each, echo every 5 ms):\n\n", runs)
-	fmt.Fprintln(out, "| setting | detection | runs | median | min | max |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|")
-	for _, s := range settings {
-		ts, err := measure(dir, bin, s, runs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
-		}
-		slices.Sort(ts)
-		fmt.Fprintf(out, "| %s | %s | %d | %v | %v | %v |\n", s.Name, s.detect(), len(ts),
-			median(ts).Round(time.Millisecond), ts[0].Round(time.Millisecond), ts[len(ts)-1].Round(time.Millisecond))
-	}
-	return nil
-}
-
-// measure runs power losses of the main and returns the client-visible gaps.
-func measure(dir, bin string, s Setting, runs int) ([]time.Duration, error) {
-	b, err := NewBed(dir, bin, s)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Close()
-	probe, err := StartProbe(b.P.Client, 5*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	defer probe.Close()
-	var ts []time.Duration
-	for i := 0; i < runs; i++ {
-		if stopped() {
-			return nil, fmt.Errorf("interrupted")
-		}
-		// The client must be talking to the main before the cut. If it is
-		// not, say what the pair looked like and start the run again
-		// (twice at most).
-		var err error
-		for try := 0; try < 3; try++ {
-			if err = b.Up(); err != nil {
-				return nil, err
-			}
-			if _, err = probe.WaitReply(b.MainMAC, time.Now(), 5*time.Second); err == nil {
-				break
-			}
-			fmt.Fprintf(os.Stderr, "lan1: %s run %d, before the cut: %v\n%s", s.Name, i, err, b.Describe())
-			if err := b.Reset(); err != nil {
-				return nil, err
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("run %d, before the cut: %w", i, err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		probe.Trim()
-		start := time.Now()
-		if err := b.PowerOff(b.P.Main); err != nil {
-			return nil, err
-		}
-		at, err := probe.WaitReply(b.SpareMAC, start, 15*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("run %d, after the cut: %w", i, err)
-		}
-		ts = append(ts, at.Sub(start))
-		fmt.Fprintf(os.Stderr, "lan1: %s run %d: %v\n", s.Name, i, at.Sub(start).Round(time.Millisecond))
-		if err := b.Reset(); err != nil {
-			return nil, err
-		}
-	}
-	return ts, nil
-}
-
 // loadResult is what one bed saw during the load test.
 type loadResult struct {
 	S          Setting
@@ -193,7 +146,8 @@ type loadResult struct {
 	Err        error
 }
 
-func loadPhase(dir, bin string, d time.Duration, out io.Writer) error {
+func loadPhase(dir, bin string, d time.Duration, only string, out io.Writer) error {
+	loadSettings := pick(loadSettings, only)
 	beds := make([]*Bed, len(loadSettings))
 	defer func() {
 		for _, b := range beds {
@@ -208,7 +162,7 @@ func loadPhase(dir, bin string, d time.Duration, out io.Writer) error {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		beds[i] = b
-		if err := b.Up(); err != nil {
+		if err := upRetry(b); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		if err := addLoss(b); err != nil {
@@ -235,7 +189,8 @@ func loadPhase(dir, bin string, d time.Duration, out io.Writer) error {
 		}()
 	}
 	wg.Wait()
-	fmt.Fprintf(out, "\nFalse takeovers in %v, both cores busy (stress-ng --cpu 2), 1%% ingress loss on the heartbeat path:\n\n", d)
+	fmt.Fprintf(out, "\nFalse takeovers in %v from %s UTC, both cores busy (stress-ng --cpu 2), 1%% ingress loss on the heartbeat path, load average %s at the end:\n\n",
+		d, began.UTC().Format("2006-01-02 15:04"), loadAvg())
 	fmt.Fprintln(out, "| setting | detection | false takeovers | main lost the role | both primary (polls) | dropped by the loss rule |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|")
 	for i, r := range res {

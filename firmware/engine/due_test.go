@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"testing"
+)
+
+// A Tick at exactly NextDue does the work: the heartbeat leaves at its
+// time and the dead peer is noticed at failover-time, not a tick later.
+func TestNextDue(t *testing.T) {
+	s := formedPair(t)
+	sp := s.nodes[1]
+	cfg := sp.cfg
+	// The primary's next heartbeat is its own schedule.
+	if due, next := s.nodes[0].e.NextDue(), s.nodes[0].e.nextLAN2; due != min(next, s.nodes[0].e.nextLAN1) || due <= s.now {
+		t.Fatalf("primary: NextDue %v, next heartbeats %v/%v, now %v", due, next, s.nodes[0].e.nextLAN1, s.now)
+	}
+	s.powerOff(0)
+	// Walk the spare from due time to due time only: it must take over at
+	// failover-time after the last frame it heard, to the nanosecond.
+	heard := max(sp.e.heardLAN2, sp.e.heardLAN1)
+	for range 1000 {
+		due := sp.e.NextDue()
+		if due == 0 {
+			t.Fatalf("nothing due at %v while secondary", s.now)
+		}
+		s.now = due
+		// The answers that came in meanwhile (probe, epoch), then the tick.
+		var later []delivery
+		for _, d := range s.queue {
+			switch {
+			case d.to != 1:
+			case d.at <= s.now:
+				s.step(1, d.ev)
+			default:
+				later = append(later, d)
+			}
+		}
+		s.queue = later
+		s.apply(1, sp.e.Tick(due))
+		if s.role(1) == RolePrimary {
+			if got := s.now - heard; got != cfg.FailoverTime {
+				t.Fatalf("took over %v after the last frame, want %v", got, cfg.FailoverTime)
+			}
+			return
+		}
+	}
+	t.Fatalf("no takeover walking NextDue\n%s", s.trace())
+}
+
+// The probe that starts before failover-time is up can be answered by the
+// peer in its last moments; the takeover then asks once more instead of
+// waiting another failover-time.
+func TestProbeAnsweredByTheDyingPeer(t *testing.T) {
+	s := formedPair(t)
+	sp := s.nodes[1]
+	cfg := sp.cfg
+	s.cut[PathLAN2], s.cut[PathLAN1] = true, true // the main's last frames
+	cut := s.now
+	n := sp.probes
+	if _, ok := s.runUntil(cfg.FailoverTime, func() bool { return sp.probes > n }); !ok {
+		t.Fatalf("no probe before failover-time\n%s", s.trace())
+	}
+	s.powerOff(0)
+	// The main answered that probe just before it died.
+	for i, d := range s.queue {
+		if _, ok := d.ev.(ProbeDone); ok && d.to == 1 {
+			s.queue[i].ev = ProbeDone{InUse: true}
+		}
+	}
+	if _, ok := s.runUntil(3*cfg.FailoverTime, func() bool { return s.role(1) == RolePrimary }); !ok {
+		t.Fatalf("no takeover\n%s", s.trace())
+	}
+	if got, limit := s.now-cut, cfg.FailoverTime+3*cfg.ProbeTimeout; got > limit {
+		t.Errorf("took over %v after the main's last frame, want at most %v", got, limit)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"flag"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,13 +69,33 @@ func TestCrashPoints(t *testing.T) {
 	// held under it after a completed round (in periodic mode a generation
 	// names several contents over time, one per round).
 	gens := map[uint64]map[[32]byte]bool{}
+	var gensMu sync.Mutex
 	note := func() {
+		gensMu.Lock()
+		defer gensMu.Unlock()
 		g := b.m.Gen().Current
 		if gens[g] == nil {
 			gens[g] = map[[32]byte]bool{}
 		}
 		gens[g][sha256.Sum256(devB.Bytes())] = true
 	}
+	// Every round the receiver completes counts, also one whose end the
+	// source did not see (a SyncNow that failed under load and was
+	// retried): the receiver then holds that image under its generation.
+	stopWatch, watchDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case e := <-b.m.Events():
+				if e.Kind == EventRoundDone {
+					note()
+				}
+			case <-stopWatch:
+				return
+			}
+		}
+	}()
 	if _, err := a.m.NewGeneration(1); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +143,8 @@ func TestCrashPoints(t *testing.T) {
 	round("round after a generation change")
 	b.stop(t)
 	a.stop(t)
+	close(stopWatch)
+	<-watchDone
 	if _, err := b.m.NewGeneration(3); err != nil { // the receiver takes over
 		t.Fatal(err)
 	}

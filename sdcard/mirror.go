@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -245,6 +246,10 @@ type Mirror struct {
 	events  chan Event
 	cmds    chan command
 	kick    chan struct{}
+
+	// refused counts connections closed unanswered because MaxHandshakes
+	// were under way.
+	refused atomic.Uint64
 
 	mu        sync.Mutex
 	meta      *Meta
@@ -717,7 +722,7 @@ func (m *Mirror) dialLoop(ctx context.Context, conns chan<- net.Conn, done <-cha
 			cancel()
 			if err != nil {
 				c.Close()
-				m.rejected(err)
+				m.rejected(c.RemoteAddr(), err)
 			} else {
 				select {
 				case conns <- tc:
@@ -745,20 +750,44 @@ func (m *Mirror) dialLoop(ctx context.Context, conns chan<- net.Conn, done <-cha
 	}
 }
 
-func (m *Mirror) rejected(err error) {
+// rejected reports a failed handshake with the peer's address (Event.Text),
+// by which the logbook aggregates a flood per source.
+func (m *Mirror) rejected(from net.Addr, err error) {
 	if errors.Is(err, ErrWrongPeer) || isTLSAlert(err) {
-		m.log.Warn("mirror peer rejected", "reason", err)
-		m.emit(Event{Kind: EventPeerRejected, Err: err})
+		m.log.Warn("mirror peer rejected", "from", from, "reason", err)
+		m.emit(Event{Kind: EventPeerRejected, Err: err, Text: hostOf(from)})
 	} else {
-		m.log.Debug("mirror handshake failed", "reason", err)
+		m.log.Debug("mirror handshake failed", "from", from, "reason", err)
 	}
 }
 
+// hostOf is the address of a peer without its port.
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
+}
+
+// isTLSAlert tells a TLS failure (an alert, or bytes that are not TLS
+// records) from a network error. crypto/tls returns both as values.
 func isTLSAlert(err error) bool {
 	var a tls.AlertError
-	var r *tls.RecordHeaderError
+	var r tls.RecordHeaderError
 	return errors.As(err, &a) || errors.As(err, &r)
 }
+
+// Refused returns how many connections the listener closed unanswered
+// because MaxHandshakes were under way.
+func (m *Mirror) Refused() uint64 { return m.refused.Load() }
+
+// MaxHandshakes bounds the TLS handshakes the mirror's listener runs at
+// once; a connection beyond it is closed at once, so a flood of
+// connections costs neither memory nor CPU nor logbook entries.
+const MaxHandshakes = 4
 
 func (m *Mirror) listenLoop(ctx context.Context, conns chan<- net.Conn) {
 	backoff := m.cfg.MinBackoff
@@ -776,18 +805,27 @@ func (m *Mirror) listenLoop(ctx context.Context, conns chan<- net.Conn) {
 			continue
 		}
 		stop := context.AfterFunc(ctx, func() { l.Close() })
+		handshakes := make(chan struct{}, MaxHandshakes)
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				break
 			}
+			select {
+			case handshakes <- struct{}{}:
+			default:
+				m.refused.Add(1)
+				c.Close()
+				continue
+			}
 			go func() {
+				defer func() { <-handshakes }()
 				tc := tls.Server(c, m.tlsConf)
 				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
 				if err := tc.HandshakeContext(hctx); err != nil {
 					c.Close()
-					m.rejected(err)
+					m.rejected(c.RemoteAddr(), err)
 					return
 				}
 				select {

@@ -508,7 +508,9 @@ func TestBandwidthLimit(t *testing.T) {
 	start := time.Now()
 	a, b := pair(t, size, func(c *MirrorConfig) { c.BandwidthLimit = 2 << 20 })
 	waitInSync(t, a, b)
-	if el := time.Since(start); el < 300*time.Millisecond {
+	// The limiter lets a burst of a quarter second's bytes through at once
+	// (ratelimit.go): the rest, 1 MiB - 512 KiB at 2 MiB/s, takes 256 ms.
+	if el := time.Since(start); el < 250*time.Millisecond {
 		t.Fatalf("1 MiB at 2 MiB/s took %v", el)
 	}
 }
@@ -820,4 +822,68 @@ func TestApplyFailureLeavesInconsistent(t *testing.T) {
 		a.m.SyncNow(context.Background())
 		return b.m.Status().Data == DataUpToDate && bytes.Equal(a.dev.Bytes(), b.dev.Bytes())
 	})
+}
+
+// A flood of connections to the mirror's port: at most MaxHandshakes run
+// at once, the rest are closed unanswered, and bytes that are not TLS are
+// reported as a rejected peer with the peer's address.
+func TestHandshakeFloodIsBounded(t *testing.T) {
+	la, lb := freeAddrs(t)
+	// The node with the higher address listens.
+	a := newNode(t, NewMemDevice(1<<20), lb, la, nil)
+	a.start(t)
+	// Silent connections hold their handshake until its timeout.
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	dial := func() net.Conn {
+		t.Helper()
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			c, err := net.Dial("tcp", lb)
+			if err == nil {
+				return c
+			}
+			if time.Now().After(end) {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range MaxHandshakes + 8 {
+		held = append(held, dial())
+	}
+	waitFor(t, "connections beyond MaxHandshakes refused", func() bool { return a.m.Refused() >= 8 })
+	// The refused ones were closed: a read ends at once.
+	last := held[len(held)-1]
+	last.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := last.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection beyond the cap is still open: %v", err)
+	}
+	// Freed places take new handshakes: garbage is a rejected peer.
+	for _, c := range held[:MaxHandshakes] {
+		c.Close()
+	}
+	held = nil
+	var junk net.Conn
+	for end := time.Now().Add(5 * time.Second); ; {
+		junk = dial()
+		junk.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		select {
+		case e := <-a.m.Events():
+			if e.Kind == EventPeerRejected {
+				junk.Close()
+				if e.Text != "127.0.0.1" {
+					t.Errorf("rejected peer's source %q, want 127.0.0.1", e.Text)
+				}
+				return
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+		junk.Close()
+		if time.Now().After(end) {
+			t.Fatal("bytes that are not TLS were not reported as a rejected peer")
+		}
+	}
 }

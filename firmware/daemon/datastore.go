@@ -240,8 +240,18 @@ func (s *datastore) logEvent(ev sdcard.Event) {
 		s.note("sync-failed", fmt.Sprintf("round failed: %v", ev.Err))
 	case sdcard.EventSplitBrain:
 		s.note("split-brain", fmt.Sprintf("split brain: local %v, peer %v; resolve with `pairguard resolve`", ev.Local, ev.Remote))
+	case sdcard.EventPeerRejected:
+		// One entry per source and minute at most: the logbook aggregates
+		// a flood of failed handshakes by Source.
+		msg := "mirror connection from " + ev.Text + " rejected"
+		if ev.Err != nil {
+			msg += ": " + ev.Err.Error()
+		}
+		if err := s.book.Add(logbook.Entry{Kind: "mirror", Source: ev.Text, Message: msg}); err != nil {
+			s.log.Warn("logbook write failed", "err", err)
+		}
 	case sdcard.EventSplitBrainResolved, sdcard.EventInconsistent, sdcard.EventOutdated,
-		sdcard.EventPeerRejected, sdcard.EventIncompatible:
+		sdcard.EventIncompatible:
 		msg := ev.Kind.String()
 		if ev.Text != "" {
 			msg += ": " + ev.Text

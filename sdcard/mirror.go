@@ -251,6 +251,11 @@ type Mirror struct {
 	// were under way.
 	refused atomic.Uint64
 
+	// commitMu is held while a received round is checked and committed,
+	// and by NewGeneration (LostPeer's too) and SetPrimary: a round never lands
+	// after this node took over or started a generation of its own.
+	commitMu sync.Mutex
+
 	mu        sync.Mutex
 	meta      *Meta
 	primary   bool
@@ -445,6 +450,8 @@ func (m *Mirror) Status() Status {
 // SetPrimary tells the mirror whether this node is primary (the source).
 // A secondary never sends its data; a primary never accepts a round.
 func (m *Mirror) SetPrimary(primary bool) {
+	m.commitMu.Lock() // a round being committed finishes first
+	defer m.commitMu.Unlock()
 	m.mu.Lock()
 	if m.primary != primary {
 		m.sbChecked = 0
@@ -460,6 +467,8 @@ func (m *Mirror) SetPrimary(primary bool) {
 // persisting the epoch and before claiming the service address. The
 // metadata is fsynced before it returns.
 func (m *Mirror) NewGeneration(epoch uint64) (GenInfo, error) {
+	m.commitMu.Lock() // a round being committed finishes first
+	defer m.commitMu.Unlock()
 	m.mu.Lock()
 	old := m.meta.Gen
 	if err := m.meta.NewGeneration(); err != nil {

@@ -887,3 +887,39 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// A round under way when the receiver takes over must not land: before,
+// a round started by the old primary before a partition was committed
+// after the spare had taken over, replacing its new generation (and the
+// data it wrote) with the old primary's, so the reconnection found no
+// split brain.
+func TestRoundOvertakenByTakeover(t *testing.T) {
+	const size = 1 << 20
+	a, b := pair(t, size, nil)
+	waitInSync(t, a, b)
+	// A slow round: every block differs, at 1 MiB/s.
+	a.m.cfg.BandwidthLimit = 1 << 20
+	for off := int64(0); off < size; off += 4096 {
+		a.dev.WriteAt(bytes.Repeat([]byte{0xa5}, 4096), off)
+	}
+	before := bytes.Clone(b.dev.Bytes())
+	done := make(chan error, 1)
+	go func() { _, err := a.m.SyncNow(context.Background()); done <- err }()
+	waitFor(t, "the round under way on the receiver", func() bool { return b.m.Status().State == MirrorSyncing })
+	g, err := b.m.NewGeneration(2) // the receiver takes over mid-round
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.m.SetPrimary(true)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the round did not end")
+	}
+	if got := b.m.Gen(); got.Current != g.Current || got.Data != DataUpToDate {
+		t.Fatalf("after the takeover the receiver holds %v, want its own %v", got, g)
+	}
+	if !bytes.Equal(b.dev.Bytes(), before) {
+		t.Fatal("the overtaken round wrote to the new primary's device")
+	}
+}

@@ -149,9 +149,24 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				return fmt.Errorf("sdcard: round end %d with %d records, had round %d with %d",
 					re.Round, re.Records, rs.Round, st.Records)
 			}
+			// A round that started before this node took over or started a
+			// generation of its own must not land: its data would replace
+			// what the node wrote since (and its generation the new one).
+			// commitMu keeps NewGeneration and SetPrimary out until the
+			// commit is done, so the check holds through it.
+			m.commitMu.Lock()
+			m.mu.Lock()
+			overtaken := m.primary || m.meta.Gen.Current != local.Current
+			m.mu.Unlock()
+			if overtaken {
+				m.commitMu.Unlock()
+				return m.abort(s, ErrRoundOvertaken)
+			}
 			committed = true
 			t0 := time.Now()
-			if err := m.commit(g, rs.Source.Gen, inPlace, pre, touched); err != nil {
+			err = m.commit(g, rs.Source.Gen, inPlace, pre, touched)
+			m.commitMu.Unlock()
+			if err != nil {
 				return m.abort(s, err)
 			}
 			m.log.Debug("mirror round committed", "round", rs.Round, "in-place", inPlace, "commit", time.Since(t0))
@@ -294,3 +309,7 @@ func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap) (Sum, bool) 
 	}
 	return Digest(m.cfg.Hash, sums), true
 }
+
+// ErrRoundOvertaken: a received round was not committed because this node
+// became primary or started a new generation while it was under way.
+var ErrRoundOvertaken = errors.New("sdcard: the round was overtaken by a takeover or a new generation")

@@ -148,25 +148,14 @@ type loadResult struct {
 
 func loadPhase(dir, bin string, d time.Duration, only string, out io.Writer) error {
 	loadSettings := pick(loadSettings, only)
-	beds := make([]*Bed, len(loadSettings))
-	defer func() {
-		for _, b := range beds {
-			if b != nil {
-				b.Close()
-			}
-		}
-	}()
-	for i, s := range loadSettings {
-		b, err := NewBed(dir, bin, s)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
-		}
-		beds[i] = b
-		if err := upRetry(b); err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
-		}
+	beds, closeBeds, err := openBeds(dir, bin, loadSettings)
+	defer closeBeds()
+	if err != nil {
+		return err
+	}
+	for _, b := range beds {
 		if err := addLoss(b); err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
+			return fmt.Errorf("%s: %w", b.S.Name, err)
 		}
 	}
 	stress := exec.Command("stress-ng", "--cpu", "2", "--timeout", fmt.Sprintf("%ds", int((d+5*time.Second).Seconds())), "--quiet")

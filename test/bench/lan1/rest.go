@@ -91,23 +91,10 @@ type restResult struct {
 
 func restPhase(dir, bin string, window time.Duration, only string, out io.Writer) error {
 	set := pick(restSettings, only)
-	beds := make([]*Bed, len(set))
-	defer func() {
-		for _, b := range beds {
-			if b != nil {
-				b.Close()
-			}
-		}
-	}()
-	for i, s := range set {
-		b, err := NewBed(dir, bin, s)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
-		}
-		beds[i] = b
-		if err := upRetry(b); err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
-		}
+	beds, closeBeds, err := openBeds(dir, bin, set)
+	defer closeBeds()
+	if err != nil {
+		return err
 	}
 	time.Sleep(5 * time.Second) // past the start
 	load0, began := loadAvg(), time.Now().UTC()
@@ -162,6 +149,27 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 			100*r.cpu[0], 100*r.cpu[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
 	}
 	return nil
+}
+
+// openBeds opens and brings up a bed per setting; closeAll closes every bed
+// opened, also when err says one failed (closeAll is never nil).
+func openBeds(dir, bin string, set []Setting) (beds []*Bed, closeAll func(), err error) {
+	closeAll = func() {
+		for _, b := range beds {
+			b.Close()
+		}
+	}
+	for _, s := range set {
+		b, err := NewBed(dir, bin, s)
+		if err != nil {
+			return beds, closeAll, fmt.Errorf("%s: %w", s.Name, err)
+		}
+		beds = append(beds, b)
+		if err := upRetry(b); err != nil {
+			return beds, closeAll, fmt.Errorf("%s: %w", s.Name, err)
+		}
+	}
+	return beds, closeAll, nil
 }
 
 // upRetry brings b's pair up, starting it again (three times at most) when

@@ -128,9 +128,17 @@ func TestDaemonTeachIn(t *testing.T) {
 	waitFor(t, "both paired", func() bool {
 		return m.report(t).Pairing.State == "paired" && s.report(t).Pairing.State == "paired"
 	})
+	last := ""
 	waitFor(t, "main primary, spare secondary with its peer", func() bool {
 		mr, sr := m.report(t), s.report(t)
-		return mr.Role == "primary" && sr.Role == "secondary" && sr.Peer.State == "up"
+		if mr.Role == "primary" && sr.Role == "secondary" && sr.Peer.State == "up" {
+			return true
+		}
+		if now := fmt.Sprintf("main %s (peer %s), spare %s (peer %s)", mr.Role, mr.Peer.State, sr.Role, sr.Peer.State); now != last {
+			t.Log(now) // the spare claiming first was a bug: the unit paired first took itself for alone
+			last = now
+		}
+		return false
 	})
 	if r := m.report(t); slices.Contains(r.Alarms, "unpaired") {
 		t.Fatalf("paired main still alarms: %v", r.Alarms)

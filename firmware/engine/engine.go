@@ -217,7 +217,15 @@ func (e *Engine) Reconfigure(cfg Config) error {
 		e.witnessOK = !cfg.Witness
 	}
 	cfg.BootID, cfg.Nonce = e.cfg.BootID, e.cfg.Nonce
+	taught := e.cfg.Unpaired && !cfg.Unpaired
 	e.cfg = cfg
+	if taught && (e.role == RoleStarting || e.role == RoleSecondary) {
+		// Just taught in: the peer's frames were unreadable until now, so
+		// its silence says nothing. Wait for it as at a start (rule 6), or
+		// the unit whose accept landed first would claim at once as alone.
+		e.setRole(RoleStarting, "paired: waiting for the peer")
+		e.peerState = PeerUnknown
+	}
 	return nil
 }
 

@@ -79,6 +79,10 @@ type MirrorConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// ReplyTimeout bounds the wait for each frame of a round; default 2m.
 	ReplyTimeout time.Duration
+	// TLS, when set, is the node's mirror identity instead of the one
+	// derived from PairKey; it may change while the mirror runs (a
+	// teach-in), and the dialer waits while it has none.
+	TLS *TLSIdentity
 }
 
 func (c *MirrorConfig) validate() error {
@@ -312,9 +316,14 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tc, err := TLSConfig(cfg.PairKey)
-	if err != nil {
-		return nil, err
+	var tc *tls.Config
+	if cfg.TLS != nil {
+		tc = cfg.TLS.Config()
+	} else {
+		var err error
+		if tc, err = TLSConfig(cfg.PairKey); err != nil {
+			return nil, err
+		}
 	}
 	dev := cfg.Dev
 	if dev == nil {
@@ -723,6 +732,14 @@ func (m *Mirror) dialLoop(ctx context.Context, conns chan<- net.Conn, done <-cha
 		d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	for ctx.Err() == nil {
+		if id := m.cfg.TLS; id != nil && !id.Ready() { // not paired yet
+			select {
+			case <-time.After(m.cfg.MinBackoff):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
 		c, err := d.DialContext(ctx, "tcp", m.cfg.PeerAddr)
 		if err == nil {
 			tc := tls.Client(c, m.tlsConf)

@@ -33,6 +33,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/hooks"
 	"github.com/pairguard/pairguard/firmware/logbook"
 	"github.com/pairguard/pairguard/firmware/pairing"
+	"github.com/pairguard/pairguard/sdcard"
 )
 
 // Version is the software version sent in every frame; set by the linker.
@@ -107,10 +108,11 @@ type Daemon struct {
 	panelDev     *Panel
 	panel        *frontPanel
 	wire         wireState
-	arb          *arbiter.Conn // the lease client (nil: no arbiter)
-	pair         *pairState    // the teach-in (nil with a provisioned pair-key)
-	pairUntil    atomic.Int64  // until when (mono ns) receivers pass pairing frames
-	rtWarn       sync.Once     // the warning that rt-priority cannot be had
+	arb          *arbiter.Conn       // the lease client (nil: no arbiter)
+	pair         *pairState          // the teach-in (nil with a provisioned pair-key)
+	pairUntil    atomic.Int64        // until when (mono ns) receivers pass pairing frames
+	mirrorID     *sdcard.TLSIdentity // the mirror's TLS identity and pin (pairing.go)
+	rtWarn       sync.Once           // the warning that rt-priority cannot be had
 
 	wg sync.WaitGroup // every goroutine Run starts
 }
@@ -195,14 +197,17 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.role, d.prev = d.eng.Role(), d.eng.Role()
+	if err := d.setupMirrorIdentity(rec); err != nil {
+		return nil, err
+	}
 	if cfg.Datastore != nil && cfg.Datastore.Mode == "online" {
-		om, err := newOnlineMirror(cfg, log, d.book)
+		om, err := newOnlineMirror(cfg, log, d.book, d.mirrorID)
 		if err != nil {
 			return nil, fmt.Errorf("daemon: datastore: %w", err)
 		}
 		d.mirror = om
 	} else if cfg.Datastore != nil {
-		ds, err := newDatastore(cfg, log, d.book, func() uint64 { return d.eng.Status().Epoch })
+		ds, err := newDatastore(cfg, log, d.book, func() uint64 { return d.eng.Status().Epoch }, d.mirrorID)
 		if err != nil {
 			return nil, fmt.Errorf("daemon: datastore: %w", err)
 		}

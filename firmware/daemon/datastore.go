@@ -44,8 +44,10 @@ const retryOpen = 3 * time.Second
 // card that failed or came back.
 const probeDevice = time.Second
 
-// newDatastore prepares the mirror from the config; the device is opened by Start.
-func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch func() uint64) (*datastore, error) {
+// newDatastore prepares the mirror from the config; the device is opened
+// by Start. id is the node's mirror identity (it may change while the
+// mirror runs: a teach-in).
+func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch func() uint64, id *sdcard.TLSIdentity) (*datastore, error) {
 	d := c.Datastore
 	mode, err := sdcard.ParseMode(d.Mode)
 	if err != nil {
@@ -63,6 +65,7 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 		BlockSize:      d.BlockSize,
 		StateDir:       c.StateDir,
 		PairKey:        c.Key,
+		TLS:            id,
 		Mode:           mode,
 		Interval:       d.Interval.Duration,
 		BandwidthLimit: bw,

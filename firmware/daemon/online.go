@@ -33,7 +33,8 @@ import (
 // stream: the peer holds and synced every acknowledged write.
 type onlineMirror struct {
 	device, stateDir  string
-	key               []byte
+	key               []byte              // the pair key (tests), when tls is nil
+	tls               *sdcard.TLSIdentity // the node's mirror identity
 	repl              online.Replication
 	failover          time.Duration
 	listen, peer      string
@@ -63,14 +64,14 @@ type onlineMirror struct {
 	bg      sync.WaitGroup
 }
 
-func newOnlineMirror(c *config.Config, log *slog.Logger, book *logbook.Book) (*onlineMirror, error) {
+func newOnlineMirror(c *config.Config, log *slog.Logger, book *logbook.Book, id *sdcard.TLSIdentity) (*onlineMirror, error) {
 	d := c.Datastore
 	repl, err := online.ParseReplication(d.Replication)
 	if err != nil {
 		return nil, err
 	}
 	m := &onlineMirror{
-		device: d.Device, stateDir: c.StateDir, key: c.Key, repl: repl,
+		device: d.Device, stateDir: c.StateDir, key: c.Key, tls: id, repl: repl,
 		failover: c.Heartbeat.FailoverTime.Duration, nbdSocket: d.NBDSocket, nbdDev: d.NBDDevice,
 		bootstrap: c.Engine.Mode == engine.ModeMain, log: log, book: book, index: -1,
 		openAttacher: func() (nbd.Attacher, error) { return nbd.Open() },
@@ -241,7 +242,11 @@ func (m *onlineMirror) startRoleLocked() {
 		if m.listen == "" {
 			return
 		}
-		l, err := online.Listen(m.listen, m.key)
+		id, err := m.identity()
+		var l net.Listener
+		if err == nil {
+			l, err = online.ListenIdentity(m.listen, id)
+		}
 		if err != nil {
 			m.note("datastore", "cannot listen for the primary's stream: "+err.Error())
 			return
@@ -277,12 +282,22 @@ func (m *onlineMirror) startRoleLocked() {
 		}
 	}
 	if m.peer != "" {
-		dial, err := online.Dialer(m.peer, m.key, max(m.failover, time.Second))
-		if err == nil {
+		if id, err := m.identity(); err == nil {
+			dial := online.DialerIdentity(m.peer, id, max(m.failover, time.Second))
 			m.wg.Go(func() { _ = p.Run(ctx, dial) })
 		}
 	}
 	m.note("datastore", "datastore exported as primary ("+m.repl.String()+" replication)")
+}
+
+// identity is the node's mirror identity: the daemon's (it follows a
+// teach-in while running), or one derived from the pair key.
+func (m *onlineMirror) identity() (*sdcard.TLSIdentity, error) {
+	if m.tls != nil {
+		return m.tls, nil
+	}
+	id := sdcard.NewTLSIdentity()
+	return id, id.SetPairKey(m.key)
 }
 
 // attachKernelLocked connects nbd-device to the server over socket pairs.

@@ -16,6 +16,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/frame"
 	"github.com/pairguard/pairguard/firmware/pairing"
 	"github.com/pairguard/pairguard/firmware/panel"
+	"github.com/pairguard/pairguard/sdcard"
 )
 
 // The teach-in, wired: the pairing machine (package pairing) runs in the
@@ -199,6 +200,7 @@ func (d stateDir) forget() error {
 // pairState is the daemon's side of the teach-in.
 type pairState struct {
 	m        *pairing.Machine
+	id       ed25519.PrivateKey // this node's identity key (the mirror's TLS once paired)
 	own      pairing.Settings // this node's own pair-level settings (config)
 	macs     map[uint64]net.HardwareAddr
 	buf      []byte
@@ -239,9 +241,25 @@ func (d *Daemon) setupPairing(cfg, own *config.Config, rec *pairing.Record) erro
 	if err != nil {
 		return fmt.Errorf("daemon: pairing: %w", err)
 	}
-	d.pair = &pairState{m: m, own: settingsOf(own), macs: map[uint64]net.HardwareAddr{}, buf: make([]byte, 0, frame.PairMaxLen)}
+	d.pair = &pairState{m: m, id: id, own: settingsOf(own), macs: map[uint64]net.HardwareAddr{}, buf: make([]byte, 0, frame.PairMaxLen)}
 	d.checkSettings(own)
 	d.pairListen(m.State())
+	return nil
+}
+
+// setupMirrorIdentity prepares the mirror's TLS identity: a taught-in
+// node with a record presents its own identity key and pins the peer's
+// key of the record; a provisioned node uses the identity derived from the
+// pair key; an unpaired node has none (its mirror refuses every
+// handshake and does not dial) until persistPair sets it, live.
+func (d *Daemon) setupMirrorIdentity(rec *pairing.Record) error {
+	d.mirrorID = sdcard.NewTLSIdentity()
+	switch {
+	case d.pair != nil && rec != nil:
+		return d.mirrorID.SetKeys(d.pair.id, rec.Peer.Key)
+	case d.pair == nil && len(d.cfg.Key) > 0:
+		return d.mirrorID.SetPairKey(d.cfg.Key)
+	}
 	return nil
 }
 
@@ -435,6 +453,11 @@ func (d *Daemon) persistPair(rec pairing.Record) error {
 		return err
 	}
 	d.key.Store(frame.NewKey(rec.PairKey[:]))
+	// The mirror's listener and dialer use the new identity from their
+	// next handshake on: no restart on either side.
+	if err := d.mirrorID.SetKeys(d.pair.id, rec.Peer.Key); err != nil {
+		d.log.Error("cannot pin the peer's key for the mirror", "err", err)
+	}
 	c := *d.cfg
 	c.Key = append([]byte(nil), rec.PairKey[:]...)
 	d.cfg = &c
@@ -472,6 +495,7 @@ func (d *Daemon) pairForgotten() {
 		return
 	}
 	d.key.Store(nil)
+	d.mirrorID.Clear()
 	d.setUnpaired(true)
 }
 

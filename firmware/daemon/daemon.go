@@ -112,6 +112,7 @@ type Daemon struct {
 	pair         *pairState          // the teach-in (nil with a provisioned pair-key)
 	pairUntil    atomic.Int64        // until when (mono ns) receivers pass pairing frames
 	mirrorID     *sdcard.TLSIdentity // the mirror's TLS identity and pin (pairing.go)
+	settings     settingsSync        // the comparison of the pair-level settings (settings.go)
 	rtWarn       sync.Once           // the warning that rt-priority cannot be had
 
 	wg sync.WaitGroup // every goroutine Run starts
@@ -357,11 +358,12 @@ func (d *Daemon) step(ev engine.Event) {
 	d.apply(d.eng.Step(d.mono(), ev))
 }
 
-// everySecond retries faults.
+// everySecond retries faults and sends the pair-level settings.
 func (d *Daemon) everySecond() {
 	for _, ev := range d.faults.due(time.Now(), d.retryFault) {
 		d.step(ev)
 	}
+	d.settingsTick()
 }
 
 // goFlushLogbook syncs the logbook every second, off the loop: an fsync

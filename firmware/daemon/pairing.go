@@ -201,11 +201,11 @@ func (d stateDir) forget() error {
 type pairState struct {
 	m        *pairing.Machine
 	id       ed25519.PrivateKey // this node's identity key (the mirror's TLS once paired)
-	own      pairing.Settings // this node's own pair-level settings (config)
+	own      pairing.Settings   // this node's own pair-level settings (config)
 	macs     map[uint64]net.HardwareAddr
 	buf      []byte
-	restart  bool // a spare adopted settings that need a restart
-	mismatch string
+	restart  bool   // a spare adopted settings that need a restart
+	mismatch string // the key in which the config file differs from the record
 	damaged  string // why the pair record could not be read (the node runs unpaired)
 }
 
@@ -272,16 +272,8 @@ func (d *Daemon) checkSettings(own *config.Config) {
 	if d.pair == nil {
 		return
 	}
-	prev := d.pair.mismatch
 	d.pair.mismatch = settingsMismatch(own, d.pair.m.Record())
-	if d.pair.mismatch != prev && d.eng != nil { // not while New prepares the daemon
-		reason := ""
-		if d.pair.mismatch != "" {
-			reason = d.pair.mismatch + " differs from the pair's setting"
-			d.logbook("alarm", "settings-mismatch: "+reason)
-		}
-		d.publishAlarms(alarmSettings, d.pair.mismatch != "", reason)
-	}
+	d.settingsAlarm()
 }
 
 // settingsMismatch returns the first pair-level key in which own differs
@@ -461,10 +453,8 @@ func (d *Daemon) persistPair(rec pairing.Record) error {
 	c := *d.cfg
 	c.Key = append([]byte(nil), rec.PairKey[:]...)
 	d.cfg = &c
-	if d.pair.mismatch != "" {
-		d.pair.mismatch = ""
-		d.publishAlarms(alarmSettings, false, "")
-	}
+	d.pair.mismatch = ""
+	d.resetPeerSettings() // a new peer: its settings come at peer-up
 	// The spare's adopted settings, and the virtual MAC (derived from the
 	// pair id), take effect with the sockets and the address manager a
 	// start opens.
@@ -496,6 +486,7 @@ func (d *Daemon) pairForgotten() {
 	}
 	d.key.Store(nil)
 	d.mirrorID.Clear()
+	d.resetPeerSettings()
 	d.setUnpaired(true)
 }
 
@@ -523,7 +514,9 @@ type PairingReport struct {
 	Accepted  *bool  `json:"accepted,omitempty"`
 	PeerOK    *bool  `json:"peer-accepted,omitempty"`
 	Reason    string `json:"reason,omitempty"`
-	Mismatch  string `json:"settings-mismatch,omitempty"`
+	// Mismatch names the pair-level keys of the alarm settings-mismatch,
+	// comma-separated.
+	Mismatch string `json:"settings-mismatch,omitempty"`
 }
 
 // PairingPeer is the peer as the exchange authenticated it.
@@ -538,10 +531,10 @@ func (d *Daemon) pairingReport() *PairingReport {
 		if d.eng.Status().Mode == engine.ModeIndependent {
 			return nil
 		}
-		return &PairingReport{State: "paired", Step: "provisioned"} // pair-key in the config
+		return &PairingReport{State: "paired", Step: "provisioned", Mismatch: d.settings.alarm} // pair-key in the config
 	}
 	st := d.pair.m.Status()
-	r := &PairingReport{State: "unpaired", Step: st.State.String(), Reason: st.Reason, Mismatch: d.pair.mismatch}
+	r := &PairingReport{State: "unpaired", Step: st.State.String(), Reason: st.Reason, Mismatch: d.settings.alarm}
 	if r.Reason == "" && st.State == pairing.StateUnpaired {
 		r.Reason = d.pair.damaged
 	}
@@ -565,14 +558,11 @@ func (d *Daemon) pairingReport() *PairingReport {
 
 // pairingAlarms are the daemon's pairing alarms, for status.
 func (d *Daemon) pairingAlarms() []string {
-	if d.pair == nil {
-		return nil
-	}
 	var out []string
-	if d.pair.m.State() != pairing.StatePaired {
+	if d.pair != nil && d.pair.m.State() != pairing.StatePaired {
 		out = append(out, alarmUnpaired)
 	}
-	if d.pair.mismatch != "" {
+	if d.settings.alarm != "" {
 		out = append(out, alarmSettings)
 	}
 	return out

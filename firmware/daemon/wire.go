@@ -57,6 +57,8 @@ type received struct {
 	src     net.HardwareAddr
 	link    *linkReport
 	pair    *pairing.Message // a pairing message, for the pairing machine only
+	// settings is a part of the peer's pair-level settings (settings.go).
+	settings *frame.SettingsPart
 }
 
 // linkReport tells the loop that the fault of a missing interface starts
@@ -172,6 +174,9 @@ func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr, softwa
 	if frame.IsPairFrame(b) {
 		return d.decodePair(r, b) // never to the engine
 	}
+	if frame.IsSettingsFrame(b) {
+		return d.decodeSettings(r, b) // never to the engine
+	}
 	key := d.key.Load()
 	if key == nil { // a taught-in node, unpaired: no frame is of its pair
 		d.frames.Record(frame.ErrPair)
@@ -238,6 +243,8 @@ func (d *Daemon) receive(r received) {
 		d.apply(d.eng.Step(d.mono(), engine.FaultChanged{Reason: faultLAN2Missing, Active: r.link.fault}))
 	case r.pair != nil:
 		d.pairReceived(r)
+	case r.settings != nil:
+		d.settingsReceived(r)
 	case r.version != 0:
 		d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: r.version}))
 	case r.ok:

@@ -167,9 +167,13 @@ const (
 	// TypePairHello is reserved for pairing two units. The engine neither
 	// sends nor takes it; the decoder accepts it.
 	TypePairHello
+	// TypeSettings is a part of the sender's pair-level settings, in a
+	// layout of its own (SettingsPart, DecodeSettings); it is not a Frame
+	// type: Decode and AppendBinary refuse it.
+	TypeSettings
 )
 
-var typeNames = [...]string{"invalid", "heartbeat", "release", "pair-hello"}
+var typeNames = [...]string{"invalid", "heartbeat", "release", "pair-hello", "settings"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
@@ -178,7 +182,8 @@ func (t Type) String() string {
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
-// Valid reports whether t is one of the defined types.
+// Valid reports whether t is one of the types of the Frame layout
+// (TypeSettings has its own).
 func (t Type) Valid() bool { return t > typeInvalid && t <= TypePairHello }
 
 // Flags is a set of frame flags.

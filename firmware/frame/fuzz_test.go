@@ -16,6 +16,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(append(bytes.Clone(good), make([]byte, 20)...))
 	f.Add(mustEncode(f, testFrame(), nil))
 	f.Add(mustEncode(f, Frame{Version: 3, Type: TypePairHello, PairID: key.PairID()}, key))
+	f.Add(settingsFrame(f, key)) // TypeSettings: not a Frame, ErrMalformed
 	f.Add([]byte{})
 	f.Add([]byte("PG"))
 	f.Add([]byte("PG\x01\x01\x00\x16"))

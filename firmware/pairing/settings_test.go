@@ -90,3 +90,23 @@ func TestDiffers(t *testing.T) {
 		t.Fatal("Differs looks at other keys than the one named")
 	}
 }
+
+// Diff names every key that differs, in table order; Value shows each in
+// its config form.
+func TestDiffAndValue(t *testing.T) {
+	a := testSettings()
+	if d := Diff(a, a); d != nil {
+		t.Fatalf("Diff of equal settings: %v", d)
+	}
+	b := a
+	b.Interval, b.Recovery = a.Interval+time.Millisecond, "other"
+	if d := Diff(a, b); !reflect.DeepEqual(d, []string{"heartbeat.interval", "recovery"}) {
+		t.Fatalf("Diff = %v", d)
+	}
+	if v := b.Value("heartbeat.interval"); v != (a.Interval + time.Millisecond).String() {
+		t.Fatalf("Value = %q", v)
+	}
+	if v := b.Value("no.such-key"); v != "" {
+		t.Fatalf("Value of an unknown key = %q", v)
+	}
+}

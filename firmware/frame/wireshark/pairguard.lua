@@ -9,7 +9,9 @@
 -- Display filter fields are named pairguard.<field>: pairguard.type,
 -- pairguard.role, pairguard.epoch, pairguard.seq, pairguard.boot,
 -- pairguard.node, pairguard.pair, pairguard.generation, pairguard.version,
--- pairguard.flags (and one boolean per flag, pairguard.flags.preferred ...).
+-- pairguard.flags (and one boolean per flag, pairguard.flags.preferred ...);
+-- settings frames (type 4, a part of the sender's pair-level settings):
+-- pairguard.settings.digest, .total, .index, .count, .part.
 --
 -- Preference "pairguard.key": the pair key (the config's pair-key, as
 -- written, or "hex:" followed by the key in hexadecimal). When set, the
@@ -32,7 +34,9 @@ local pg = Proto("pairguard", "Pairguard failover-line frame")
 local AUTH_LEN = 16
 local PREFIX_LEN = 6
 
-local type_names = { [1] = "heartbeat", [2] = "release", [3] = "pair-hello" }
+local type_names = { [1] = "heartbeat", [2] = "release", [3] = "pair-hello", [4] = "settings" }
+local TYPE_SETTINGS = 4
+local SETTINGS_PART = 44
 -- Names of the role engine's enums (firmware/engine/types.go).
 local mode_names = { [1] = "independent", [2] = "main", [3] = "spare" }
 local role_names = { [1] = "starting", [2] = "primary", [3] = "secondary", [4] = "fault", [5] = "standalone" }
@@ -68,6 +72,11 @@ local F = {
 	echo = ProtoField.uint64("pairguard.echo", "Echo (the nonce last heard from the peer)", base.HEX),
 	software = ProtoField.string("pairguard.software", "Software version"),
 	body = ProtoField.bytes("pairguard.body", "Body (unknown version)"),
+	digest = ProtoField.bytes("pairguard.settings.digest", "Settings digest (SHA-256, first 16 bytes)"),
+	total = ProtoField.uint16("pairguard.settings.total", "Settings length", base.DEC),
+	index = ProtoField.uint8("pairguard.settings.index", "Part index", base.DEC),
+	count = ProtoField.uint8("pairguard.settings.count", "Part count", base.DEC),
+	part = ProtoField.bytes("pairguard.settings.part", "Settings part"),
 	auth = ProtoField.bytes("pairguard.auth", "Authenticator"),
 	auth_good = ProtoField.bool("pairguard.auth.good", "Authenticator verified"),
 	padding = ProtoField.bytes("pairguard.padding", "Padding"),
@@ -105,6 +114,12 @@ local layouts = {
 	[1] = layout(100, { { 68, 16, "software" } }),
 	[2] = layout(116, { { 68, 8, "nonce" }, { 76, 8, "echo" }, { 84, 16, "software" } }),
 }
+-- Settings frames (version 2, type 4) have the heartbeat's length, prefix
+-- and authenticator and a body of their own (firmware/frame/settingsframe.go).
+local settings_layout = { len = 116, fields = {
+	{ 6, 2, "flags" }, { 8, 4, "pair" }, { 12, 8, "node" }, { 20, 8, "boot" }, { 28, 8, "seq" },
+	{ 36, 16, "digest" }, { 52, 2, "total" }, { 54, 1, "index" }, { 55, 1, "count" }, { 56, 44, "part" },
+} }
 -- Since version 2 the first 12 bytes (prefix, flags, pair id) are the same in
 -- every version; an unknown version longer than this is shown with them.
 local FIXED_LEN = 12
@@ -198,6 +213,17 @@ local adders = {
 	end,
 }
 
+-- settings_part adds the bytes of a settings part (the rest is padding).
+local function settings_part(tvb, tree)
+	local total, index = tvb:range(52, 2):uint(), tvb:range(54, 1):uint()
+	local n = math.min(SETTINGS_PART, total - index * SETTINGS_PART)
+	if n <= 0 then
+		tree:add(F.part, tvb:range(56, SETTINGS_PART)):add_proto_expert_info(E.malformed, "part beyond the settings' length")
+		return
+	end
+	tree:add(F.part, tvb:range(56, n))
+end
+
 function pg.dissector(tvb, pinfo, root)
 	local avail = tvb:len()
 	if avail < 2 or tvb:range(0, 2):string() ~= "PG" then
@@ -221,6 +247,10 @@ function pg.dissector(tvb, pinfo, root)
 	pinfo.cols.info = string.format("Pairguard v%d %s", version, tname)
 
 	local layout = layouts[version]
+	local settings = version == 2 and ftype == TYPE_SETTINGS
+	if settings then
+		layout = settings_layout
+	end
 	if length < PREFIX_LEN + AUTH_LEN or length > avail then
 		litem:add_proto_expert_info(E.length, string.format("length field %d, %d bytes captured", length, avail))
 		pinfo.cols.info:append(" [wrong length]")
@@ -237,7 +267,9 @@ function pg.dissector(tvb, pinfo, root)
 		for _, fd in ipairs(layout.fields) do
 			local off, size, name = fd[1], fd[2], fd[3]
 			local r = tvb:range(off, size)
-			if adders[name] then
+			if settings and name == "part" then
+				settings_part(tvb, tree)
+			elseif adders[name] then
 				adders[name](tree, r, softlen)
 			elseif name == "flags" then
 				local ft = tree:add(F.flags, r)
@@ -251,10 +283,16 @@ function pg.dissector(tvb, pinfo, root)
 				end
 			end
 		end
-		local role = tvb:range(21, 1):uint()
-		pinfo.cols.info:append(string.format(", node %s, %s, epoch %s, seq %s",
-			tostring(tvb:range(12, 8):uint64():tohex()), role_names[role] or tostring(role),
-			tostring(tvb:range(28, 8):uint64()), tostring(tvb:range(44, 8):uint64())))
+		if settings then
+			pinfo.cols.info:append(string.format(", node %s, part %d of %d, seq %s",
+				tostring(tvb:range(12, 8):uint64():tohex()), tvb:range(54, 1):uint() + 1, tvb:range(55, 1):uint(),
+				tostring(tvb:range(28, 8):uint64())))
+		else
+			local role = tvb:range(21, 1):uint()
+			pinfo.cols.info:append(string.format(", node %s, %s, epoch %s, seq %s",
+				tostring(tvb:range(12, 8):uint64():tohex()), role_names[role] or tostring(role),
+				tostring(tvb:range(28, 8):uint64()), tostring(tvb:range(44, 8):uint64())))
+		end
 	elseif not layout then
 		tree:add_proto_expert_info(E.version, string.format("protocol version %d", version))
 		local from = PREFIX_LEN

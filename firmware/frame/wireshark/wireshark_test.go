@@ -204,3 +204,40 @@ func TestDissectorChecks(t *testing.T) {
 		t.Errorf("wrong key: auth.good = %q, auth.bad = %q; want 0 and an expert note", rows[0][2], rows[0][5])
 	}
 }
+
+// TestDissectorSettings decodes the parts of a node's settings (type 4):
+// their placement, the part's own bytes, and the authenticator.
+func TestDissectorSettings(t *testing.T) {
+	key := frame.NewKey([]byte(testKey))
+	settings := []byte(strings.Repeat("heartbeat.interval=20ms;", 4)) // 96 bytes: parts of 44, 44, 8
+	parts, err := frame.SettingsParts(settings, frame.SettingsPart{PairID: key.PairID(), NodeID: 0x42, BootID: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payloads [][]byte
+	for i := range parts {
+		parts[i].Seq = uint64(50 + i)
+		b, err := parts[i].AppendBinary(nil, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads = append(payloads, b)
+	}
+	names := []string{"pairguard.type", "pairguard.node", "pairguard.boot", "pairguard.seq",
+		"pairguard.settings.total", "pairguard.settings.index", "pairguard.settings.count",
+		"pairguard.settings.part", "pairguard.auth.good", "pairguard.length.wrong", "pairguard.epoch"}
+	rows := fields(t, capture(t, payloads...), testKey, names...)
+	if len(rows) != 3 {
+		t.Fatalf("tshark printed %d packets, want 3: %q", len(rows), rows)
+	}
+	for i, r := range rows {
+		part := fmt.Sprintf("%x", parts[i].Data)
+		want := []string{"4", "0x0000000000000042", "3", fmt.Sprint(50 + i), "96", fmt.Sprint(i), "3", part, "1", "", ""}
+		for j, n := range names {
+			got := strings.ReplaceAll(r[j], ":", "") // bytes print as hex, with or without colons
+			if !strings.EqualFold(got, want[j]) {
+				t.Errorf("part %d: %s = %q, want %q", i, n, r[j], want[j])
+			}
+		}
+	}
+}

@@ -93,6 +93,30 @@ func withPairRecord(cfg *config.Config) (*config.Config, *pairing.Record, error)
 	return out, &rec, nil
 }
 
+// ErrUnpaired: a taught-in node has no pair record yet.
+var ErrUnpaired = errors.New("this node is not paired yet: teach the pair in (pairguard pair begin on the main, pair join on the spare) or set pair-key")
+
+// PairKey returns the pair key a node of cfg runs with: pair-key (or
+// pair-key-file) of the config, or, on a taught-in node, the key of the
+// pair record in the state dir. Without a record it returns ErrUnpaired; a
+// damaged record is an error wrapping pairing.ErrRecord.
+func PairKey(cfg *config.Config) ([]byte, error) {
+	if !teachIn(cfg) {
+		if len(cfg.Key) == 0 {
+			return nil, fmt.Errorf("mode %s has no pair key", cfg.Mode)
+		}
+		return cfg.Key, nil
+	}
+	c, rec, err := withPairRecord(cfg)
+	switch {
+	case err != nil:
+		return nil, err
+	case rec == nil:
+		return nil, ErrUnpaired
+	}
+	return c.Key, nil
+}
+
 // settingsOf returns the pair-level settings of a config.
 func settingsOf(cfg *config.Config) pairing.Settings {
 	hb := cfg.Heartbeat

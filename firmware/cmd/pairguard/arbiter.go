@@ -20,7 +20,9 @@ import (
 
 // arbiterKey prints the key a node's pair is served with on the arbiter
 // (`[[arbiter.pair]] key`): derived from the pair key, so the arbiter
-// cannot forge heartbeats.
+// cannot forge heartbeats. A taught-in node (no pair-key in its config)
+// has its pair key in the pair record of its state dir; an unpaired one
+// has none, which is an error.
 func arbiterKey(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("arbiter-key", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -38,7 +40,11 @@ func arbiterKey(args []string, out io.Writer) error {
 	if c.Mode != "main" && c.Mode != "spare" {
 		return fmt.Errorf("arbiter-key: %s is a config of mode %s; run it with the config of a node of the pair (main or spare)", *cfgPath, c.Mode)
 	}
-	_, err = fmt.Fprintln(out, arbiter.FormatKey(arbiter.DeriveKey(c.Key)))
+	key, err := daemon.PairKey(c)
+	if err != nil {
+		return fmt.Errorf("arbiter-key: %w", err)
+	}
+	_, err = fmt.Fprintln(out, arbiter.FormatKey(arbiter.DeriveKey(key)))
 	return err
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/config"
 	"github.com/pairguard/pairguard/firmware/control"
 	"github.com/pairguard/pairguard/firmware/daemon"
+	"github.com/pairguard/pairguard/firmware/pairing"
 )
 
 const nodeConfig = `mode = "spare"
@@ -125,5 +126,49 @@ func TestArbiterModeStatus(t *testing.T) {
 	moved, _ := config.Parse("arbiter.toml", []byte(strings.Replace(src, "127.0.0.1:0", "127.0.0.1:1", 1)))
 	if err := a.Reload(moved); err == nil {
 		t.Error("a new listen address applied live")
+	}
+}
+
+// On a taught-in node (no pair-key in its config) arbiter-key reads the
+// pair key from the pair record in the state dir; before the teach-in it
+// says the node is not paired, and a damaged record is an error too.
+// Before, it printed the key derived from an empty pair key.
+func TestArbiterKeyTaughtIn(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	node := filepath.Join(dir, "node.toml")
+	src := fmt.Sprintf("mode = \"main\"\nstate-dir = %q\n[lan1]\ninterface = \"l1\"\n[lan2]\ninterface = \"l2\"\n[arbiter]\naddress = \"192.0.2.7\"\n", state)
+	if err := os.WriteFile(node, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), "arbiter-key", []string{"--config", node}, &out)
+	if err == nil || !strings.Contains(err.Error(), "not paired") || out.Len() != 0 {
+		t.Fatalf("unpaired node: %v, printed %q", err, out.String())
+	}
+
+	rec := pairing.Record{Role: pairing.RoleMain, NodeID: 1, PairKey: [32]byte{1, 2, 3, 4},
+		Peer: pairing.Peer{NodeID: 2, Name: "spare", Key: make([]byte, 32)}}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(state, 0o700)
+	record := filepath.Join(state, "pair.record") // the daemon's file name
+	if err := os.WriteFile(record, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), "arbiter-key", []string{"--config", node}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out.String()), arbiter.FormatKey(arbiter.DeriveKey(rec.PairKey[:])); got != want {
+		t.Fatalf("taught-in node: printed %q, want %q", got, want)
+	}
+
+	b[len(b)-1] ^= 1
+	os.WriteFile(record, b, 0o600)
+	out.Reset()
+	if err := run(context.Background(), "arbiter-key", []string{"--config", node}, &out); err == nil || out.Len() != 0 {
+		t.Fatalf("damaged record: %v, printed %q", err, out.String())
 	}
 }

@@ -32,10 +32,12 @@ import (
 // "Usage"): Persist writes the record durably (stateDir.write:
 // write, fsync, rename, fsync of the directory) before this side's accept
 // goes out; once it is on disk the derived pair key replaces the missing
-// one live and the engine may become primary. A spare whose adopted
-// settings differ from its own config, and a node with lan1.virtual-mac,
-// restart internally (ErrRestart) when they are not primary, so that the
-// service address, the timers and the MAC come from the pair; a primary
+// one live and the engine may become primary, and the mirror's TLS pins
+// the peer's identity key at once (setupMirrorIdentity). A spare whose
+// adopted settings differ from its own config, a node with
+// lan1.virtual-mac and a node with an arbiter restart internally
+// (ErrRestart) when they are not primary, so that the service address,
+// the timers, the MAC and the arbiter's key come from the pair; a primary
 // (a survivor teaching in a replacement) adopts them at its next start.
 
 // ErrRestart is returned by Run when the daemon stopped to start again
@@ -488,6 +490,8 @@ func (d *Daemon) persistPair(rec pairing.Record) error {
 		why = "the main's settings"
 	case d.cfg.LAN1.VirtualMAC:
 		why = "the pair's virtual MAC"
+	case d.arb != nil:
+		why = "the pair's arbiter key" // the lease client's key is fixed when it opens
 	}
 	if why != "" {
 		if d.eng.Role() != engine.RolePrimary {

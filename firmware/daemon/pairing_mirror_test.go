@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -12,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/drivers/nbd/nbdtest"
 	"github.com/pairguard/pairguard/drivers/rawether/rawethertest"
 	"github.com/pairguard/pairguard/firmware/config"
+	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/pairing"
 	"github.com/pairguard/pairguard/sdcard"
 )
@@ -141,4 +145,42 @@ func waitForLong(t *testing.T, what string, limit time.Duration, cond func() boo
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// The online write path follows the identity too: the primary's dialer
+// and the secondary's listener, started before the teach-in, connect
+// once both hold their keys, with no restart of either.
+func TestOnlineMirrorIdentityLive(t *testing.T) {
+	fake := nbdtest.New()
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := newTestOnline(t, "a", fake, addrA, addrB, true)
+	b := newTestOnline(t, "b", fake, addrB, addrA, false)
+	a.tls, b.tls = sdcard.NewTLSIdentity(), sdcard.NewTLSIdentity()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan engine.Event, 1024)
+	go func() {
+		for range events {
+		}
+	}()
+	for _, m := range []*onlineMirror{a, b} {
+		if _, err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		m.Start(ctx, events)
+		defer m.Stop()
+	}
+	a.SetPrimary(true, true)
+	time.Sleep(1500 * time.Millisecond) // the dialer has tried
+	if st := a.Status().State; st == "in-sync" {
+		t.Fatalf("in sync without identities: %s", st)
+	}
+	ka, kb := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)), ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32))
+	if err := a.tls.SetKeys(ka, kb.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.tls.SetKeys(kb, ka.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "in-sync")
 }

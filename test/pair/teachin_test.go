@@ -4,6 +4,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -283,5 +284,54 @@ func TestTeachInUnpairAndReplace(t *testing.T) {
 	})
 	if st, _ := p.Status(p.Main); st.Role != "primary" || st.Pairing.Peer == nil || st.Pairing.Peer.Name != "spare2" {
 		t.Fatalf("main: %s, peer %+v", st.Role, st.Pairing.Peer)
+	}
+}
+
+// A taught-in pair with a datastore: before the teach-in neither mirror
+// connects; right after it, with neither daemon restarted (the spare's
+// config says what the main's does, so it adopts without restarting), the
+// mirror uses the identity keys the teach-in exchanged and brings the
+// spare's image in sync with the main's.
+func TestTeachInMirrorConnectsWithoutRestart(t *testing.T) {
+	if bin == "" {
+		t.Skip(netns.Available())
+	}
+	p, err := netns.Setup(t.TempDir(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []*netns.Node{p.Main, p.Spare} {
+				log, _ := os.ReadFile(n.LogFile)
+				t.Logf("%s log:\n%s", n.Name, tail(string(log), 40))
+			}
+		}
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, n := range []*netns.Node{p.Main, p.Spare} {
+		if err := p.WriteConfig(n, netns.Options{NoPairKey: true, Datastore: imageSize, SyncEvery: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scribble(t, p.Main.Image, 64, 1)
+	for _, n := range []*netns.Node{p.Main, p.Spare} {
+		if err := p.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(4 * time.Second) // rounds would have run by now
+	if st, err := p.Status(p.Spare); err != nil || st.Mirror.State == "in-sync" {
+		t.Fatalf("spare before the teach-in: mirror %q, %v", st.Mirror.State, err)
+	}
+	teach(t, p, p.Main, p.Spare)
+	waitSame(t, p, p.Main, p.Spare, 30*time.Second)
+	for _, n := range []*netns.Node{p.Main, p.Spare} {
+		log, _ := os.ReadFile(n.LogFile)
+		if c := strings.Count(string(log), "restarting to adopt"); c != 0 {
+			t.Fatalf("%s restarted %d times during the teach-in", n.Name, c)
+		}
 	}
 }

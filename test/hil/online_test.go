@@ -156,3 +156,72 @@ func TestOnlineFilesystem(t *testing.T) {
 	s.noIOErrors()
 	t.Logf("hil: TestOnlineFilesystem took %.1fs", time.Since(t0).Seconds())
 }
+
+// TestOnlineDaemonRestart: the main, primary alone, serves an ext2
+// filesystem mounted on /dev/nbd0; its daemon is killed (SIGKILL) and
+// respawned by the init script's supervisor. A file written and fsynced
+// while no daemon serves the device stalls instead of failing, and
+// completes once the new daemon, primary again, hands the kernel new
+// connections (RECONFIGURE, not CONNECT). Every file written before,
+// during and after the restart reads back intact after a remount, and the
+// kernel logged no I/O error.
+func TestOnlineDaemonRestart(t *testing.T) {
+	t0 := time.Now()
+	p := newPair(t)
+	ms, _ := onlineSpecs()
+	m := p.boot(ms)[0]
+	m.waitStatus("primary alone", 120*time.Second, func(st status) bool { return st.Role == "primary" })
+	m.waitAttached(30 * time.Second)
+	m.loadExt4()
+	m.must("mke2fs -F -b 4096 "+nbdDev+" >/dev/null", 120*time.Second)
+	m.must("mkdir -p "+mnt+" && mount -t ext4 "+nbdDev+" "+mnt, 60*time.Second)
+	want := m.writeFiles(mnt, "before", 3)
+	// The serving daemon, as the status socket names it, marked itself.
+	out := m.must("logread | grep -e 'I/O flusher' -e 'memory is locked'; grep VmLck /proc/$(cat /var/run/pairguard.pid)/status", 30*time.Second)
+	if !strings.Contains(out, "I/O flusher") || !strings.Contains(out, "memory is locked") || strings.Contains(out, "VmLck:\t       0 kB") {
+		t.Errorf("main: the daemon serving %s is not an I/O flusher with its memory locked:\n%s", nbdDev, out)
+	}
+	m.must("dd if=/dev/urandom of=/tmp/during bs=1024 count=300 2>/dev/null", 60*time.Second)
+	during := m.sums("/tmp/during")["/tmp/during"]
+
+	pid := strings.TrimSpace(m.must("cat /var/run/pairguard.pid", 10*time.Second))
+	m.must("kill -9 "+pid, 10*time.Second)
+	killed := time.Now()
+	// Written and fsynced with no daemon: it waits for the next one.
+	m.must("(cp /tmp/during "+mnt+"/during && sync "+mnt+"/during && sync "+mnt+" && echo ok >/tmp/during.done || echo failed >/tmp/during.done) & true", 10*time.Second)
+	time.Sleep(2 * time.Second)
+	if out, code := m.run("cat /tmp/during.done", 10*time.Second); code == 0 {
+		t.Fatalf("main: a write with no daemon finished (%s) before the daemon came back", strings.TrimSpace(out))
+	}
+	m.waitStatus("primary again", 120*time.Second, func(st status) bool { return st.Role == "primary" })
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, code := m.run("cat /tmp/during.done", 10*time.Second)
+		if code == 0 {
+			if strings.TrimSpace(out) != "ok" {
+				t.Fatalf("main: the write made during the restart failed")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("main: the write made during the restart never finished")
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("hil: the write made while the daemon was down finished %.1fs after the kill", time.Since(killed).Seconds())
+	if newPid := strings.TrimSpace(m.must("cat /var/run/pairguard.pid", 10*time.Second)); newPid == pid {
+		t.Errorf("main: the daemon's pid is still %s", pid)
+	}
+	if out, code := m.run("logread | grep 'reconfigured with new connections'", 10*time.Second); code != 0 {
+		t.Errorf("main: the new daemon did not reconfigure %s: %s", nbdDev, out)
+	}
+	want[mnt+"/during"] = during
+	for f, sum := range m.writeFiles(mnt, "after", 3) {
+		want[f] = sum
+	}
+	// Read everything back from the device, not the page cache.
+	m.must("umount "+mnt+" && mount -t ext4 "+nbdDev+" "+mnt, 60*time.Second)
+	checkSums(t, "main after the daemon's restart", want, m.sums(mnt+"/before* "+mnt+"/during "+mnt+"/after*"))
+	m.noIOErrors()
+	t.Logf("hil: TestOnlineDaemonRestart took %.1fs", time.Since(t0).Seconds())
+}

@@ -3,7 +3,10 @@ package nbd
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,6 +170,33 @@ func TestSetIOFlusher(t *testing.T) {
 	if v := syscallAll(t, unix.PR_GET_IO_FLUSHER, 0); v != 1 {
 		t.Fatalf("PR_GET_IO_FLUSHER = %d on every thread, want 1", v)
 	}
+	// Threads the runtime creates afterwards inherit the mark: goroutines
+	// locked to threads at the same time need new threads.
+	const n = 8
+	var wg sync.WaitGroup
+	hold := make(chan struct{})
+	marks := make(chan uintptr, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			v, _, errno := syscall.RawSyscall(unix.SYS_PRCTL, unix.PR_GET_IO_FLUSHER, 0, 0)
+			if errno != 0 {
+				v = 1 << 20
+			}
+			marks <- v
+			<-hold
+		}()
+	}
+	for range n {
+		if v := <-marks; v != 1 {
+			t.Errorf("a thread created after SetIOFlusher has PR_GET_IO_FLUSHER = %d, want 1", v)
+		}
+	}
+	close(hold)
+	wg.Wait()
 }
 
 func TestLockMemory(t *testing.T) {

@@ -20,10 +20,34 @@ const (
 // by the ext4 driver); the image ships them, /init does not load them.
 var ext4Modules = []string{"crypto/crc32c_generic.ko", "lib/crc16.ko", "fs/mbcache.ko", "fs/jbd2/jbd2.ko", "fs/ext4/ext4.ko"}
 
+// attachHook is a to-primary hook that logs whether /dev/nbd0 is attached
+// when it runs (the daemon attaches the export before the hook, which
+// would mount it).
+const attachHook = `#!/bin/sh
+[ "$1" = to-primary ] || exit 0
+if [ -e /sys/block/nbd0/pid ]; then
+	logger -t hil-hook "to-primary: nbd0 attached"
+else
+	logger -t hil-hook "to-primary: nbd0 NOT attached"
+fi
+`
+
 func onlineSpecs() (spec, spec) {
 	ms, ss := mainSpec, spareSpec
 	ms.datastore, ss.datastore = onlineDatastore, onlineDatastore
+	hooks := map[string]string{"etc/pairguard/hooks.d/60-hil-nbd": attachHook}
+	ms.files, ss.files = hooks, hooks
 	return ms, ss
+}
+
+// checkAttachHook fails the test unless every to-primary hook of the board
+// found /dev/nbd0 attached, and at least one ran.
+func (n *node) checkAttachHook() {
+	n.t.Helper()
+	out, _ := n.run("logread | grep hil-hook", 10*time.Second)
+	if !strings.Contains(out, "to-primary: nbd0 attached") || strings.Contains(out, "NOT attached") {
+		n.t.Errorf("%s: the to-primary hook did not find %s attached: %q", n.spec.name, nbdDev, out)
+	}
 }
 
 // must runs cmd on the board's console and fails the test unless it exits 0.
@@ -130,6 +154,7 @@ func TestOnlineFilesystem(t *testing.T) {
 	})
 	t.Logf("hil: online pair in sync %.1fs after launch", time.Since(m.booted).Seconds())
 	m.waitAttached(30 * time.Second)
+	m.checkAttachHook()
 	if out := m.must("cat /sys/block/nbd0/backend", 10*time.Second); strings.TrimSpace(out) != "pairguard" {
 		t.Errorf("main: /dev/nbd0's backend is %q, want pairguard", out)
 	}
@@ -150,6 +175,7 @@ func TestOnlineFilesystem(t *testing.T) {
 	s.waitStatus("primary", 60*time.Second, func(st status) bool { return st.Role == "primary" })
 	s.waitAttached(30 * time.Second)
 	t.Logf("hil: spare primary with %s attached %.1fs after the cut", nbdDev, time.Since(cut).Seconds())
+	s.checkAttachHook()
 	s.loadExt4()
 	s.must("mkdir -p "+mnt+" && mount -t ext4 "+nbdDev+" "+mnt, 60*time.Second)
 	checkSums(t, "spare after the main's power cut", want, s.sums(mnt+"/f*"))
@@ -215,6 +241,7 @@ func TestOnlineDaemonRestart(t *testing.T) {
 	if out, code := m.run("logread | grep 'reconfigured with new connections'", 10*time.Second); code != 0 {
 		t.Errorf("main: the new daemon did not reconfigure %s: %s", nbdDev, out)
 	}
+	m.checkAttachHook() // both runs' to-primary hooks
 	want[mnt+"/during"] = during
 	for f, sum := range m.writeFiles(mnt, "after", 3) {
 		want[f] = sum

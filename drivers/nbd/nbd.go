@@ -33,8 +33,14 @@
 // attributes carry NLA_F_NESTED. The NBD_CMD_LINK_DEAD multicast is not
 // used.
 //
-// # What the kernel does (Linux 6.1, checked in the QEMU pair)
+// # What the kernel does
 //
+// On Debian's Linux 6.1 (arm64), checked by [TestLive] on a board of the
+// QEMU pair (test/hil, TestNBDDriverLive), except the second point, read
+// in the driver's source:
+//
+//   - RECONFIGURE without the identifier the device was connected with
+//     fails with EINVAL ("must specify backend" in the kernel log).
 //   - RECONFIGURE gives a socket only to a connection the kernel has seen
 //     die; a socket given while none is dead is dropped silently (the
 //     kernel's ENOSPC is turned into success). The caller sees its server
@@ -44,8 +50,8 @@
 //     unset); with more than one connection a timeout never fails the
 //     request, but it marks the connection it was sent on dead.
 //   - With every connection dead, a new request waits up to the
-//     dead-connection timeout for a RECONFIGURE, then fails with EIO
-//     ("Dead connection, failed to find a fallback").
+//     dead-connection timeout for a RECONFIGURE ("Dead connection, failed
+//     to find a fallback" is logged, yet it waits), then fails with EIO.
 //
 // The kernel end of each socket pair ([SocketPairs]) goes to the kernel;
 // the other end is served by sdcard/nbd's Server.ServeTransmission with

@@ -20,16 +20,24 @@ const (
 // by the ext4 driver); the image ships them, /init does not load them.
 var ext4Modules = []string{"crypto/crc32c_generic.ko", "lib/crc16.ko", "fs/mbcache.ko", "fs/jbd2/jbd2.ko", "fs/ext4/ext4.ko"}
 
-// attachHook is a to-primary hook that logs whether /dev/nbd0 is attached
-// when it runs (the daemon attaches the export before the hook, which
-// would mount it).
+// attachHook is the boards' hook: to-primary logs whether /dev/nbd0 is
+// attached when it runs (the daemon attaches the export before the hook,
+// which would mount it); to-secondary unmounts /mnt, as an appliance's
+// hook does before a handover detaches the export.
 const attachHook = `#!/bin/sh
-[ "$1" = to-primary ] || exit 0
-if [ -e /sys/block/nbd0/pid ]; then
-	logger -t hil-hook "to-primary: nbd0 attached"
-else
-	logger -t hil-hook "to-primary: nbd0 NOT attached"
-fi
+case "$1" in
+to-primary)
+	if [ -e /sys/block/nbd0/pid ]; then
+		logger -t hil-hook "to-primary: nbd0 attached"
+	else
+		logger -t hil-hook "to-primary: nbd0 NOT attached"
+	fi ;;
+to-secondary)
+	if grep -q ' /mnt ' /proc/mounts; then
+		umount /mnt && logger -t hil-hook "to-secondary: unmounted"
+	fi ;;
+esac
+exit 0
 `
 
 func onlineSpecs() (spec, spec) {
@@ -251,4 +259,43 @@ func TestOnlineDaemonRestart(t *testing.T) {
 	checkSums(t, "main after the daemon's restart", want, m.sums(mnt+"/before* "+mnt+"/during "+mnt+"/after*"))
 	m.noIOErrors()
 	t.Logf("hil: TestOnlineDaemonRestart took %.1fs", time.Since(t0).Seconds())
+}
+
+// TestOnlineSwap: a planned handover of the online datastore. The main
+// writes files (not fsynced) on its mounted /dev/nbd0; `pairguard swap`
+// runs its to-secondary hook, which unmounts, drains the stream, and
+// DISCONNECTs the device; the spare, primary, attaches its /dev/nbd0 and
+// mounts it with every file intact.
+func TestOnlineSwap(t *testing.T) {
+	t0 := time.Now()
+	p := newPair(t)
+	ms, ss := onlineSpecs()
+	n := p.boot(ms, ss)
+	m, s := n[0], n[1]
+	m.waitStatus("primary and in sync", 120*time.Second, func(st status) bool {
+		return st.Role == "primary" && st.Peer.State == "up" && st.Mirror.State == "in-sync"
+	})
+	m.waitAttached(30 * time.Second)
+	m.loadExt4()
+	m.must("mke2fs -F -b 4096 "+nbdDev+" >/dev/null", 120*time.Second)
+	m.must("mkdir -p "+mnt+" && mount -t ext4 "+nbdDev+" "+mnt, 60*time.Second)
+	m.must("for i in 1 2 3 4; do dd if=/dev/urandom of="+mnt+"/s$i bs=1024 count=$((i * 113)) 2>/dev/null || exit 1; done", 120*time.Second)
+	want := m.sums(mnt + "/s*")
+	m.must("pairguard swap", 60*time.Second)
+	s.waitStatus("primary", 60*time.Second, func(st status) bool { return st.Role == "primary" })
+	m.waitStatus("secondary", 30*time.Second, func(st status) bool { return st.Role == "secondary" })
+	s.waitAttached(30 * time.Second)
+	if out, _ := m.run("logread | grep hil-hook", 10*time.Second); !strings.Contains(out, "to-secondary: unmounted") {
+		t.Errorf("main: the to-secondary hook did not unmount: %q", out)
+	}
+	if out, code := m.run("cat /sys/block/nbd0/pid", 10*time.Second); code == 0 {
+		t.Errorf("main: /dev/nbd0 still attached on the secondary (pid %s)", strings.TrimSpace(out))
+	}
+	s.checkAttachHook()
+	s.loadExt4()
+	s.must("mkdir -p "+mnt+" && mount -t ext4 "+nbdDev+" "+mnt, 60*time.Second)
+	checkSums(t, "spare after the swap", want, s.sums(mnt+"/s*"))
+	m.noIOErrors()
+	s.noIOErrors()
+	t.Logf("hil: TestOnlineSwap took %.1fs", time.Since(t0).Seconds())
 }

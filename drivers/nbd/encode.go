@@ -2,12 +2,11 @@ package nbd
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/mdlayher/netlink"
 )
 
-// The attribute payloads of the three commands. Each netlink attribute is
+// The attribute payloads of the commands. Each netlink attribute is
 //
 //	0        2        4
 //	+--------+--------+----------------------+---------+
@@ -46,17 +45,74 @@ func encodeConnect(c Config, fds []int) ([]byte, error) {
 	return ae.Encode()
 }
 
-func encodeReconfigure(index int, fds []int, deadConn time.Duration) ([]byte, error) {
-	if index < 0 || len(fds) == 0 || deadConn < 0 {
-		return nil, fmt.Errorf("nbd: reconfigure of device %d with %d sockets, dead-connection timeout %v", index, len(fds), deadConn)
+func encodeReconfigure(index int, r Reconfig, fds []int) ([]byte, error) {
+	if index < 0 || len(fds) == 0 || r.Timeout < 0 || r.DeadConnTimeout < 0 {
+		return nil, fmt.Errorf("nbd: reconfigure of device %d with %d sockets, timeouts %v and %v", index, len(fds), r.Timeout, r.DeadConnTimeout)
 	}
 	ae := netlink.NewAttributeEncoder()
 	ae.Uint32(attrIndex, uint32(index))
-	if deadConn > 0 {
-		ae.Uint64(attrDeadConnTimeout, seconds(deadConn))
+	if r.Timeout > 0 {
+		ae.Uint64(attrTimeout, seconds(r.Timeout))
+	}
+	if r.DeadConnTimeout > 0 {
+		ae.Uint64(attrDeadConnTimeout, seconds(r.DeadConnTimeout))
+	}
+	if r.Identifier != "" {
+		ae.String(attrBackendID, r.Identifier)
 	}
 	encodeSockets(ae, fds)
 	return ae.Encode()
+}
+
+func encodeStatus(index int) ([]byte, error) {
+	if index < 0 {
+		return nil, fmt.Errorf("nbd: status of device %d", index)
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Uint32(attrIndex, uint32(index))
+	return ae.Encode()
+}
+
+// decodeStatus reads STATUS's reply: whether device index is in the
+// list and connected.
+func decodeStatus(b []byte, index int) (bool, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return false, fmt.Errorf("nbd: status reply: %w", err)
+	}
+	connected := false
+	for ad.Next() {
+		if ad.Type() != attrDeviceList {
+			continue
+		}
+		ad.Nested(func(list *netlink.AttributeDecoder) error {
+			for list.Next() {
+				if list.Type() != deviceItem {
+					continue
+				}
+				list.Nested(func(item *netlink.AttributeDecoder) error {
+					idx, conn := -1, false
+					for item.Next() {
+						switch item.Type() {
+						case deviceIndex:
+							idx = int(item.Uint32())
+						case deviceConnected:
+							conn = item.Uint8() != 0
+						}
+					}
+					if idx == index && conn {
+						connected = true
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+	}
+	if err := ad.Err(); err != nil {
+		return false, fmt.Errorf("nbd: status reply: %w", err)
+	}
+	return connected, nil
 }
 
 func encodeDisconnect(index int) ([]byte, error) {

@@ -76,19 +76,19 @@ func TestEncodeConnectDefaults(t *testing.T) {
 }
 
 func TestEncodeReconfigureDisconnect(t *testing.T) {
-	got, err := encodeReconfigure(3, []int{9}, 10*time.Second)
+	got, err := encodeReconfigure(3, Reconfig{Identifier: "pg", DeadConnTimeout: 10 * time.Second, Timeout: 2500 * time.Millisecond}, []int{9})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := cat(u32(1, 3), u64(8, 10), nested(7, nested(1, u32(1, 9)))); !bytes.Equal(got, want) {
+	if want := cat(u32(1, 3), u64(4, 3), u64(8, 10), attr(10, []byte("pg\x00")), nested(7, nested(1, u32(1, 9)))); !bytes.Equal(got, want) {
 		t.Fatalf("reconfigure\n got % x\nwant % x", got, want)
 	}
-	got, err = encodeReconfigure(3, []int{9, 10}, 0)
+	got, err = encodeReconfigure(3, Reconfig{}, []int{9, 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := cat(u32(1, 3), nested(7, nested(1, u32(1, 9)), nested(1, u32(1, 10)))); !bytes.Equal(got, want) {
-		t.Fatalf("reconfigure without timeout\n got % x\nwant % x", got, want)
+		t.Fatalf("reconfigure without timeouts or identifier\n got % x\nwant % x", got, want)
 	}
 	got, err = encodeDisconnect(12)
 	if err != nil {
@@ -97,14 +97,59 @@ func TestEncodeReconfigureDisconnect(t *testing.T) {
 	if want := u32(1, 12); !bytes.Equal(got, want) {
 		t.Fatalf("disconnect % x, want % x", got, want)
 	}
-	if _, err := encodeReconfigure(-1, []int{1}, 0); err == nil {
+	if _, err := encodeReconfigure(-1, Reconfig{}, []int{1}); err == nil {
 		t.Error("reconfigure of index -1 accepted")
 	}
-	if _, err := encodeReconfigure(0, nil, 0); err == nil {
+	if _, err := encodeReconfigure(0, Reconfig{}, nil); err == nil {
 		t.Error("reconfigure without sockets accepted")
+	}
+	if _, err := encodeReconfigure(0, Reconfig{DeadConnTimeout: -1}, []int{1}); err == nil {
+		t.Error("negative dead-connection timeout accepted")
 	}
 	if _, err := encodeDisconnect(-1); err == nil {
 		t.Error("disconnect of index -1 accepted")
+	}
+}
+
+func TestEncodeStatus(t *testing.T) {
+	got, err := encodeStatus(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := u32(1, 2); !bytes.Equal(got, want) {
+		t.Fatalf("status % x, want % x", got, want)
+	}
+	if _, err := encodeStatus(-1); err == nil {
+		t.Error("status of index -1 accepted")
+	}
+}
+
+// The kernel's STATUS reply: NBD_ATTR_DEVICE_LIST (9) of NBD_DEVICE_ITEM
+// (1) {NBD_DEVICE_INDEX (1) u32, NBD_DEVICE_CONNECTED (2) u8}, nested
+// without NLA_F_NESTED (nla_nest_start_noflag).
+func TestDecodeStatus(t *testing.T) {
+	plain := func(typ uint16, parts ...[]byte) []byte { return attr(typ, bytes.Join(parts, nil)) }
+	item := func(idx uint32, conn byte) []byte { return plain(1, u32(1, idx), attr(2, []byte{conn})) }
+	cases := []struct {
+		reply []byte
+		index int
+		want  bool
+	}{
+		{plain(9, item(0, 1)), 0, true},
+		{plain(9, item(0, 0)), 0, false},
+		{plain(9), 0, false}, // no such device
+		{plain(9, item(1, 0), item(3, 1)), 3, true},
+		{plain(9, item(1, 0), item(3, 1)), 1, false},
+		{nested(9, nested(1, u32(1, 5), attr(2, []byte{1}))), 5, true}, // with NLA_F_NESTED too
+	}
+	for i, c := range cases {
+		got, err := decodeStatus(c.reply, c.index)
+		if err != nil || got != c.want {
+			t.Errorf("case %d: connected %v, %v; want %v", i, got, err, c.want)
+		}
+	}
+	if _, err := decodeStatus([]byte{1, 2, 3}, 0); err == nil {
+		t.Error("truncated reply accepted")
 	}
 }
 

@@ -14,15 +14,44 @@
 //     (string, omitted when empty) and NBD_ATTR_SOCKETS: one nested
 //     NBD_SOCK_ITEM per socket holding NBD_SOCK_FD (u32). The kernel
 //     answers with NBD_ATTR_INDEX, the device it bound.
-//   - NBD_CMD_RECONFIGURE: NBD_ATTR_INDEX, NBD_ATTR_SOCKETS (replacing
-//     dead connections: after a daemon restart the device stalls, for up
-//     to the dead-connection timeout, instead of failing I/O) and
-//     optionally NBD_ATTR_DEAD_CONN_TIMEOUT.
+//   - NBD_CMD_RECONFIGURE: NBD_ATTR_INDEX, NBD_ATTR_BACKEND_IDENTIFIER
+//     (the kernel refuses a RECONFIGURE of a device connected with an
+//     identifier unless it names the same one: EINVAL, "must specify
+//     backend"), optionally NBD_ATTR_TIMEOUT and NBD_ATTR_DEAD_CONN_TIMEOUT,
+//     and NBD_ATTR_SOCKETS: after a daemon restart the device stalls, for
+//     up to the dead-connection timeout, instead of failing I/O, until new
+//     sockets replace the dead ones.
 //   - NBD_CMD_DISCONNECT: NBD_ATTR_INDEX.
+//   - NBD_CMD_STATUS: NBD_ATTR_INDEX; the reply's NBD_ATTR_DEVICE_LIST
+//     holds one NBD_DEVICE_ITEM {NBD_DEVICE_INDEX u32,
+//     NBD_DEVICE_CONNECTED u8}, none for a device that does not exist.
+//     "Connected" is the kernel's count of configuration references: it
+//     stays set while the device is open (a mounted filesystem) even after
+//     its server died.
 //
 // Every u32/u64 is in host byte order, as netlink wants; nested
-// attributes carry NLA_F_NESTED. NBD_CMD_STATUS and the NBD_CMD_LINK_DEAD
-// multicast are not used.
+// attributes carry NLA_F_NESTED. The NBD_CMD_LINK_DEAD multicast is not
+// used.
+//
+// # What the kernel does
+//
+// On Debian's Linux 6.1 (arm64), checked by [TestLive] on a board of the
+// QEMU pair (test/hil, TestNBDDriverLive), except the second point, read
+// in the driver's source:
+//
+//   - RECONFIGURE without the identifier the device was connected with
+//     fails with EINVAL ("must specify backend" in the kernel log).
+//   - RECONFIGURE gives a socket only to a connection the kernel has seen
+//     die; a socket given while none is dead is dropped silently (the
+//     kernel's ENOSPC is turned into success). The caller sees its server
+//     end closed at once, with no request on it.
+//   - A request in flight on a connection that dies is resent on another
+//     connection only when its timeout fires (NBD_ATTR_TIMEOUT; 30 s when
+//     unset); with more than one connection a timeout never fails the
+//     request, but it marks the connection it was sent on dead.
+//   - With every connection dead, a new request waits up to the
+//     dead-connection timeout for a RECONFIGURE ("Dead connection, failed
+//     to find a fallback" is logged, yet it waits), then fails with EIO.
 //
 // The kernel end of each socket pair ([SocketPairs]) goes to the kernel;
 // the other end is served by sdcard/nbd's Server.ServeTransmission with
@@ -33,9 +62,11 @@
 //
 // The process that serves a block device must not wait on that device to
 // free memory: [SetIOFlusher] marks every thread PR_SET_IO_FLUSHER
-// (allocations never recurse into I/O), and [LockMemory] locks the
-// process's pages (mlockall with MCL_ONFAULT, so Go's large heap
-// reservations are not faulted in up front).
+// (allocations never recurse into I/O; threads created later inherit the
+// mark), and [LockMemory] locks the pages mapped now, the code above all
+// (mlockall MCL_CURRENT|MCL_ONFAULT: locked as they are touched, so
+// nothing is read in ahead, and the heap the Go runtime grows later can
+// still be returned).
 //
 // Only Linux has the NBD driver; elsewhere everything returns
 // [ErrNotSupported]. The host running the tests may lack the module:
@@ -71,6 +102,7 @@ const (
 	cmdConnect     = 1
 	cmdDisconnect  = 2
 	cmdReconfigure = 3
+	cmdStatus      = 5
 
 	attrIndex           = 1
 	attrSizeBytes       = 2
@@ -80,10 +112,15 @@ const (
 	attrClientFlags     = 6
 	attrSockets         = 7
 	attrDeadConnTimeout = 8
+	attrDeviceList      = 9
 	attrBackendID       = 10
 
 	sockItem = 1
 	sockFD   = 1
+
+	deviceItem      = 1
+	deviceIndex     = 1
+	deviceConnected = 2
 )
 
 // Client flags (NBD_ATTR_CLIENT_FLAGS).
@@ -160,16 +197,35 @@ func ParseDevice(path string) (int, error) {
 	return int(n), nil
 }
 
+// Reconfig is what a RECONFIGURE hands a connected device besides its
+// new sockets.
+type Reconfig struct {
+	// Identifier must be the one the device was connected with (the
+	// kernel refuses another, or none, with EINVAL).
+	Identifier string
+	// Timeout and DeadConnTimeout, when not zero, replace the device's
+	// (whole seconds, rounded up).
+	Timeout, DeadConnTimeout time.Duration
+}
+
 // Attacher is what the daemon needs from the kernel driver; *Conn
 // implements it on Linux and nbdtest.Fake in tests.
 type Attacher interface {
 	// Connect binds a device to the sockets (the kernel ends) and
-	// returns its index.
+	// returns its index. A device still connected (its server died, or a
+	// filesystem on it is mounted) is busy: EBUSY.
 	Connect(cfg Config, socks []*os.File) (int, error)
 	// Reconfigure hands a connected device new sockets in place of dead
-	// ones; deadConn, if not zero, replaces the dead-connection timeout.
-	Reconfigure(index int, socks []*os.File, deadConn time.Duration) error
+	// ones. A socket for which no dead connection is left is dropped
+	// without an error (the kernel's behaviour): its other end closes.
+	Reconfigure(index int, r Reconfig, socks []*os.File) error
 	// Disconnect detaches the device; I/O on it fails from then on.
 	Disconnect(index int) error
+	// Status reports whether device index is connected (false, nil for a
+	// device that does not exist).
+	Status(index int) (connected bool, err error)
+	// Identifier returns the backend identifier a connected device was
+	// connected with ("" if none).
+	Identifier(index int) (string, error)
 	Close() error
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -87,8 +88,8 @@ func (c *Conn) Connect(cfg Config, socks []*os.File) (int, error) {
 }
 
 // Reconfigure implements Attacher: NBD_CMD_RECONFIGURE.
-func (c *Conn) Reconfigure(index int, socks []*os.File, deadConn time.Duration) error {
-	data, err := encodeReconfigure(index, fds(socks), deadConn)
+func (c *Conn) Reconfigure(index int, r Reconfig, socks []*os.File) error {
+	data, err := encodeReconfigure(index, r, fds(socks))
 	if err != nil {
 		return err
 	}
@@ -96,6 +97,39 @@ func (c *Conn) Reconfigure(index int, socks []*os.File, deadConn time.Duration) 
 		return fmt.Errorf("nbd: reconfigure /dev/nbd%d: %w", index, err)
 	}
 	return nil
+}
+
+// Status implements Attacher: NBD_CMD_STATUS.
+func (c *Conn) Status(index int) (bool, error) {
+	data, err := encodeStatus(index)
+	if err != nil {
+		return false, err
+	}
+	msgs, err := c.execute(cmdStatus, data, 0)
+	if err != nil {
+		return false, fmt.Errorf("nbd: status of /dev/nbd%d: %w", index, err)
+	}
+	if len(msgs) != 1 {
+		return false, fmt.Errorf("nbd: status: %d replies", len(msgs))
+	}
+	return decodeStatus(msgs[0].Data, index)
+}
+
+// Identifier implements Attacher: the kernel shows it in sysfs
+// (/sys/block/nbdN/backend, there while the device is connected); netlink
+// has no way to read it.
+func (c *Conn) Identifier(index int) (string, error) {
+	if index < 0 {
+		return "", fmt.Errorf("nbd: identifier of device %d", index)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/block/nbd%d/backend", index))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("nbd: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Disconnect implements Attacher: NBD_CMD_DISCONNECT.
@@ -151,9 +185,11 @@ func SocketPairs(n int) (kernel []*os.File, server []net.Conn, err error) {
 
 // SetIOFlusher marks every thread of the process PR_SET_IO_FLUSHER, so
 // that its memory allocations never wait on block I/O (which could be
-// I/O to the device it serves). Needs CAP_SYS_RESOURCE. It works on all
-// threads only in a build without cgo (as the firmware is built); with
-// cgo it returns an error wrapping ENOTSUP.
+// I/O to the device it serves). The mark is per thread: it is set on each
+// thread at once (syscall.AllThreadsSyscall), and a thread the Go runtime
+// creates later inherits it from the thread that clones it. Needs
+// CAP_SYS_RESOURCE. It works only in a build without cgo (as the
+// firmware is built); with cgo it returns an error wrapping ENOTSUP.
 func SetIOFlusher() error {
 	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_IO_FLUSHER, 1, 0); errno != 0 {
 		return fmt.Errorf("nbd: PR_SET_IO_FLUSHER: %w", errno)
@@ -161,12 +197,16 @@ func SetIOFlusher() error {
 	return nil
 }
 
-// LockMemory locks the process's present and future pages into memory
-// (mlockall with MCL_ONFAULT: pages are locked as they are touched, so
-// the Go runtime's reservations cost nothing until used). Needs
-// CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK.
+// LockMemory locks the pages the process has mapped now (its code above
+// all) into memory as they are touched (mlockall MCL_CURRENT|MCL_ONFAULT:
+// nothing is faulted in ahead), so that serving the device never waits
+// for them to be read back. Later mappings (the heap the Go runtime
+// grows) are not locked, so the runtime can still return memory: without
+// swap, anonymous memory needs no I/O to stay, and allocations do not
+// wait on I/O with SetIOFlusher. Needs CAP_IPC_LOCK or a large enough
+// RLIMIT_MEMLOCK.
 func LockMemory() error {
-	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
+	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_ONFAULT); err != nil {
 		return fmt.Errorf("nbd: mlockall: %w", err)
 	}
 	return nil

@@ -3,7 +3,10 @@ package nbd
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,11 +34,24 @@ func (k *fakeKernel) serve(greq genetlink.Message, nreq netlink.Message) ([]gene
 	if greq.Header.Version != 1 {
 		k.t.Errorf("genetlink version %d", greq.Header.Version)
 	}
-	if greq.Header.Command == cmdConnect {
+	switch greq.Header.Command {
+	case cmdConnect:
 		ae := netlink.NewAttributeEncoder()
 		ae.Uint32(attrIndex, 4)
 		b, _ := ae.Encode()
 		return []genetlink.Message{{Header: genetlink.Header{Command: cmdConnect, Version: 1}, Data: b}}, nil
+	case cmdStatus:
+		ae := netlink.NewAttributeEncoder()
+		ae.Nested(attrDeviceList, func(l *netlink.AttributeEncoder) error {
+			l.Nested(deviceItem, func(i *netlink.AttributeEncoder) error {
+				i.Uint32(deviceIndex, 4)
+				i.Uint8(deviceConnected, 1)
+				return nil
+			})
+			return nil
+		})
+		b, _ := ae.Encode()
+		return []genetlink.Message{{Header: genetlink.Header{Command: cmdStatus, Version: 1}, Data: b}}, nil
 	}
 	return nil, nil
 }
@@ -66,13 +82,16 @@ func TestConnFakeKernel(t *testing.T) {
 	if err != nil || idx != 4 {
 		t.Fatalf("connect: index %d, %v", idx, err)
 	}
-	if err := c.Reconfigure(4, socks[:1], 0); err != nil {
+	if err := c.Reconfigure(4, Reconfig{Identifier: "pg"}, socks[:1]); err != nil {
 		t.Fatal(err)
+	}
+	if conn, err := c.Status(4); err != nil || !conn {
+		t.Fatalf("status: connected %v, %v", conn, err)
 	}
 	if err := c.Disconnect(4); err != nil {
 		t.Fatal(err)
 	}
-	wantCmds := []uint8{cmdConnect, cmdReconfigure, cmdDisconnect}
+	wantCmds := []uint8{cmdConnect, cmdReconfigure, cmdStatus, cmdDisconnect}
 	if len(k.sent) != len(wantCmds) {
 		t.Fatalf("%d messages sent", len(k.sent))
 	}
@@ -81,8 +100,10 @@ func TestConnFakeKernel(t *testing.T) {
 			t.Errorf("message %d: command %d, want %d", i, m.Header.Command, wantCmds[i])
 		}
 	}
-	// CONNECT gets its reply without an ACK; the others ask for one.
-	if k.errs[0]&netlink.Acknowledge != 0 || k.errs[1]&netlink.Acknowledge == 0 || k.errs[2]&netlink.Acknowledge == 0 {
+	// CONNECT and STATUS get their reply without an ACK; the others ask
+	// for one.
+	if k.errs[0]&netlink.Acknowledge != 0 || k.errs[1]&netlink.Acknowledge == 0 ||
+		k.errs[2]&netlink.Acknowledge != 0 || k.errs[3]&netlink.Acknowledge == 0 {
 		t.Errorf("header flags %v", k.errs)
 	}
 	want, _ := encodeConnect(Config{Index: -1, Size: 1 << 20, ServerFlags: 0x16d, DeadConnTimeout: time.Minute},
@@ -149,6 +170,33 @@ func TestSetIOFlusher(t *testing.T) {
 	if v := syscallAll(t, unix.PR_GET_IO_FLUSHER, 0); v != 1 {
 		t.Fatalf("PR_GET_IO_FLUSHER = %d on every thread, want 1", v)
 	}
+	// Threads the runtime creates afterwards inherit the mark: goroutines
+	// locked to threads at the same time need new threads.
+	const n = 8
+	var wg sync.WaitGroup
+	hold := make(chan struct{})
+	marks := make(chan uintptr, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			v, _, errno := syscall.RawSyscall(unix.SYS_PRCTL, unix.PR_GET_IO_FLUSHER, 0, 0)
+			if errno != 0 {
+				v = 1 << 20
+			}
+			marks <- v
+			<-hold
+		}()
+	}
+	for range n {
+		if v := <-marks; v != 1 {
+			t.Errorf("a thread created after SetIOFlusher has PR_GET_IO_FLUSHER = %d, want 1", v)
+		}
+	}
+	close(hold)
+	wg.Wait()
 }
 
 func TestLockMemory(t *testing.T) {

@@ -5,7 +5,6 @@ package nbd
 import (
 	"net"
 	"os"
-	"time"
 )
 
 // Conn is a connection to the kernel's NBD driver; only Linux has one.
@@ -20,7 +19,13 @@ func Open() (*Conn, error) { return nil, ErrNotSupported }
 func (*Conn) Connect(Config, []*os.File) (int, error) { return 0, ErrNotSupported }
 
 // Reconfigure returns ErrNotSupported.
-func (*Conn) Reconfigure(int, []*os.File, time.Duration) error { return ErrNotSupported }
+func (*Conn) Reconfigure(int, Reconfig, []*os.File) error { return ErrNotSupported }
+
+// Identifier returns ErrNotSupported.
+func (*Conn) Identifier(int) (string, error) { return "", ErrNotSupported }
+
+// Status returns ErrNotSupported.
+func (*Conn) Status(int) (bool, error) { return false, ErrNotSupported }
 
 // Disconnect returns ErrNotSupported.
 func (*Conn) Disconnect(int) error { return ErrNotSupported }

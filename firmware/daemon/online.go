@@ -29,14 +29,18 @@ import (
 // SetPrimary(true) attaches the export before it returns, so the
 // to-primary hook (queued after it by the engine) finds the device;
 // SetPrimary(false) detaches it (NBD DISCONNECT for the kernel device)
-// before the node becomes secondary. Flush (before a swap) drains the
-// stream: the peer holds and synced every acknowledged write.
+// before the node becomes secondary. Stop leaves the kernel device
+// connected: a daemon restart under a mounted filesystem is a stall, and
+// the next daemon RECONFIGUREs it (online_kernel.go). Flush (before a
+// swap) drains the stream: the peer holds and synced every acknowledged
+// write.
 type onlineMirror struct {
 	device, stateDir  string
 	key               []byte              // the pair key (tests), when tls is nil
 	tls               *sdcard.TLSIdentity // the node's mirror identity
 	repl              online.Replication
 	failover          time.Duration
+	connectionWait    time.Duration
 	listen, peer      string
 	nbdSocket, nbdDev string
 	bootstrap         bool
@@ -45,20 +49,23 @@ type onlineMirror struct {
 	// openAttacher opens the kernel's NBD family (drivers/nbd.Open; a
 	// fake in tests).
 	openAttacher func() (nbd.Attacher, error)
+	// tune prepares the process to serve a block device (I/O flusher,
+	// locked memory; online_tune.go); nil in tests.
+	tune func(*slog.Logger)
 
 	mu      sync.Mutex
 	dev     *sdcard.Device
 	ctx     context.Context
 	started bool
 	primary bool
+	decided bool // SetPrimary was called once: the role is known
 	// the running role
 	p       *online.Primary
 	srv     *nbdsrv.Server
 	s       *online.Secondary
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	kernel  nbd.Attacher
-	index   int
+	kernel  *kernelExport
 	events  chan<- engine.Event
 	stopAll context.CancelFunc
 	bg      sync.WaitGroup
@@ -72,9 +79,11 @@ func newOnlineMirror(c *config.Config, log *slog.Logger, book *logbook.Book, id 
 	}
 	m := &onlineMirror{
 		device: d.Device, stateDir: c.StateDir, key: c.Key, tls: id, repl: repl,
-		failover: c.Heartbeat.FailoverTime.Duration, nbdSocket: d.NBDSocket, nbdDev: d.NBDDevice,
-		bootstrap: c.Engine.Mode == engine.ModeMain, log: log, book: book, index: -1,
+		failover: c.Heartbeat.FailoverTime.Duration, connectionWait: c.Heartbeat.ConnectionWait.Duration,
+		nbdSocket: d.NBDSocket, nbdDev: d.NBDDevice,
+		bootstrap: c.Engine.Mode == engine.ModeMain, log: log, book: book,
 		openAttacher: func() (nbd.Attacher, error) { return nbd.Open() },
+		tune:         tuneForBlockDevice,
 	}
 	if c.LAN2.Prefix.IsValid() {
 		m.listen = net.JoinHostPort(c.LAN2.Prefix.Addr().String(), strconv.Itoa(d.Port))
@@ -126,6 +135,9 @@ func (m *onlineMirror) Open() (*engine.DataChanged, error) {
 
 // Start runs the node's role and reports its state every 200 ms.
 func (m *onlineMirror) Start(ctx context.Context, events chan<- engine.Event) {
+	if m.nbdDev != "" && m.tune != nil {
+		m.tune(m.log)
+	}
 	ctx, stop := context.WithCancel(ctx)
 	m.mu.Lock()
 	m.ctx, m.events, m.started, m.stopAll = ctx, events, true, stop
@@ -215,6 +227,11 @@ func (m *onlineMirror) state() (engine.DataChanged, engine.MirrorChanged, bool) 
 func (m *onlineMirror) SetPrimary(primary, _ bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	first := !m.decided
+	m.decided = true
+	if first && !primary && m.nbdDev != "" {
+		m.disconnectStaleLocked()
+	}
 	if m.primary == primary {
 		return
 	}
@@ -222,7 +239,7 @@ func (m *onlineMirror) SetPrimary(primary, _ bool) {
 	if !m.started || m.dev == nil {
 		return
 	}
-	m.stopRoleLocked()
+	m.stopRoleLocked(true)
 	m.startRoleLocked()
 }
 
@@ -300,7 +317,7 @@ func (m *onlineMirror) identity() (*sdcard.TLSIdentity, error) {
 	return id, id.SetPairKey(m.key)
 }
 
-// attachKernelLocked connects nbd-device to the server over socket pairs.
+// attachKernelLocked attaches nbd-device to the server (online_kernel.go).
 func (m *onlineMirror) attachKernelLocked(srv *nbdsrv.Server) error {
 	idx, err := nbd.ParseDevice(m.nbdDev)
 	if err != nil {
@@ -310,45 +327,59 @@ func (m *onlineMirror) attachKernelLocked(srv *nbdsrv.Server) error {
 	if err != nil {
 		return err
 	}
-	kernel, server, err := nbd.SocketPairs(2)
+	k, reconfigured, err := attachKernel(a, idx, srv, m.failover, m.connectionWait, m.log)
 	if err != nil {
 		a.Close()
 		return err
 	}
-	for _, c := range server {
-		m.wg.Go(func() { _ = srv.ServeTransmission(c) })
+	m.kernel = k
+	if reconfigured {
+		m.note("datastore", m.nbdDev+" was still attached (the daemon restarted under it): reconfigured with new connections")
 	}
-	got, err := a.Connect(nbd.Config{Index: idx, Size: srv.Size(), BlockSize: 4096, ServerFlags: uint64(srv.Flags()),
-		DeadConnTimeout: 30 * time.Second, Identifier: "pairguard"}, kernel)
-	for _, f := range kernel {
-		f.Close()
-	}
-	if err != nil {
-		for _, c := range server {
-			c.Close()
-		}
-		a.Close()
-		return err
-	}
-	m.kernel, m.index = a, got
 	return nil
 }
 
-// stopRoleLocked detaches the export (kernel DISCONNECT first, then the
-// server drains) or stops the secondary. Called with mu held.
-func (m *onlineMirror) stopRoleLocked() {
+// disconnectStaleLocked detaches nbd-device if an earlier run of the
+// daemon left it attached and this node turned out secondary.
+func (m *onlineMirror) disconnectStaleLocked() {
+	idx, err := nbd.ParseDevice(m.nbdDev)
+	if err != nil {
+		return
+	}
+	a, err := m.openAttacher()
+	if err != nil {
+		m.log.Warn("cannot check "+m.nbdDev, "err", err)
+		return
+	}
+	defer a.Close()
+	done, err := disconnectStale(a, idx)
+	switch {
+	case err != nil:
+		m.note("datastore", "cannot detach "+m.nbdDev+" left attached by an earlier run: "+err.Error())
+	case done:
+		m.note("datastore", m.nbdDev+" was left attached by an earlier run; detached, this node is secondary")
+	}
+}
+
+// stopRoleLocked stops the role. The primary's export: the kernel device
+// is disconnected if disconnect (a demotion) and otherwise left attached
+// to stall (the daemon stops), then the server drains. Called with mu
+// held.
+func (m *onlineMirror) stopRoleLocked(disconnect bool) {
 	if m.kernel != nil {
-		if err := m.kernel.Disconnect(m.index); err != nil {
-			m.log.Warn("nbd disconnect", "err", err)
+		if err := m.kernel.detach(disconnect); err != nil {
+			m.log.Warn("nbd detach", "device", m.nbdDev, "err", err)
 		}
-		m.kernel.Close()
-		m.kernel, m.index = nil, -1
 	}
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = m.srv.Shutdown(ctx)
 		cancel()
 		m.srv = nil
+	}
+	if m.kernel != nil {
+		m.kernel.wait()
+		m.kernel = nil
 	}
 	if m.p != nil {
 		if err := m.p.Flush(); err != nil {
@@ -403,10 +434,11 @@ func (m *onlineMirror) Status() MirrorStatus {
 	return st
 }
 
-// Stop detaches and closes everything.
+// Stop stops everything; a kernel device stays attached (to stall until
+// the next daemon reconfigures it).
 func (m *onlineMirror) Stop() {
 	m.mu.Lock()
-	m.stopRoleLocked()
+	m.stopRoleLocked(false)
 	dev, stop := m.dev, m.stopAll
 	m.dev = nil
 	m.mu.Unlock()

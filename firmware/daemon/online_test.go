@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func newTestOnline(t *testing.T, name string, fake *nbdtest.Fake, listen, peer s
 	return &onlineMirror{
 		device: img, stateDir: dir, key: bytes.Repeat([]byte{3}, 32), repl: online.Sync, failover: time.Second,
 		listen: listen, peer: peer, nbdSocket: filepath.Join(dir, "nbd.sock"), nbdDev: "/dev/nbd3",
-		bootstrap: main, log: slog.New(slog.DiscardHandler), book: book, index: -1,
+		bootstrap: main, log: slog.New(slog.DiscardHandler), book: book, connectionWait: time.Second,
 		openAttacher: func() (nbd.Attacher, error) { return fake, nil },
 	}
 }
@@ -120,5 +121,161 @@ func TestOnlineMirrorRoles(t *testing.T) {
 	}
 	if _, err := dev2.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the new primary serves other data (%v)", err)
+	}
+}
+
+// reopen is a new run of the daemon on m's device and state: the same
+// config, a fresh mirror.
+func reopen(t *testing.T, m *onlineMirror, fake *nbdtest.Fake) *onlineMirror {
+	t.Helper()
+	book, err := logbook.Open(m.stateDir, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &onlineMirror{
+		device: m.device, stateDir: m.stateDir, key: m.key, repl: m.repl, failover: m.failover,
+		listen: m.listen, peer: m.peer, nbdSocket: m.nbdSocket, nbdDev: m.nbdDev, bootstrap: m.bootstrap,
+		log: m.log, book: book, connectionWait: m.connectionWait,
+		openAttacher: func() (nbd.Attacher, error) { return fake, nil },
+	}
+}
+
+func drain(events chan engine.Event) {
+	for range events {
+	}
+}
+
+// A daemon that stops while primary leaves the kernel device attached; a
+// write meanwhile stalls instead of failing, and the next run of the
+// daemon, once primary, hands the device new sockets (RECONFIGURE, not
+// CONNECT), which completes the write.
+func TestOnlineMirrorRestartUnderDevice(t *testing.T) {
+	fake := nbdtest.New()
+	a := newTestOnline(t, "a", fake, "", "", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan engine.Event, 1024)
+	go drain(events)
+	if _, err := a.Open(); err != nil {
+		t.Fatal(err)
+	}
+	a.Start(ctx, events)
+	a.SetPrimary(true, true)
+	dev := fake.Device(3)
+	blk := bytes.Repeat([]byte{0x5e}, 4096)
+	if _, err := dev.WriteAt(blk, 0); err != nil {
+		t.Fatal(err)
+	}
+	a.Stop()
+	if !dev.Connected() {
+		t.Fatal("the daemon's stop disconnected the device under its filesystem")
+	}
+	stalled := make(chan error, 1)
+	go func() { _, err := dev.WriteAt(blk, 8192); stalled <- err }()
+	b := reopen(t, a, fake)
+	if _, err := b.Open(); err != nil {
+		t.Fatal(err)
+	}
+	b.Start(ctx, events)
+	defer b.Stop()
+	select {
+	case err := <-stalled:
+		t.Fatalf("a write with the daemon stopped returned %v before it came back", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	b.SetPrimary(true, true)
+	select {
+	case err := <-stalled:
+		if err != nil {
+			t.Fatalf("the stalled write failed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled write did not complete after the restart")
+	}
+	if want := []string{"connect 3", "reconfigure 3"}; !slices.Equal(fake.Calls(), want) {
+		t.Errorf("calls %v, want %v", fake.Calls(), want)
+	}
+	got := make([]byte, 4096)
+	if _, err := dev.ReadAt(got, 8192); err != nil || !bytes.Equal(got, blk) {
+		t.Fatalf("read back after the restart: %v", err)
+	}
+}
+
+// A connection the kernel drops (after a request timeout) is replaced.
+func TestOnlineMirrorReplacesDroppedConnection(t *testing.T) {
+	fake := nbdtest.New()
+	a := newTestOnline(t, "a", fake, "", "", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan engine.Event, 1024)
+	go drain(events)
+	if _, err := a.Open(); err != nil {
+		t.Fatal(err)
+	}
+	a.Start(ctx, events)
+	defer a.Stop()
+	a.SetPrimary(true, true)
+	dev := fake.Device(3)
+	if dev.Live() != kernelSockets {
+		t.Fatalf("%d live connections, want %d", dev.Live(), kernelSockets)
+	}
+	dev.Drop(0)
+	for deadline := time.Now().Add(10 * time.Second); dev.Reconnected() < 1 || dev.Live() != kernelSockets; {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped connection not replaced: %d reconnected, %d live", dev.Reconnected(), dev.Live())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := dev.WriteAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node whose daemon restarts and turns out secondary detaches the device
+// its earlier run left attached; a device another server attached is left
+// alone.
+func TestOnlineMirrorSecondaryDetachesStaleDevice(t *testing.T) {
+	fake := nbdtest.New()
+	a := newTestOnline(t, "a", fake, "", "", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan engine.Event, 1024)
+	go drain(events)
+	if _, err := a.Open(); err != nil {
+		t.Fatal(err)
+	}
+	a.Start(ctx, events)
+	a.SetPrimary(true, true)
+	a.Stop()
+	b := reopen(t, a, fake)
+	if _, err := b.Open(); err != nil {
+		t.Fatal(err)
+	}
+	b.Start(ctx, events)
+	defer b.Stop()
+	b.SetPrimary(false, false)
+	if fake.Device(3).Connected() {
+		t.Fatal("the secondary left the stale device attached")
+	}
+
+	other := nbdtest.New()
+	kernel, server, err := nbd.SocketPairs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server[0].Close()
+	if _, err := other.Connect(nbd.Config{Index: 3, Size: 4096, Identifier: "someone-else"}, kernel); err != nil {
+		t.Fatal(err)
+	}
+	kernel[0].Close()
+	c := reopen(t, a, other)
+	if _, err := c.Open(); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(ctx, events)
+	defer c.Stop()
+	c.SetPrimary(false, false)
+	if !other.Device(3).Connected() {
+		t.Fatal("a device of another NBD server was detached")
 	}
 }

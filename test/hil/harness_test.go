@@ -445,7 +445,11 @@ func writeTar(path string, files map[string]string) error {
 	var buf bytes.Buffer
 	w := tar.NewWriter(&buf)
 	for name, body := range files {
-		if err := w.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(0, 0)}); err != nil {
+		mode := int64(0o644)
+		if strings.HasPrefix(name, "etc/pairguard/hooks.d/") || strings.HasPrefix(name, "usr/bin/") {
+			mode = 0o755 // hooks and programs
+		}
+		if err := w.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(body)), ModTime: time.Unix(0, 0)}); err != nil {
 			return err
 		}
 		if _, err := io.WriteString(w, body); err != nil {

@@ -96,6 +96,7 @@ cp "$cache/x/b/bin/busybox" "$st/bin/busybox"
 cp -a "$here/rootfs/." "$st/"
 while read -r m; do
 	case "$m" in '' | '#'*) continue ;; esac
+	m=${m#ship }
 	install -D -m 0644 "$cache/x/k/lib/modules/$kver/kernel/$m" "$st/lib/modules/$kver/kernel/$m"
 done <"$here/rootfs/etc/hil/modules"
 for f in modules.order modules.builtin modules.builtin.modinfo; do

@@ -1,17 +1,26 @@
 // Package nbdtest is a fake of the kernel's NBD driver for daemon tests.
 // [Fake] implements nbd.Attacher and plays the kernel's NBD client on the
 // sockets it is handed (transmission phase only, simple replies, one
-// request at a time per device, sockets used in turn), so a test that
+// request at a time per device, live sockets used in turn), so a test that
 // reads and writes a [Device] goes through the real server, as I/O on
 // /dev/nbdN would.
+//
+// It keeps the kernel's rules that the daemon depends on (drivers/nbd's
+// doc): a socket whose server end closed is dead, and a request goes to
+// the next live one; with none alive a request waits up to the
+// dead-connection timeout for a RECONFIGURE, then fails; RECONFIGURE
+// needs the identifier the device was connected with (EINVAL) and gives
+// a socket only to a dead connection, dropping the others silently.
 package nbdtest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -79,13 +88,14 @@ func (f *Fake) Connect(cfg nbd.Config, socks []*os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	f.devices[idx] = &Device{cfg: cfg, conns: conns, connected: true}
+	f.devices[idx] = &Device{cfg: cfg, conns: conns, connected: true, revived: make(chan struct{})}
 	f.calls = append(f.calls, fmt.Sprintf("connect %d", idx))
 	return idx, nil
 }
 
-// Reconfigure implements nbd.Attacher: the device's sockets are replaced.
-func (f *Fake) Reconfigure(index int, socks []*os.File, deadConn time.Duration) error {
+// Reconfigure implements nbd.Attacher: each socket takes the place of a
+// dead connection; a socket for which none is left is dropped.
+func (f *Fake) Reconfigure(index int, r nbd.Reconfig, socks []*os.File) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ReconfigureErr != nil {
@@ -95,19 +105,29 @@ func (f *Fake) Reconfigure(index int, socks []*os.File, deadConn time.Duration) 
 	if d == nil || !d.Connected() {
 		return ErrNoDevice
 	}
-	conns, err := dup(socks)
-	if err != nil {
-		return err
-	}
 	d.mu.Lock()
-	for _, c := range d.conns {
-		c.Close()
+	defer d.mu.Unlock()
+	if d.cfg.Identifier != "" && r.Identifier != d.cfg.Identifier {
+		return syscall.EINVAL
 	}
-	d.conns = conns
-	if deadConn > 0 {
-		d.cfg.DeadConnTimeout = deadConn
+	d.probeLocked()
+	for _, s := range socks {
+		slot := slices.Index(d.conns, nil)
+		if slot < 0 {
+			break // the kernel's ENOSPC, reported as success
+		}
+		c, err := dup([]*os.File{s})
+		if err != nil {
+			return err
+		}
+		d.conns[slot] = c[0]
+		d.taken++
 	}
-	d.mu.Unlock()
+	if r.DeadConnTimeout > 0 {
+		d.cfg.DeadConnTimeout = r.DeadConnTimeout
+	}
+	close(d.revived)
+	d.revived = make(chan struct{})
 	f.calls = append(f.calls, fmt.Sprintf("reconfigure %d", index))
 	return nil
 }
@@ -126,13 +146,35 @@ func (f *Fake) Disconnect(index int) error {
 	}
 	d.mu.Lock()
 	for _, c := range d.conns {
-		c.Write(header(cmdDisc, 0, 0, 0, 0))
-		c.Close()
+		if c != nil {
+			c.Write(header(cmdDisc, 0, 0, 0, 0))
+			c.Close()
+		}
 	}
 	d.conns, d.connected = nil, false
+	close(d.revived) // a request waiting for a connection fails now
+	d.revived = make(chan struct{})
 	d.mu.Unlock()
 	f.calls = append(f.calls, fmt.Sprintf("disconnect %d", index))
 	return nil
+}
+
+// Identifier implements nbd.Attacher.
+func (f *Fake) Identifier(index int) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d := f.devices[index]; d != nil && d.Connected() {
+		return d.Config().Identifier, nil
+	}
+	return "", nil
+}
+
+// Status implements nbd.Attacher.
+func (f *Fake) Status(index int) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.devices[index]
+	return d != nil && d.Connected(), nil
 }
 
 // Close implements nbd.Attacher; devices stay attached, as in the kernel.
@@ -157,9 +199,72 @@ func dup(socks []*os.File) ([]net.Conn, error) {
 type Device struct {
 	mu        sync.Mutex
 	cfg       nbd.Config
-	conns     []net.Conn
+	conns     []net.Conn // nil: a dead connection
 	connected bool
 	cookie    uint64
+	next      int
+	taken     int           // sockets taken by RECONFIGURE
+	revived   chan struct{} // closed at a RECONFIGURE or DISCONNECT
+}
+
+// Reconnected returns how many sockets RECONFIGURE has put in place of
+// dead connections.
+func (d *Device) Reconnected() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.taken
+}
+
+// Live returns how many connections are alive (their server end open,
+// as far as the fake has seen).
+func (d *Device) Live() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.probeLocked()
+	n := 0
+	for _, c := range d.conns {
+		if c != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// probeLocked marks dead the connections whose server end has closed
+// (the kernel's receive thread sees the end of the stream). Nothing else
+// can arrive: the server only answers requests, and they are answered
+// before request returns.
+func (d *Device) probeLocked() {
+	var b [1]byte
+	for i, c := range d.conns {
+		if c == nil {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		_, err := c.Read(b[:])
+		c.SetReadDeadline(time.Time{})
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			continue
+		}
+		c.Close()
+		d.conns[i] = nil
+	}
+}
+
+// Drop closes connection i as the kernel does when a request on it timed
+// out: the server's end sees it closed.
+func (d *Device) Drop(i int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.deadLocked(i)
+}
+
+// dead marks connection i dead after a failed exchange.
+func (d *Device) deadLocked(i int) {
+	if d.conns[i] != nil {
+		d.conns[i].Close()
+		d.conns[i] = nil
+	}
 }
 
 // Config returns the configuration it was connected with.
@@ -195,24 +300,58 @@ func header(typ, flags uint16, cookie, off uint64, n uint32) []byte {
 	return binary.BigEndian.AppendUint32(b, n)
 }
 
-// request sends one request on the next socket and waits for its reply.
+// request sends one request on the next live socket and waits for its
+// reply. A socket that fails is dead and the request goes to the next;
+// with none alive it waits for a RECONFIGURE, up to the dead-connection
+// timeout.
 func (d *Device) request(typ, flags uint16, off int64, n int, payload, into []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.connected || len(d.conns) == 0 {
-		return ErrDisconnected
-	}
 	if off < 0 || uint64(off)+uint64(n) > d.cfg.Size {
 		return syscall.EINVAL
 	}
+	var waited time.Duration
+	for {
+		if !d.connected {
+			return ErrDisconnected
+		}
+		for range d.conns {
+			i := d.next % len(d.conns)
+			d.next++
+			if d.conns[i] == nil {
+				continue
+			}
+			err := d.exchangeLocked(d.conns[i], typ, flags, off, n, payload, into)
+			if !errors.Is(err, errBroken) {
+				return err
+			}
+			d.deadLocked(i)
+		}
+		if waited >= d.cfg.DeadConnTimeout {
+			return fmt.Errorf("nbdtest: %w: no live connection", ErrDisconnected)
+		}
+		ch, left := d.revived, d.cfg.DeadConnTimeout-waited
+		d.mu.Unlock()
+		t0 := time.Now()
+		select {
+		case <-ch:
+		case <-time.After(left):
+		}
+		waited += time.Since(t0)
+		d.mu.Lock()
+	}
+}
+
+var errBroken = errors.New("nbdtest: connection broken")
+
+func (d *Device) exchangeLocked(c net.Conn, typ, flags uint16, off int64, n int, payload, into []byte) error {
 	d.cookie++
-	c := d.conns[int(d.cookie)%len(d.conns)]
 	if _, err := c.Write(append(header(typ, flags, d.cookie, uint64(off), uint32(n)), payload...)); err != nil {
-		return fmt.Errorf("nbdtest: %w: %w", ErrDisconnected, err)
+		return fmt.Errorf("%w: %w", errBroken, err)
 	}
 	var r [16]byte
 	if _, err := io.ReadFull(c, r[:]); err != nil {
-		return fmt.Errorf("nbdtest: %w: %w", ErrDisconnected, err)
+		return fmt.Errorf("%w: %w", errBroken, err)
 	}
 	if binary.BigEndian.Uint32(r[:]) != 0x67446698 || binary.BigEndian.Uint64(r[8:]) != d.cookie {
 		return fmt.Errorf("nbdtest: reply % x to cookie %d", r, d.cookie)
@@ -222,7 +361,7 @@ func (d *Device) request(typ, flags uint16, off int64, n int, payload, into []by
 	}
 	if typ == cmdRead {
 		if _, err := io.ReadFull(c, into); err != nil {
-			return fmt.Errorf("nbdtest: %w: %w", ErrDisconnected, err)
+			return fmt.Errorf("%w: %w", errBroken, err)
 		}
 	}
 	return nil

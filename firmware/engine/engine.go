@@ -145,6 +145,7 @@ type Engine struct {
 
 	handover       bool // a planned handover is under way
 	handoverReason string
+	stepDown       bool // the handover has no taker: no flush, no RELEASE
 	failback       bool // we took over by failure; hand back when the preferred main returns
 	failoverLit    bool
 	redundant      bool // redundancy active was last logged
@@ -378,7 +379,11 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 			e.raise(AlarmHookFailed, fmt.Sprintf("hook %s: %v", ev.Name, ev.Err))
 		}
 		if e.handover && ev.Name == "to-secondary" {
-			e.emit(FlushMirror{})
+			if e.stepDown {
+				e.finishHandover(nil)
+			} else {
+				e.emit(FlushMirror{})
+			}
 		}
 	case FlushDone:
 		if e.handover {
@@ -530,7 +535,12 @@ func (e *Engine) stepCommand(c Command) {
 			e.startHandover("the daemon is stopping")
 			return
 		}
-		e.demote(RoleSecondary, "the daemon is stopping and the peer cannot take over")
+		// Nobody takes over, but the node still steps down in order: the
+		// to-secondary hook runs (and is waited for) while the datastore
+		// is still served, so that it can stop the services and unmount a
+		// filesystem on the NBD device before the export goes away.
+		e.startHandover("the daemon is stopping and the peer cannot take over")
+		e.stepDown = true
 	default:
 		panic(fmt.Sprintf("engine: unknown command %d in role %s", c, e.role))
 	}
@@ -797,8 +807,11 @@ func (e *Engine) finishHandover(flushErr error) {
 	prev := e.role
 	e.role, e.roleSince = RoleSecondary, e.now
 	e.notPrimary = e.now
-	// The RELEASE says what this node is now: a secondary.
-	e.emit(Send{Info: e.info(FrameRelease), LAN2: true, LAN1: true})
+	if !e.stepDown {
+		// The RELEASE says what this node is now: a secondary.
+		e.emit(Send{Info: e.info(FrameRelease), LAN2: true, LAN1: true})
+	}
+	e.stepDown = false
 	e.emit(
 		SetMirrorRole{Primary: false},
 		Log{Kind: "handover", Message: "released the service address: " + e.handoverReason},
@@ -898,6 +911,7 @@ func (e *Engine) demote(to Role, reason string) {
 		panic(fmt.Sprintf("engine: demote from %s to %s", e.role, to))
 	}
 	e.handover = false
+	e.stepDown = false
 	e.failback = false
 	e.emit(ReleaseAddress{})
 	prev := e.role

@@ -280,10 +280,41 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("shutdown handover: ok %v after %v", ok, took)
 	}
 	s.powerOff(0)
-	// A primary whose peer cannot take releases the address on shutdown.
+	// A primary whose peer cannot take steps down on shutdown, in order:
+	// its to-secondary hook runs and is waited for while it still holds the
+	// address and serves the datastore (the hook may unmount a filesystem
+	// on the NBD device), then the address and the export go; no RELEASE.
 	s.run(2 * time.Second)
+	n := s.nodes[1]
+	from := len(n.actions)
 	s.step(1, CommandIssued{Cmd: CmdShutdown})
-	if s.role(1) != RoleSecondary || s.nodes[1].holds {
-		t.Fatalf("lone primary on shutdown: %s holds %v", s.role(1), s.nodes[1].holds)
+	if s.role(1) != RolePrimary || !n.holds {
+		t.Fatalf("lone primary stepped down before its to-secondary hook: %s holds %v", s.role(1), n.holds)
+	}
+	s.run(50 * time.Millisecond)
+	if s.role(1) != RoleSecondary || n.holds {
+		t.Fatalf("lone primary on shutdown: %s holds %v", s.role(1), n.holds)
+	}
+	hook, export := -1, -1
+	for j, a := range n.actions[from:] {
+		switch a := a.(type) {
+		case RunHook:
+			if a.Name == "to-secondary" && a.Wait && hook < 0 {
+				hook = j
+			}
+		case SetMirrorRole:
+			if !a.Primary && export < 0 {
+				export = j
+			}
+		case Send:
+			if a.Info.Kind == FrameRelease {
+				t.Fatal("a lone primary sent RELEASE on shutdown")
+			}
+		case FlushMirror:
+			t.Fatal("a lone primary flushed to a peer that cannot take")
+		}
+	}
+	if hook < 0 || export < hook {
+		t.Fatalf("to-secondary hook (waited) at %d, export dropped at %d: %v", hook, export, n.actions[from:])
 	}
 }

@@ -321,7 +321,8 @@ func (p *pair) boot(specs ...spec) []*node {
 		nodes = append(nodes, p.start(s))
 	}
 	for _, n := range nodes {
-		n.waitConsole("Starting pairguard: OK", 60*time.Second)
+		// 2.5-7 s on an idle host; far longer while other jobs load it.
+		n.waitConsole("Starting pairguard: OK", 180*time.Second)
 		p.t.Logf("hil: %s up %.1fs after launch", n.spec.name, time.Since(n.booted).Seconds())
 	}
 	return nodes

@@ -355,7 +355,7 @@ func TestOnlineGracefulRestart(t *testing.T) {
 	}
 	// The hook finished before the node let go of the address and the
 	// export.
-	if h, r := strings.Index(book, "60-hil-nbd to-secondary"), strings.Index(book, "the daemon is stopping"); h < 0 || r < h {
+	if h, r := strings.Index(book, "60-hil-nbd to-secondary"), strings.Index(book, "released the service address: the daemon is stopping"); h < 0 || r < h {
 		t.Errorf("main: the step-down did not wait for the to-secondary hook:\n%s", book)
 	}
 	t.Logf("hil: main's hooks and step-down:\n%s%s", grepLines(syslog, "hil-hook"), grepLines(book, "stopping"))

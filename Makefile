@@ -26,7 +26,7 @@ deps:
 	@bash test/deps.sh
 
 # test: every unit test, the pairs in network namespaces (root), the fuzz
-# seeds, the cross builds and the QEMU pair's cold-boot and power-loss scenarios.
+# seeds, the cross builds and the QEMU pair's cold-boot, power-loss and online-filesystem scenarios.
 test: deps
 	bash test/run.sh
 

@@ -30,7 +30,7 @@ ls -l bin/
 if [ "${PAIRGUARD_SKIP_HIL:-}" = 1 ]; then
 	stage "QEMU pair skipped (PAIRGUARD_SKIP_HIL=1)"
 elif [ -f test/hil/run.sh ]; then
-	stage "QEMU pair: cold boot and power loss"
+	stage "QEMU pair: cold boot, power loss, a filesystem on NBD through a power loss"
 	make -s hil-ci
 fi
 echo "== all tests passed in $(( $(date +%s) - t0 ))s"

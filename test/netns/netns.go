@@ -375,6 +375,11 @@ type Status struct {
 		Held bool `json:"held"`
 	} `json:"address"`
 	Failover bool `json:"failover-led"`
+	// LastTakeover is this node's last change to primary.
+	LastTakeover *struct {
+		At     time.Time `json:"at"`
+		Reason string    `json:"reason"`
+	} `json:"last-takeover"`
 	// Arbiter is there only on a node with an arbiter (ArbiterExtra).
 	Arbiter *struct {
 		State   string `json:"state"`

@@ -268,12 +268,26 @@ func (c *conn) closedErr(err error) error {
 
 // write runs inside RawConn.Write; it returns false to wait for the socket
 // to become writable.
+//
+// The socket is non-blocking, so write(2) never sleeps: it is made as a
+// raw system call, which the Go scheduler does not see. A system call the
+// scheduler sees (syscall.Syscall) wakes its monitor thread (sysmon) when
+// that sleeps, and sets it polling every 20 µs for a millisecond; at 2 ms
+// heartbeats that was a third of the daemon's CPU time (test/bench/lan1
+// -phases rest, issue 15).
 func (c *conn) write(fd uintptr) bool {
-	_, err := unix.Write(int(fd), c.wbuf)
-	if err == unix.EAGAIN || err == unix.EINTR {
+	var p unsafe.Pointer
+	if len(c.wbuf) > 0 {
+		p = unsafe.Pointer(&c.wbuf[0])
+	}
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(p), uintptr(len(c.wbuf)))
+	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return false
 	}
-	c.werr = err
+	c.werr = nil
+	if errno != 0 {
+		c.werr = errno
+	}
 	return true
 }
 
@@ -315,9 +329,11 @@ func (c *conn) Recv(buf []byte) (int, net.HardwareAddr, error) {
 
 // read runs inside RawConn.Read; it returns false to wait for a frame.
 // MSG_TRUNC makes recvfrom return the frame's length even when it did not
-// fit; the raw system call avoids the allocation of a source address.
+// fit; the raw system call avoids the allocation of a source address, and
+// RawSyscall6 keeps the scheduler's monitor asleep (see write): the socket
+// is non-blocking, recvfrom never sleeps.
 func (c *conn) read(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), unix.MSG_TRUNC, 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), unix.MSG_TRUNC, 0, 0)
 	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return false
 	}

@@ -158,6 +158,44 @@ func TestHeartbeatSchedule(t *testing.T) {
 	}
 }
 
+// At 2 ms x 3 the LAN 1 interval (2/5 of failover-time, 2.4 ms) is not a
+// multiple of the LAN 2 interval: each LAN 1 heartbeat goes out with a LAN 2
+// one, early rather than late, so both paths cost the daemon one wake-up.
+func TestLAN1HeartbeatsRideWithLAN2(t *testing.T) {
+	cfg := testConfig(ModeMain, 1)
+	cfg.Interval, cfg.LAN1Interval, cfg.FailoverTime = 2*time.Millisecond, 2400*time.Microsecond, 6*time.Millisecond
+	cfg.ProbeTimeout = time.Millisecond
+	e, _ := New(cfg, 0, 0)
+	var sends, lan1 int
+	last1 := time.Duration(0)
+	check := func(now time.Duration, acts []Action) {
+		for _, a := range acts {
+			s, ok := a.(Send)
+			if !ok || s.Info.Kind != FrameHeartbeat {
+				continue
+			}
+			sends++
+			if s.LAN1 {
+				lan1++
+				if !s.LAN2 {
+					t.Errorf("%v: a LAN 1 heartbeat alone", now)
+				}
+				if gap := now - last1; gap > cfg.LAN1Interval {
+					t.Errorf("%v: LAN 1 heartbeats %v apart, more than %v", now, gap, cfg.LAN1Interval)
+				}
+				last1 = now
+			}
+		}
+	}
+	check(0, e.Start(0))
+	for now := 100 * time.Microsecond; now <= 100*time.Millisecond; now += 100 * time.Microsecond {
+		check(now, e.Tick(now))
+	}
+	if sends != 51 || lan1 != 51 {
+		t.Errorf("in 100 ms: %d sends, %d with LAN 1; want 51 and 51", sends, lan1)
+	}
+}
+
 func TestStepEvents(t *testing.T) {
 	e, _ := New(testConfig(ModeMain, 1), 0, 0)
 	e.Start(0)

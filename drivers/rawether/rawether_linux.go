@@ -178,6 +178,30 @@ func assemble(etherType uint16, f *Filter) ([]bpf.RawInstruction, error) {
 	return bpf.Assemble(prog)
 }
 
+// indexNow returns the index of the interface now named name (SIOCGIFINDEX
+// on the socket), or -1. The ioctl is a raw system call that neither
+// allocates nor wakes the Go scheduler's monitor thread: the receivers
+// call Refresh twice a second, and net.InterfaceByName's netlink dump
+// (five system calls the scheduler sees) kept that thread busy.
+func (s *sock) indexNow(name string) int {
+	var req struct {
+		name  [unix.IFNAMSIZ]byte
+		index int32
+		_     [20]byte // the rest of struct ifreq
+	}
+	if len(name) >= len(req.name) {
+		return -1
+	}
+	copy(req.name[:], name)
+	var errno syscall.Errno
+	if err := s.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.RawSyscall(unix.SYS_IOCTL, fd, unix.SIOCGIFINDEX, uintptr(unsafe.Pointer(&req)))
+	}); err != nil || errno != 0 {
+		return -1
+	}
+	return int(req.index)
+}
+
 // cur returns the current socket.
 func (c *conn) cur() *sock {
 	c.smu.Lock()
@@ -194,6 +218,9 @@ func (c *conn) Refresh() (bool, error) {
 	defer c.smu.Unlock()
 	if c.closed.Load() {
 		return false, fmt.Errorf("rawether: refresh %s: %w", c.name, net.ErrClosed)
+	}
+	if c.s.indexNow(c.name) == c.s.index {
+		return false, nil // the usual case, in one raw system call
 	}
 	ifi, err := net.InterfaceByName(c.name)
 	if err != nil {

@@ -41,7 +41,7 @@ func main() {
 	phases := flag.String("phases", "takeover,load,arp", "phases to run (comma separated)")
 	period := flag.Duration("period", time.Millisecond, "takeover phase: the client's echo period")
 	window := flag.Duration("window", 30*time.Second, "rest phase: the measuring window")
-	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words")
+	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words (=name: exactly that name)")
 	flag.Parse()
 	// SIGINT or SIGTERM end the phase in progress early, so that every
 	// namespace, nft table and process is still removed.

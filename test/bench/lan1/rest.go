@@ -116,10 +116,25 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 	if err != nil {
 		return err
 	}
+	ivs, floorPids, stopFloors, err := startFloors(set)
+	if err != nil {
+		return err
+	}
+	defer stopFloors()
 	time.Sleep(5 * time.Second) // past the start
 	load0, began := loadAvg(), time.Now().UTC()
 	res := make([]restResult, len(beds))
+	floors := make([]restResult, len(floorPids))
 	var wg sync.WaitGroup
+	for i, p := range floorPids {
+		wg.Go(func() {
+			t0, cs0, start := cpuTicks(p), ctxSwitches(p), time.Now()
+			time.Sleep(window)
+			el := time.Since(start)
+			floors[i].cpu[0] = float64(cpuTicks(p)-t0) / clkTck / el.Seconds()
+			floors[i].switches[0] = float64(ctxSwitches(p)-cs0) / el.Seconds()
+		})
+	}
 	for i, b := range beds {
 		wg.Go(func() {
 			r := &res[i]
@@ -170,6 +185,9 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 		}
 		fmt.Fprintf(out, "| %s | %d | %.2f%% | %.2f%% | %.0f, %.0f | %s (%s) | %s (%s) | %s | %s |\n", set[i].Name, r.procs,
 			100*r.cpu[0], 100*r.cpu[1], r.switches[0], r.switches[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
+	}
+	for i, f := range floors {
+		fmt.Fprintln(out, floorRow(ivs[i], f.cpu[0], f.switches[0]))
 	}
 	return nil
 }

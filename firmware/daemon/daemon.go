@@ -464,7 +464,10 @@ func (d *Daemon) apply(acts []engine.Action) {
 				d.queue(engine.EpochReserved{Epoch: a.Epoch, Err: d.writeEpoch(a.Epoch)})
 			})
 		case engine.PersistEpoch:
-			if err := d.writeEpoch(a.Epoch); err != nil {
+			t0 := time.Now()
+			err := d.writeEpoch(a.Epoch)
+			d.log.Debug("epoch persisted", "epoch", a.Epoch, "took", time.Since(t0))
+			if err != nil {
 				// Nothing may act on an epoch that is not on disk: a
 				// promotion is abandoned whole (no address, no frame
 				// announcing it, no mirror source, no hook).
@@ -478,7 +481,9 @@ func (d *Daemon) apply(acts []engine.Action) {
 				d.deferred = append(d.deferred, engine.FaultChanged{Reason: faultStateDir, Active: true})
 			}
 		case engine.ClaimAddress:
+			t0 := time.Now()
 			d.claimAddress()
+			d.log.Debug("address claim done", "took", time.Since(t0))
 		case engine.ReleaseAddress:
 			d.releaseAddress()
 		case engine.Send:

@@ -2,31 +2,19 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The floor of the rest phase: what merely waking up every interval costs
-// on this machine, measured beside the daemons. A process (this command,
-// run again with -floor) sleeps one interval at a time with a raw
-// nanosleep on a locked thread and does nothing else; a heartbeat daemon
+// on this machine, measured beside the daemons. A single-threaded process
+// (perl, Time::HiRes: one nanosleep per interval) sleeps one interval at a
+// time and does nothing else; a Go process would add its runtime's
+// monitor thread, which polls while a goroutine runs. A heartbeat daemon
 // wakes at least that often to send, and as often again to receive. On a
 // virtual machine a wake-up can cost tens of microseconds of CPU time, so
 // the daemons' figures are read against this one.
-
-// floorMain is the -floor child: sleep iv at a time until killed.
-func floorMain(iv time.Duration) {
-	runtime.LockOSThread()
-	ts := unix.NsecToTimespec(int64(iv))
-	for {
-		_ = unix.Nanosleep(&ts, nil)
-	}
-}
 
 // startFloors starts a -floor child per distinct interval of set's
 // Pairguard settings (the default interval for 0).
@@ -43,10 +31,6 @@ func startFloors(set []Setting) (ivs []time.Duration, pids []int, stop func(), e
 			ivs = append(ivs, iv)
 		}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, func() {}, err
-	}
 	var cmds []*exec.Cmd
 	stop = func() {
 		for _, c := range cmds {
@@ -55,7 +39,7 @@ func startFloors(set []Setting) (ivs []time.Duration, pids []int, stop func(), e
 		}
 	}
 	for _, iv := range ivs {
-		c := exec.Command(self, "-floor", iv.String())
+		c := exec.Command("perl", "-MTime::HiRes=sleep", "-e", fmt.Sprintf("sleep(%g) while 1", iv.Seconds()))
 		if err := c.Start(); err != nil {
 			stop()
 			return nil, nil, func() {}, err
@@ -67,5 +51,5 @@ func startFloors(set []Setting) (ivs []time.Duration, pids []int, stop func(), e
 }
 
 func floorRow(iv time.Duration, cpu, switches float64) string {
-	return fmt.Sprintf("| floor: a thread that only sleeps %v at a time (raw nanosleep) | 1 | %.2f%% | | %.0f | | | | |", iv, 100*cpu, switches)
+	return fmt.Sprintf("| floor: a process that only sleeps %v at a time (perl, nanosleep) | 1 | %.2f%% | | %.0f | | | | |", iv, 100*cpu, switches)
 }

@@ -42,11 +42,7 @@ func main() {
 	period := flag.Duration("period", time.Millisecond, "takeover phase: the client's echo period")
 	window := flag.Duration("window", 30*time.Second, "rest phase: the measuring window")
 	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words (=name: exactly that name)")
-	floor := flag.Duration("floor", 0, "internal (rest phase): only sleep this interval at a time, for ever")
 	flag.Parse()
-	if *floor > 0 {
-		floorMain(*floor)
-	}
 	// SIGINT or SIGTERM end the phase in progress early, so that every
 	// namespace, nft table and process is still removed.
 	sigs := make(chan os.Signal, 1)

@@ -286,12 +286,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.logbook("start", fmt.Sprintf("pairguard %s, node %s (%016x), boot %d", Version, d.cfg.NodeName, d.nodeID, d.bootID))
 	d.apply(d.eng.Start(d.mono()))
 
-	tick := time.NewTicker(tickFor(d.cfg.Engine.Interval))
-	defer tick.Stop()
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
 	wake := newWakeTimer(loopCtx, d)
 	defer wake.close()
+	wake.arm(d)
 	var shutdown <-chan time.Time
 	stopping := false
 	done := ctx.Done()
@@ -306,11 +305,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-shutdown:
 			d.log.Warn("handover did not finish in time; releasing the address")
 			return d.finish()
-		case <-tick.C:
-			d.apply(d.eng.Tick(d.mono()))
-			d.pairTick()
-		case <-wake.c:
-			wake.fired()
+		case <-wake.c: // the engine's next due time or the regular tick
+			wake.fired(d)
 			d.apply(d.eng.Tick(d.mono()))
 			d.pairTick()
 		case <-second.C:
@@ -408,7 +404,8 @@ func (d *Daemon) finish() error {
 	return errors.Join(errs...)
 }
 
-// tickFor returns the loop's tick: four heartbeat intervals, between
+// tickFor returns the loop's regular tick (the wake timer goes off for it
+// too, wake.go): four heartbeat intervals, between
 // 20 ms and 100 ms. Heartbeats, the peer's failover-time and the end of an
 // arbiter lease do not wait for it (the wake timer, wake.go); it covers
 // the engine's other waits (connection-wait-time, elections, alarms), and

@@ -15,9 +15,14 @@ import (
 // the Go runtime then holds no timer for it, and its monitor thread
 // (sysmon), which wakes up for every runtime timer that expires while the
 // daemon is idle, sleeps through the heartbeats. Elsewhere a time.Timer.
+//
+// It also goes off for the loop's regular tick (tickFor), which covers the
+// engine's other waits: one timer, so that the runtime holds none that
+// expires more often than once a second.
 type wakeTimer struct {
-	c  chan struct{} // a token when the timer went off
-	at time.Duration // engine time the timer is set for (0: stopped)
+	c    chan struct{} // a token when the timer went off
+	at   time.Duration // engine time the timer is set for (0: stopped)
+	tick time.Duration // engine time of the next regular tick
 	clock
 }
 
@@ -44,9 +49,16 @@ func (w *wakeTimer) fire() {
 	}
 }
 
-// arm sets the timer for the engine's next due time, if it changed.
+// arm sets the timer for the engine's next due time or the next regular
+// tick, whichever comes first, if that changed.
 func (w *wakeTimer) arm(d *Daemon) {
+	if w.tick == 0 {
+		w.tick = d.mono() + tickFor(d.cfg.Engine.Interval)
+	}
 	due := d.eng.NextDue()
+	if due == 0 || w.tick < due {
+		due = w.tick
+	}
 	if due == w.at {
 		return
 	}
@@ -61,8 +73,14 @@ func (w *wakeTimer) arm(d *Daemon) {
 	}
 }
 
-// fired is called when the timer's token was taken.
-func (w *wakeTimer) fired() { w.at = 0 }
+// fired is called when the timer's token was taken; the regular tick
+// moves on once it is due.
+func (w *wakeTimer) fired(d *Daemon) {
+	w.at = 0
+	if now := d.mono(); now >= w.tick {
+		w.tick = now + tickFor(d.cfg.Engine.Interval)
+	}
+}
 
 // goTimer is the portable clock: a time.Timer.
 type goTimer struct{ t *time.Timer }

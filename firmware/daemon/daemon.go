@@ -235,7 +235,6 @@ func (d *Daemon) mono() time.Duration { return time.Since(d.start) }
 // to its peer (or releases the address) before Run returns. Every goroutine
 // Run starts has ended when it returns.
 func (d *Daemon) Run(ctx context.Context) error {
-	defer d.realtime("loop")()
 	d.cleanStaleAddress()
 	loopCtx, stopAll := context.WithCancel(context.Background())
 	d.ctx = loopCtx

@@ -32,6 +32,8 @@ const (
 	procsBusy = 0.25
 	// procsQuiet is how many quiet periods in a row bring one processor back.
 	procsQuiet = 5
+	// rtEvery is how often the threads are set real-time again while quiet.
+	rtEvery = 5 * time.Second
 )
 
 // procsFor returns the processors the daemon runs Go code on: all of them
@@ -82,17 +84,30 @@ func cpuTime() time.Duration {
 
 // goTuneProcs fits GOMAXPROCS every procsEvery, off the loop (the mirror's
 // Status may wait for a lock of a round), and puts it back when ctx ends.
+//
+// With [heartbeat] rt-priority the same verdict makes every thread
+// real-time while quiet and normal while busy (rt_linux.go); the threads
+// are set again every rtEvery for those the runtime started since.
 func (d *Daemon) goTuneProcs(ctx context.Context) {
 	all := runtime.GOMAXPROCS(0)
-	if os.Getenv("GOMAXPROCS") != "" || all == 1 {
+	tune := os.Getenv("GOMAXPROCS") == "" && all > 1
+	rt := d.cfg.Heartbeat.RTPriority > 0
+	if !tune && !rt {
 		return
 	}
 	_, online := d.mirror.(*onlineMirror)
 	d.wg.Go(func() {
 		t := time.NewTicker(procsEvery)
 		defer t.Stop()
-		p := &procsTuner{all: all, cur: all, lastCPU: cpuTime(), lastAt: time.Now()}
-		defer func() { runtime.GOMAXPROCS(all) }()
+		// Busy at the start: real-time once quiet.
+		p := &procsTuner{all: max(all, 2), cur: max(all, 2), lastCPU: cpuTime(), lastAt: time.Now()}
+		defer func() {
+			if tune {
+				runtime.GOMAXPROCS(all)
+			}
+			d.threadsRealtime(false)
+		}()
+		var sinceRT time.Duration
 		for {
 			select {
 			case <-ctx.Done():
@@ -102,10 +117,18 @@ func (d *Daemon) goTuneProcs(ctx context.Context) {
 			now, c := time.Now(), cpuTime()
 			cpu := float64(c-p.lastCPU) / float64(now.Sub(p.lastAt))
 			p.lastCPU, p.lastAt = c, now
-			if n := p.next(procsFor(d.mirror.Status(), online, cpu, all)); n != p.cur {
-				runtime.GOMAXPROCS(n)
-				d.log.Debug("processors for Go code", "gomaxprocs", n, "cpu", cpu)
+			n := p.next(procsFor(d.mirror.Status(), online, cpu, p.all))
+			if n != p.cur {
+				if tune {
+					runtime.GOMAXPROCS(min(n, all))
+				}
+				d.log.Debug("processors for Go code", "gomaxprocs", min(n, all), "cpu", cpu, "real-time", rt && n == 1)
 				p.cur = n
+				d.threadsRealtime(n == 1)
+				sinceRT = 0
+			} else if sinceRT += procsEvery; rt && n == 1 && sinceRT >= rtEvery {
+				d.threadsRealtime(true)
+				sinceRT = 0
 			}
 		}
 	})

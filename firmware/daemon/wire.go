@@ -103,7 +103,6 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		defer d.realtime("receive " + path.String())()
 		// Longer payloads are not frames; Recv reports them truncated.
 		buf := make([]byte, max(frame.MaxLen, frame.PairMaxLen))
 		var software string // the peer's software of the last frame (see decode)

@@ -45,6 +45,7 @@ type conn struct {
 	rmu    sync.Mutex
 	rbuf   []byte // the frame being received; VLAN tags are removed by the kernel
 	rn     int
+	src    net.HardwareAddr // the source of the frame Recv returned last
 	rerr   error
 	readFn func(fd uintptr) bool // c.read, bound once
 }
@@ -347,10 +348,12 @@ func (c *conn) Recv(buf []byte) (int, net.HardwareAddr, error) {
 		// longer than rbuf (the MTU grew since the socket was opened).
 		payload := b[headerLen:]
 		m := copy(buf, payload)
+		// The source lives in c.src until the next Recv: no allocation.
+		c.src = append(c.src[:0], src...)
 		if full := c.rn - headerLen; m < full {
-			return m, bytes.Clone(src), fmt.Errorf("rawether: recv on %s: %w: %d bytes, buffer %d", c.name, ErrTruncated, full, len(buf))
+			return m, c.src, fmt.Errorf("rawether: recv on %s: %w: %d bytes, buffer %d", c.name, ErrTruncated, full, len(buf))
 		}
-		return m, bytes.Clone(src), nil
+		return m, c.src, nil
 	}
 }
 

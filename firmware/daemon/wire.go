@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -163,12 +164,19 @@ func (d *Daemon) toLoop(ctx context.Context, r received) bool {
 // It reports whether the loop must see the result. software holds the
 // software version of the receiver's last frame: a frame that says the
 // same reuses the string, so decoding allocates nothing.
+//
+// src is the receiver's (valid until its next Recv): the loop gets a copy
+// only where it uses it, for a capture or a pairing message.
 func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr, software *string) (received, bool) {
-	r := received{path: path, src: src}
+	r := received{path: path}
 	if d.capturing.Load() { // only while a capture runs
 		r.raw = append([]byte(nil), b...)
+		r.src = slices.Clone(src)
 	}
 	if frame.IsPairFrame(b) {
+		if r.src == nil {
+			r.src = slices.Clone(src)
+		}
 		return d.decodePair(r, b) // never to the engine
 	}
 	key := d.key.Load()

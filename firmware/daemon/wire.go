@@ -248,7 +248,7 @@ func (d *Daemon) receive(r received) {
 	case r.version != 0:
 		d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: r.version}))
 	case r.ok:
-		d.apply(d.countDrops(d.eng.Step(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)})))
+		d.apply(d.countDrops(d.eng.StepFrame(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)})))
 	}
 }
 
@@ -381,7 +381,9 @@ func (d *Daemon) send(a engine.Send) {
 				d.log.Info("heartbeats go out again", "path", p.path)
 			}
 			d.frames.Sent.Add(1)
-			d.feedCaptures(p.path, p.c.Addr(), b, true)
+			if len(d.captures) > 0 { // Addr returns a copy: only when used
+				d.feedCaptures(p.path, p.c.Addr(), b, true)
+			}
 		}
 	}
 }

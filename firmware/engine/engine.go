@@ -319,6 +319,18 @@ func (e *Engine) eligible() bool {
 }
 
 // Step feeds one event to the engine and returns the actions it causes.
+// StepFrame is Step for a FrameReceived, without putting the frame in an
+// Event interface (a heap allocation for every heartbeat received).
+func (e *Engine) StepFrame(now time.Duration, ev FrameReceived) []Action {
+	e.now = now
+	if e.role == RoleStandalone {
+		return nil
+	}
+	e.stepFrame(ev)
+	e.evaluate()
+	return e.flush()
+}
+
 func (e *Engine) Step(now time.Duration, ev Event) []Action {
 	e.now = now
 	if e.role == RoleStandalone {

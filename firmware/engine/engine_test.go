@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+
 	"errors"
 	"slices"
 	"strings"
@@ -323,5 +325,26 @@ func TestShutdown(t *testing.T) {
 	s.step(1, CommandIssued{Cmd: CmdShutdown})
 	if s.role(1) != RoleSecondary || s.nodes[1].holds {
 		t.Fatalf("lone primary on shutdown: %s holds %v", s.role(1), s.nodes[1].holds)
+	}
+}
+
+// StepFrame does what Step does with the same frame.
+func TestStepFrameIsStep(t *testing.T) {
+	a, _ := New(testConfig(ModeSpare, 2), 0, 0)
+	b, _ := New(testConfig(ModeSpare, 2), 0, 0)
+	a.Start(0)
+	b.Start(0)
+	peer := PeerInfo{Kind: FrameHeartbeat, NodeID: 1, BootID: 1, Nonce: 5, Echo: a.cfg.Nonce, Mode: ModeMain,
+		Role: RolePrimary, Preferred: true, Eligible: true, Epoch: 1, Data: DataUpToDate, Software: "1.0.0"}
+	for i, now := range []time.Duration{time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond} {
+		peer.Seq = uint64(i + 1)
+		ev := FrameReceived{Path: PathLAN2, Peer: peer}
+		got, want := a.StepFrame(now, ev), b.Step(now, ev)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("at %v: StepFrame %v, Step %v", now, got, want)
+		}
+	}
+	if sa, sb := a.Status(), b.Status(); fmt.Sprint(sa) != fmt.Sprint(sb) {
+		t.Fatalf("status after StepFrame %+v, after Step %+v", sa, sb)
 	}
 }

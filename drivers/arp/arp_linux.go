@@ -156,6 +156,48 @@ func (r *reader) closeLater() {
 	go r.close()
 }
 
+// fineWait is the wait below which readUntil waits in ppoll(2), whose
+// timeout the kernel keeps to tens of microseconds, rather than on the
+// poller's millisecond deadline. The calling goroutine's thread blocks
+// for at most that long.
+const fineWait = 3 * time.Millisecond
+
+// readFine waits up to d for a packet and reads it into r.buf; it returns
+// -1 when none came.
+func (r *reader) readFine(d time.Duration) (int, error) {
+	rc, err := r.c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	n := -1
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ts := unix.NsecToTimespec(int64(max(d, 0)))
+		for { // ppoll writes the time left into ts
+			var k int
+			k, serr = unix.Ppoll(fds, &ts, nil)
+			if serr == unix.EINTR {
+				continue
+			}
+			if serr != nil || k == 0 {
+				return
+			}
+			break
+		}
+		n, _, serr = unix.Recvfrom(int(fd), r.buf, unix.MSG_DONTWAIT)
+		if serr == unix.EAGAIN {
+			n, serr = -1, nil
+		}
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("arp: read: %w", serr)
+	}
+	return n, nil
+}
+
 // readUntil reads ARP packets until deadline, returning the first for which
 // match is true, or nil when the deadline passes. It returns ctx's error
 // when ctx ends first.
@@ -169,7 +211,24 @@ func (r *reader) readUntil(ctx context.Context, deadline time.Time, match func(*
 		return nil, err
 	}
 	for {
-		n, _, err := r.c.ReadFrom(r.buf)
+		var n int
+		var err error
+		if rem := time.Until(deadline); rem < fineWait {
+			// The poller's deadlines are kept to the millisecond
+			// (epoll_pwait), too coarse for the last stretch of a probe:
+			// at 2 ms heartbeats the probe listens for 1.2 ms in all.
+			// A packet that came in time is read even when the deadline
+			// has passed since.
+			n, err = r.readFine(rem)
+			if err == nil && n < 0 {
+				if cerr := ctx.Err(); cerr != nil {
+					return nil, cerr
+				}
+				return nil, nil
+			}
+		} else {
+			n, _, err = r.c.ReadFrom(r.buf)
+		}
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, cerr

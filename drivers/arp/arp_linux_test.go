@@ -107,6 +107,21 @@ func TestProbeNetns(t *testing.T) {
 			t.Errorf("Probe(%s) = in use by %v; want free", freeAddr, holder)
 		}
 		t.Logf("probe of a free address (%d × %v) took %v", count, interval, took)
+
+		// Sub-millisecond probes (2 ms heartbeats) wait in ppoll, not on
+		// the poller's deadline: a held address is still found, and a
+		// free one is listened to for the whole probe.
+		const short = 600 * time.Microsecond
+		if inUse, holder, err := c.Probe(ctx, heldAddr, 2, short); err != nil || !inUse || holder.String() != p.bMAC.String() {
+			t.Errorf("Probe(%s, 2 × %v) = %t, %v, %v; want in use by %v", heldAddr, short, inUse, holder, err, p.bMAC)
+		}
+		start = time.Now()
+		if inUse, _, err := c.Probe(ctx, freeAddr, 2, short); err != nil || inUse {
+			t.Errorf("Probe(%s, 2 × %v) = %t, %v; want free", freeAddr, short, inUse, err)
+		}
+		if took := time.Since(start); took < 2*short {
+			t.Errorf("probe of a free address (2 × %v) took %v, less than the probe", short, took)
+		}
 		if took < count*interval || took > count*interval+100*time.Millisecond*slack {
 			t.Errorf("probe of a free address took %v, want about %v", took, count*interval)
 		}

@@ -97,8 +97,9 @@ type Conn interface {
 	// frame from Addr(). It is safe to call from several goroutines.
 	Send(dst net.HardwareAddr, payload []byte) error
 	// Recv blocks until a frame arrives, copies its payload into buf and
-	// returns the payload length and the sender's MAC. The payload may
-	// carry Ethernet padding. Recv returns an error wrapping
+	// returns the payload length and the sender's MAC, which is valid
+	// until the next Recv (clone it to keep it: no allocation per frame).
+	// The payload may carry Ethernet padding. Recv returns an error wrapping
 	// os.ErrDeadlineExceeded after the read deadline and net.ErrClosed
 	// after Close. Frames this Conn sent itself are not received.
 	Recv(buf []byte) (n int, src net.HardwareAddr, err error)

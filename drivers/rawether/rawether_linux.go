@@ -45,6 +45,7 @@ type conn struct {
 	rmu    sync.Mutex
 	rbuf   []byte // the frame being received; VLAN tags are removed by the kernel
 	rn     int
+	src    net.HardwareAddr // the source of the frame Recv returned last
 	rerr   error
 	readFn func(fd uintptr) bool // c.read, bound once
 }
@@ -178,6 +179,30 @@ func assemble(etherType uint16, f *Filter) ([]bpf.RawInstruction, error) {
 	return bpf.Assemble(prog)
 }
 
+// indexNow returns the index of the interface now named name (SIOCGIFINDEX
+// on the socket), or -1. The ioctl is a raw system call that neither
+// allocates nor wakes the Go scheduler's monitor thread: the receivers
+// call Refresh twice a second, and net.InterfaceByName's netlink dump
+// (five system calls the scheduler sees) kept that thread busy.
+func (s *sock) indexNow(name string) int {
+	var req struct {
+		name  [unix.IFNAMSIZ]byte
+		index int32
+		_     [20]byte // the rest of struct ifreq
+	}
+	if len(name) >= len(req.name) {
+		return -1
+	}
+	copy(req.name[:], name)
+	var errno syscall.Errno
+	if err := s.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.RawSyscall(unix.SYS_IOCTL, fd, unix.SIOCGIFINDEX, uintptr(unsafe.Pointer(&req)))
+	}); err != nil || errno != 0 {
+		return -1
+	}
+	return int(req.index)
+}
+
 // cur returns the current socket.
 func (c *conn) cur() *sock {
 	c.smu.Lock()
@@ -194,6 +219,9 @@ func (c *conn) Refresh() (bool, error) {
 	defer c.smu.Unlock()
 	if c.closed.Load() {
 		return false, fmt.Errorf("rawether: refresh %s: %w", c.name, net.ErrClosed)
+	}
+	if c.s.indexNow(c.name) == c.s.index {
+		return false, nil // the usual case, in one raw system call
 	}
 	ifi, err := net.InterfaceByName(c.name)
 	if err != nil {
@@ -268,12 +296,26 @@ func (c *conn) closedErr(err error) error {
 
 // write runs inside RawConn.Write; it returns false to wait for the socket
 // to become writable.
+//
+// The socket is non-blocking, so write(2) never sleeps: it is made as a
+// raw system call, which the Go scheduler does not see. A system call the
+// scheduler sees (syscall.Syscall) wakes its monitor thread (sysmon) when
+// that sleeps, and sets it polling every 20 µs for a millisecond; at 2 ms
+// heartbeats that was a third of the daemon's CPU time (test/bench/lan1
+// -phases rest, issue 15).
 func (c *conn) write(fd uintptr) bool {
-	_, err := unix.Write(int(fd), c.wbuf)
-	if err == unix.EAGAIN || err == unix.EINTR {
+	var p unsafe.Pointer
+	if len(c.wbuf) > 0 {
+		p = unsafe.Pointer(&c.wbuf[0])
+	}
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(p), uintptr(len(c.wbuf)))
+	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return false
 	}
-	c.werr = err
+	c.werr = nil
+	if errno != 0 {
+		c.werr = errno
+	}
 	return true
 }
 
@@ -306,18 +348,22 @@ func (c *conn) Recv(buf []byte) (int, net.HardwareAddr, error) {
 		// longer than rbuf (the MTU grew since the socket was opened).
 		payload := b[headerLen:]
 		m := copy(buf, payload)
+		// The source lives in c.src until the next Recv: no allocation.
+		c.src = append(c.src[:0], src...)
 		if full := c.rn - headerLen; m < full {
-			return m, bytes.Clone(src), fmt.Errorf("rawether: recv on %s: %w: %d bytes, buffer %d", c.name, ErrTruncated, full, len(buf))
+			return m, c.src, fmt.Errorf("rawether: recv on %s: %w: %d bytes, buffer %d", c.name, ErrTruncated, full, len(buf))
 		}
-		return m, bytes.Clone(src), nil
+		return m, c.src, nil
 	}
 }
 
 // read runs inside RawConn.Read; it returns false to wait for a frame.
 // MSG_TRUNC makes recvfrom return the frame's length even when it did not
-// fit; the raw system call avoids the allocation of a source address.
+// fit; the raw system call avoids the allocation of a source address, and
+// RawSyscall6 keeps the scheduler's monitor asleep (see write): the socket
+// is non-blocking, recvfrom never sleeps.
 func (c *conn) read(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), unix.MSG_TRUNC, 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), unix.MSG_TRUNC, 0, 0)
 	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return false
 	}

@@ -4,10 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/pairguard/pairguard/firmware/engine"
+	"github.com/pairguard/pairguard/firmware/frame"
 )
 
 // nopConn is a failover line that takes every frame and delivers none.
@@ -23,7 +25,7 @@ func (c *nopConn) Recv([]byte) (int, net.HardwareAddr, error) {
 	return 0, nil, net.ErrClosed
 }
 func (c *nopConn) SetReadDeadline(time.Time) error { return nil }
-func (c *nopConn) Addr() net.HardwareAddr          { return nopMAC }
+func (c *nopConn) Addr() net.HardwareAddr          { return slices.Clone(nopMAC) } // a copy, as rawether's
 func (c *nopConn) Refresh() (bool, error)          { return false, nil }
 func (c *nopConn) Close() error                    { return nil }
 
@@ -64,5 +66,54 @@ func TestNoAllocationPerFrame(t *testing.T) {
 	send, recv := allocsPerFrame(t)
 	if send != 0 || recv != 0 {
 		t.Errorf("allocations per frame: send %v, receive %v; want 0", send, recv)
+	}
+}
+
+// The loop's part of a received heartbeat: the engine's step and the
+// actions it returns. (A heartbeat falling due still costs the engine two
+// small allocations: its action list and the Send in it.)
+func TestLoopAllocsPerFrame(t *testing.T) {
+	cfg := testConfig(t, "main", t.TempDir())
+	lan2, lan1 := &nopConn{}, &nopConn{}
+	d, err := New(cfg, Deps{LAN2: lan2, LAN1: lan1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.apply(d.eng.Start(d.mono()))
+	info := engine.PeerInfo{Kind: engine.FrameHeartbeat, NodeID: 7, BootID: 1, Nonce: 9, Mode: engine.ModeSpare,
+		Role: engine.RoleSecondary, Epoch: 0, Data: engine.DataUpToDate, Software: Version}
+	f := frameFrom(info, d.key.Load().PairID())
+	var seq uint64
+	var buf []byte
+	var software string
+	src := mac(7)
+	step := func() {
+		seq++
+		f.Seq = seq
+		buf, _ = f.AppendBinary(buf[:0], d.key.Load())
+		r, ok := d.decode(engine.PathLAN2, buf, src, &software)
+		if !ok {
+			t.Fatal("frame refused")
+		}
+		d.receive(r)
+	}
+	for range 50 { // past the first frames (the peer comes up, echoes)
+		step()
+	}
+	// Echo this node's nonce (from its last frame), so that the frames
+	// are fresh and the engine takes them.
+	var own frame.Frame
+	if err := frame.Decode(lan2.last, d.key.Load(), &own); err != nil {
+		t.Fatal(err)
+	}
+	f.Echo = own.Nonce
+	for range 50 {
+		step()
+	}
+	if st := d.eng.Status(); st.Peer.State != engine.PeerUp {
+		t.Fatalf("peer %v, want up", st.Peer.State)
+	}
+	if n := testing.AllocsPerRun(200, step); n != 0 {
+		t.Errorf("allocations per received frame on the loop: %v, want 0", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -11,7 +12,7 @@ import (
 	"github.com/pairguard/pairguard/firmware/config"
 )
 
-func TestRealtime(t *testing.T) {
+func TestThreadsRealtime(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SCHED_FIFO needs root (CAP_SYS_NICE)")
 	}
@@ -19,35 +20,25 @@ func TestRealtime(t *testing.T) {
 	cfg := &config.Config{Nice: &nice}
 	cfg.Heartbeat.RTPriority = 7
 	d := &Daemon{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	done := make(chan error, 1)
-	go func() {
-		undo := d.realtime("test")
-		tid := unix.Gettid()
-		pol, prio, err := schedPolicy(tid)
-		if err == nil && (pol != unix.SCHED_FIFO || prio != 7) {
-			t.Errorf("while real-time: policy %d priority %d, want SCHED_FIFO 7", pol, prio)
-		}
-		undo()
-		a, err2 := unix.SchedGetAttr(tid, 0)
-		if err2 == nil && (a.Policy != 0 || a.Nice != 5) {
-			t.Errorf("after undo: policy %d nice %d, want SCHED_OTHER at nice 5", a.Policy, a.Nice)
-		}
-		done <- err
-	}()
-	if err := <-done; err != nil {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	d.threadsRealtime(true)
+	a, err := unix.SchedGetAttr(tid, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Off: the thread keeps its scheduling.
+	if a.Policy != unix.SCHED_FIFO || a.Priority != 7 || a.Flags&unix.SCHED_FLAG_RESET_ON_FORK == 0 {
+		t.Errorf("while real-time: policy %d priority %d flags %#x, want SCHED_FIFO 7 with reset-on-fork", a.Policy, a.Priority, a.Flags)
+	}
+	d.threadsRealtime(false)
+	if a, err := unix.SchedGetAttr(tid, 0); err != nil || a.Policy != 0 || a.Nice != 5 {
+		t.Errorf("after: policy %d nice %d (%v), want SCHED_OTHER at nice 5", a.Policy, a.Nice, err)
+	}
+	// Off: the threads keep their scheduling.
 	cfg.Heartbeat.RTPriority = 0
-	go func() {
-		d.realtime("off")()
-		pol, _, err := schedPolicy(unix.Gettid())
-		if err == nil && pol != 0 {
-			t.Errorf("rt-priority 0 changed the policy to %d", pol)
-		}
-		done <- err
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	d.threadsRealtime(true)
+	if pol, _, err := schedPolicy(tid); err != nil || pol != 0 {
+		t.Errorf("rt-priority 0 changed the policy to %d (%v)", pol, err)
 	}
 }

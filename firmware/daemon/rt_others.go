@@ -2,5 +2,5 @@
 
 package daemon
 
-// realtime does nothing outside Linux.
-func (d *Daemon) realtime(string) (undo func()) { return func() {} }
+// threadsRealtime does nothing outside Linux.
+func (d *Daemon) threadsRealtime(bool) {}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -105,7 +106,6 @@ func (d *Daemon) goRecv(ctx context.Context, c rawether.Conn, path engine.Path) 
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		defer d.realtime("receive " + path.String())()
 		// Longer payloads are not frames; Recv reports them truncated.
 		buf := make([]byte, max(frame.MaxLen, frame.PairMaxLen))
 		var software string // the peer's software of the last frame (see decode)
@@ -166,12 +166,19 @@ func (d *Daemon) toLoop(ctx context.Context, r received) bool {
 // It reports whether the loop must see the result. software holds the
 // software version of the receiver's last frame: a frame that says the
 // same reuses the string, so decoding allocates nothing.
+//
+// src is the receiver's (valid until its next Recv): the loop gets a copy
+// only where it uses it, for a capture or a pairing message.
 func (d *Daemon) decode(path engine.Path, b []byte, src net.HardwareAddr, software *string) (received, bool) {
-	r := received{path: path, src: src}
+	r := received{path: path}
 	if d.capturing.Load() { // only while a capture runs
 		r.raw = append([]byte(nil), b...)
+		r.src = slices.Clone(src)
 	}
 	if frame.IsPairFrame(b) {
+		if r.src == nil {
+			r.src = slices.Clone(src)
+		}
 		return d.decodePair(r, b) // never to the engine
 	}
 	if frame.IsSettingsFrame(b) {
@@ -248,7 +255,7 @@ func (d *Daemon) receive(r received) {
 	case r.version != 0:
 		d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: r.version}))
 	case r.ok:
-		d.apply(d.countDrops(d.eng.Step(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)})))
+		d.apply(d.countDrops(d.eng.StepFrame(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)})))
 	}
 }
 
@@ -381,7 +388,9 @@ func (d *Daemon) send(a engine.Send) {
 				d.log.Info("heartbeats go out again", "path", p.path)
 			}
 			d.frames.Sent.Add(1)
-			d.feedCaptures(p.path, p.c.Addr(), b, true)
+			if len(d.captures) > 0 { // Addr returns a copy: only when used
+				d.feedCaptures(p.path, p.c.Addr(), b, true)
+			}
 		}
 	}
 }

@@ -30,6 +30,13 @@ func (e *Engine) NextDue() time.Duration {
 		silentSince = e.heardLAN1
 	}
 	at(silentSince + e.cfg.FailoverTime)
+	// The failover line alone falls silent (failover-line-down, and a
+	// takeover with on-line-loss = "takeover"): not a tick later either.
+	if e.everLAN2 {
+		at(e.heardLAN2 + e.cfg.FailoverTime)
+	} else {
+		at(e.roleSince + e.cfg.FailoverTime)
+	}
 	if e.role == RoleSecondary {
 		at(silentSince + e.cfg.FailoverTime - 2*e.cfg.ProbeTimeout)
 	}

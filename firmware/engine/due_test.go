@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"testing"
 )
 
@@ -72,5 +74,57 @@ func TestProbeAnsweredByTheDyingPeer(t *testing.T) {
 	}
 	if got, limit := s.now-cut, cfg.FailoverTime+3*cfg.ProbeTimeout; got > limit {
 		t.Errorf("took over %v after the main's last frame, want at most %v", got, limit)
+	}
+}
+
+// walkDue advances both nodes from event to event only: a delivery, or a
+// node's NextDue. The daemon ticks its engine no more often than that (and
+// its regular tick, which this leaves out).
+func (s *sim) walkDue(until time.Duration, stop func() bool) {
+	for s.now < until && !stop() {
+		next := until
+		for _, n := range s.nodes {
+			if due := n.e.NextDue(); !n.down && due > 0 && due < next {
+				next = due
+			}
+		}
+		for _, d := range s.queue {
+			next = min(next, max(d.at, s.now))
+		}
+		s.now = next
+		var later []delivery
+		for _, d := range s.queue {
+			if d.at <= s.now {
+				s.step(d.to, d.ev)
+			} else {
+				later = append(later, d)
+			}
+		}
+		s.queue = later
+		for i, n := range s.nodes {
+			if !n.down {
+				s.apply(i, n.e.Tick(s.now))
+			}
+		}
+	}
+}
+
+// A cut failover line with LAN 1 intact raises failover-line-down at
+// failover-time after the last LAN 2 frame, without waiting for a tick.
+func TestNextDueLAN2Silence(t *testing.T) {
+	s := formedPair(t)
+	sp := s.nodes[1]
+	s.lan1 = 30 * time.Millisecond // LAN 1 frames do not arrive in step with LAN 2's
+	s.run(time.Second)
+	s.cut[PathLAN2] = true
+	heard := sp.e.heardLAN2
+	s.walkDue(s.now+10*sp.cfg.FailoverTime, func() bool { return hasAlarm(sp.e.Status(), AlarmFailoverLineDown) })
+	if !hasAlarm(sp.e.Status(), AlarmFailoverLineDown) {
+		t.Fatalf("no failover-line-down walking NextDue\n%s", s.trace())
+	}
+	// The alarm also waits for a LAN 1 frame half a failover-time after
+	// the last LAN 2 one; LAN 1 heartbeats are lan1-interval apart.
+	if got, limit := s.now-heard, sp.cfg.FailoverTime; got > limit {
+		t.Fatalf("failover-line-down %v after the last LAN 2 frame, want at most %v", got, limit)
 	}
 }

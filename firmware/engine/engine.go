@@ -320,6 +320,18 @@ func (e *Engine) eligible() bool {
 }
 
 // Step feeds one event to the engine and returns the actions it causes.
+// StepFrame is Step for a FrameReceived, without putting the frame in an
+// Event interface (a heap allocation for every heartbeat received).
+func (e *Engine) StepFrame(now time.Duration, ev FrameReceived) []Action {
+	e.now = now
+	if e.role == RoleStandalone {
+		return nil
+	}
+	e.stepFrame(ev)
+	e.evaluate()
+	return e.flush()
+}
+
 func (e *Engine) Step(now time.Duration, ev Event) []Action {
 	e.now = now
 	if e.role == RoleStandalone {
@@ -960,10 +972,14 @@ func (e *Engine) clear(a Alarm) {
 	e.emit(AlarmCleared{Alarm: a}, Log{Kind: "alarm-cleared", Message: string(a)})
 }
 
-// heartbeats emits the heartbeats that fall due: often on LAN 2, less often on LAN 1.
+// heartbeats emits the heartbeats that fall due: often on LAN 2, less often
+// on LAN 1. A LAN 1 heartbeat that would fall due before the next LAN 2 one
+// goes out with this one, early (never late): both paths then cost one
+// wake-up, not two (at 2 ms, a LAN 1 interval of 2.4 ms woke the daemon
+// 917 times a second instead of 500).
 func (e *Engine) heartbeats() {
 	lan2 := e.now >= e.nextLAN2
-	lan1 := e.now >= e.nextLAN1
+	lan1 := e.now >= e.nextLAN1 || (lan2 && e.nextLAN1 < e.now+e.cfg.Interval)
 	if lan2 || lan1 {
 		e.sendHeartbeat(lan2, lan1)
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+
 	"errors"
 	"slices"
 	"strings"
@@ -155,6 +157,44 @@ func TestHeartbeatSchedule(t *testing.T) {
 	// 100 ms on LAN 2, 200 ms on LAN 1, plus the one at start.
 	if lan2 != 11 || lan1 != 6 {
 		t.Errorf("heartbeats in 1 s: lan2 %d lan1 %d, want 11 and 6", lan2, lan1)
+	}
+}
+
+// At 2 ms x 3 the LAN 1 interval (2/5 of failover-time, 2.4 ms) is not a
+// multiple of the LAN 2 interval: each LAN 1 heartbeat goes out with a LAN 2
+// one, early rather than late, so both paths cost the daemon one wake-up.
+func TestLAN1HeartbeatsRideWithLAN2(t *testing.T) {
+	cfg := testConfig(ModeMain, 1)
+	cfg.Interval, cfg.LAN1Interval, cfg.FailoverTime = 2*time.Millisecond, 2400*time.Microsecond, 6*time.Millisecond
+	cfg.ProbeTimeout = time.Millisecond
+	e, _ := New(cfg, 0, 0)
+	var sends, lan1 int
+	last1 := time.Duration(0)
+	check := func(now time.Duration, acts []Action) {
+		for _, a := range acts {
+			s, ok := a.(Send)
+			if !ok || s.Info.Kind != FrameHeartbeat {
+				continue
+			}
+			sends++
+			if s.LAN1 {
+				lan1++
+				if !s.LAN2 {
+					t.Errorf("%v: a LAN 1 heartbeat alone", now)
+				}
+				if gap := now - last1; gap > cfg.LAN1Interval {
+					t.Errorf("%v: LAN 1 heartbeats %v apart, more than %v", now, gap, cfg.LAN1Interval)
+				}
+				last1 = now
+			}
+		}
+	}
+	check(0, e.Start(0))
+	for now := 100 * time.Microsecond; now <= 100*time.Millisecond; now += 100 * time.Microsecond {
+		check(now, e.Tick(now))
+	}
+	if sends != 51 || lan1 != 51 {
+		t.Errorf("in 100 ms: %d sends, %d with LAN 1; want 51 and 51", sends, lan1)
 	}
 }
 
@@ -316,5 +356,26 @@ func TestShutdown(t *testing.T) {
 	}
 	if hook < 0 || export < hook {
 		t.Fatalf("to-secondary hook (waited) at %d, export dropped at %d: %v", hook, export, n.actions[from:])
+	}
+}
+
+// StepFrame does what Step does with the same frame.
+func TestStepFrameIsStep(t *testing.T) {
+	a, _ := New(testConfig(ModeSpare, 2), 0, 0)
+	b, _ := New(testConfig(ModeSpare, 2), 0, 0)
+	a.Start(0)
+	b.Start(0)
+	peer := PeerInfo{Kind: FrameHeartbeat, NodeID: 1, BootID: 1, Nonce: 5, Echo: a.cfg.Nonce, Mode: ModeMain,
+		Role: RolePrimary, Preferred: true, Eligible: true, Epoch: 1, Data: DataUpToDate, Software: "1.0.0"}
+	for i, now := range []time.Duration{time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond} {
+		peer.Seq = uint64(i + 1)
+		ev := FrameReceived{Path: PathLAN2, Peer: peer}
+		got, want := a.StepFrame(now, ev), b.Step(now, ev)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("at %v: StepFrame %v, Step %v", now, got, want)
+		}
+	}
+	if sa, sb := a.Status(), b.Status(); fmt.Sprint(sa) != fmt.Sprint(sb) {
+		t.Fatalf("status after StepFrame %+v, after Step %+v", sa, sb)
 	}
 }

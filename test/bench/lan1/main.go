@@ -40,14 +40,15 @@ func main() {
 	load := flag.Duration("load", 10*time.Minute, "duration of the load test")
 	phases := flag.String("phases", "takeover,load,arp", "phases to run (comma separated)")
 	period := flag.Duration("period", time.Millisecond, "takeover phase: the client's echo period")
-	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words")
+	window := flag.Duration("window", 30*time.Second, "rest phase: the measuring window")
+	only := flag.String("settings", "", "takeover, load and rest phases: only the settings whose name contains one of these comma-separated words (=name: exactly that name)")
 	flag.Parse()
 	// SIGINT or SIGTERM end the phase in progress early, so that every
 	// namespace, nft table and process is still removed.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sigs; close(stopping) }()
-	if err := run(*runs, *load, *period, *only, strings.Split(*phases, ","), os.Stdout); err != nil {
+	if err := run(*runs, *load, *period, *window, *only, strings.Split(*phases, ","), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "lan1:", err)
 		os.Exit(1)
 	}
@@ -96,7 +97,7 @@ var loadSettings = append(slices.Clone(settings),
 	Setting{Name: "keepalived advert_int 10ms, vrrp_priority -10", Impl: Keepalived, Interval: 10 * time.Millisecond, Nice: -10},
 )
 
-func run(runs int, load, period time.Duration, only string, phases []string, out io.Writer) error {
+func run(runs int, load, period, window time.Duration, only string, phases []string, out io.Writer) error {
 	if why := netns.Available(); why != "" {
 		return fmt.Errorf("%s", why)
 	}
@@ -121,7 +122,7 @@ func run(runs int, load, period time.Duration, only string, phases []string, out
 		case "arp":
 			err = arpPhase(dir, bin, out)
 		case "rest":
-			err = restPhase(dir, bin, 30*time.Second, only, out)
+			err = restPhase(dir, bin, window, only, out)
 		case "sync":
 			err = syncPhase(dir, bin, 512<<20, out)
 		case "flaplog":

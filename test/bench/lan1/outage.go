@@ -53,7 +53,7 @@ func pick(all []Setting, only string) []Setting {
 	var out []Setting
 	for _, s := range all {
 		for w := range strings.SplitSeq(only, ",") {
-			if w != "" && strings.Contains(s.Name, w) {
+			if exact, ok := strings.CutPrefix(w, "="); (ok && s.Name == exact) || (!ok && w != "" && strings.Contains(s.Name, w)) {
 				out = append(out, s)
 				break
 			}

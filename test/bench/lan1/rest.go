@@ -52,6 +52,25 @@ func cpuTicks(pid int) int64 {
 	return u + s
 }
 
+// ctxSwitches returns the context switches (voluntary and not) of all of
+// pid's threads: each is a thread going to sleep or being put off the CPU,
+// the main cost of a daemon that wakes up a thousand times a second.
+func ctxSwitches(pid int) int64 {
+	dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	var n int64
+	for _, p := range dirs {
+		b, _ := os.ReadFile(p)
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 2 && (f[0] == "voluntary_ctxt_switches:" || f[0] == "nonvoluntary_ctxt_switches:") {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
 // memKiB returns VmRSS, VmHWM and RssAnon of pid in KiB.
 func memKiB(pid int) (rss, hwm, anon int64) {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -83,6 +102,7 @@ func (b *Bed) daemonPath(n *netns.Node) string {
 
 type restResult struct {
 	cpu      [2]float64 // share of one core, main and spare
+	switches [2]float64 // context switches per second (all threads)
 	rss, hwm [2]int64   // KiB
 	anon     [2]int64   // KiB of rss that is not file-backed (heap, stacks)
 	procs    int
@@ -96,15 +116,30 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 	if err != nil {
 		return err
 	}
+	ivs, floorPids, stopFloors, err := startFloors(set)
+	if err != nil {
+		return err
+	}
+	defer stopFloors()
 	time.Sleep(5 * time.Second) // past the start
 	load0, began := loadAvg(), time.Now().UTC()
 	res := make([]restResult, len(beds))
+	floors := make([]restResult, len(floorPids))
 	var wg sync.WaitGroup
+	for i, p := range floorPids {
+		wg.Go(func() {
+			t0, cs0, start := cpuTicks(p), ctxSwitches(p), time.Now()
+			time.Sleep(window)
+			el := time.Since(start)
+			floors[i].cpu[0] = float64(cpuTicks(p)-t0) / clkTck / el.Seconds()
+			floors[i].switches[0] = float64(ctxSwitches(p)-cs0) / el.Seconds()
+		})
+	}
 	for i, b := range beds {
 		wg.Go(func() {
 			r := &res[i]
 			var pids [2][]int
-			var t0 [2]int64
+			var t0, cs0 [2]int64
 			for j, n := range b.nodes() {
 				pids[j] = procsOf(b.daemonPath(n))
 				if len(pids[j]) == 0 {
@@ -114,21 +149,24 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 				r.procs = len(pids[j])
 				for _, p := range pids[j] {
 					t0[j] += cpuTicks(p)
+					cs0[j] += ctxSwitches(p)
 				}
 			}
 			start := time.Now()
 			time.Sleep(window)
 			el := time.Since(start)
 			for j := range 2 {
-				var t1 int64
+				var t1, cs1 int64
 				for _, p := range pids[j] {
 					t1 += cpuTicks(p)
+					cs1 += ctxSwitches(p)
 					rss, hwm, anon := memKiB(p)
 					r.rss[j] += rss
 					r.hwm[j] += hwm
 					r.anon[j] += anon
 				}
 				r.cpu[j] = float64(t1-t0[j]) / clkTck / el.Seconds()
+				r.switches[j] = float64(cs1-cs0[j]) / el.Seconds()
 			}
 		})
 	}
@@ -137,16 +175,19 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 		window, began.Format("2006-01-02 15:04"), load0, loadAvg())
 	fmt.Fprintln(out, "CPU = user+system time of the daemon's processes / wall time (1 core = 100%); resident size (of it anonymous: heap, stacks) and its peak (VmHWM):")
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "| setting | processes per node | CPU main | CPU spare | RSS main | RSS spare | peak main | peak spare |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| setting | processes per node | CPU main | CPU spare | context switches/s main, spare | RSS main | RSS spare | peak main | peak spare |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
 	mib := func(k int64) string { return fmt.Sprintf("%.1f MiB", float64(k)/1024) }
 	for i, r := range res {
 		if r.err != nil {
-			fmt.Fprintf(out, "| %s | error: %v | | | | | | |\n", set[i].Name, r.err)
+			fmt.Fprintf(out, "| %s | error: %v | | | | | | | |\n", set[i].Name, r.err)
 			continue
 		}
-		fmt.Fprintf(out, "| %s | %d | %.2f%% | %.2f%% | %s (%s) | %s (%s) | %s | %s |\n", set[i].Name, r.procs,
-			100*r.cpu[0], 100*r.cpu[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
+		fmt.Fprintf(out, "| %s | %d | %.2f%% | %.2f%% | %.0f, %.0f | %s (%s) | %s (%s) | %s | %s |\n", set[i].Name, r.procs,
+			100*r.cpu[0], 100*r.cpu[1], r.switches[0], r.switches[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
+	}
+	for i, f := range floors {
+		fmt.Fprintln(out, floorRow(ivs[i], f.cpu[0], f.switches[0]))
 	}
 	return nil
 }

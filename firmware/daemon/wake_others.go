@@ -1,0 +1,7 @@
+//go:build !linux
+
+package daemon
+
+import "context"
+
+func newClock(_ context.Context, _ *Daemon, fire func()) clock { return newGoTimer(fire) }

@@ -322,6 +322,7 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.SetWriteback(WritebackEvery)
 		dev = d
 	} else if dev.Size() < int64(cfg.BlockSize) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooSmall, dev.Size())

@@ -51,7 +51,7 @@ func FuzzWire(f *testing.F) {
 			io.Writer
 		}{bytes.NewReader(b), io.Discard})
 		for {
-			typ, p, err := c.readFrame()
+			typ, p, err := c.readFrame(nil)
 			if err != nil {
 				return
 			}

@@ -2,6 +2,7 @@ package sdcard
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // errNotStarted marks a round that failed before anything was sent.
@@ -35,6 +38,10 @@ type sess struct {
 	in   chan frame
 	ctx  context.Context
 	pool *bufPool
+	// zstd: the peer negotiated alpnCompressed (it reads compressed
+	// records and may send them); compress: this node sends them.
+	zstd, compress bool
+	codec          codec
 }
 
 // release gives a frame's buffer back once nothing refers to it.
@@ -65,7 +72,13 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		io.Writer
 	}{c, newLimitWriter(ctx, c, m.cfg.BandwidthLimit)}
 	s := &sess{fc: newFrameConn(rw), in: make(chan frame, framesAhead), ctx: ctx,
-		pool: newBufPool(dataHeader+m.geom.BlockSize, framesAhead+2)}
+		pool:  newBufPool(dataHeader+m.geom.BlockSize, framesAhead+2),
+		codec: codec{block: m.geom.BlockSize, level: zstd.EncoderLevel(m.cfg.ZstdLevel)}}
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == alpnCompressed {
+		s.zstd = true
+		s.compress = m.cfg.Compression == CompressionZstd
+	}
+	defer s.codec.close()
 	go func() {
 		for {
 			t, p, err := s.fc.readFrame(s.pool)
@@ -100,7 +113,7 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 	m.mu.Lock()
 	m.connected = true
 	m.mu.Unlock()
-	m.log.Info("mirror connected", "peer", c.RemoteAddr().String())
+	m.log.Info("mirror connected", "peer", c.RemoteAddr().String(), "peer-reads-zstd", s.zstd, "compress", s.compress)
 	m.emit(Event{Kind: EventConnected, Text: c.RemoteAddr().String()})
 
 	var tick <-chan time.Time

@@ -102,6 +102,15 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	send := func(d dataMsg) error {
 		st.Records++
 		st.DataBytes += uint64(len(d.Bytes))
+		if s.compress && !d.Zero && len(d.Bytes) >= 512 {
+			z, err := s.codec.compress(d.Bytes)
+			if err != nil {
+				return err
+			}
+			if z != nil {
+				d.Bytes, d.Compressed = z, true
+			}
+		}
 		return s.fc.writeData(d)
 	}
 	// sendPieces sends the records the planner chose for block b.

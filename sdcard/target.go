@@ -117,6 +117,15 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if err != nil {
 				return err
 			}
+			if d.Compressed {
+				if !s.zstd {
+					return errors.New("sdcard: a compressed record on a connection that did not negotiate it")
+				}
+				if d.Bytes, err = s.codec.decompress(d.Bytes); err != nil {
+					return m.abort(s, err)
+				}
+				d.Compressed = false
+			}
 			if _, _, err := recordSpan(g, d); err != nil {
 				return err
 			}

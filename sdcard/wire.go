@@ -140,11 +140,25 @@ type fineEntry struct {
 }
 
 // dataMsg byte map: 0 block u64 | 8 sub u16 (wholeBlock = all) | 10 kind u8 | 11 bytes
+//
+// Kinds: 0 data, 1 zero marker (no bytes), 2 data compressed with zstd
+// (only to a peer that negotiated alpnCompressed).
 type dataMsg struct {
-	Block uint64
-	Sub   uint16
-	Zero  bool
-	Bytes []byte
+	Block      uint64
+	Sub        uint16
+	Zero       bool
+	Compressed bool
+	Bytes      []byte
+}
+
+func (m dataMsg) kind() byte {
+	switch {
+	case m.Zero:
+		return 1
+	case m.Compressed:
+		return 2
+	}
+	return 0
 }
 
 const wholeBlock = 0xffff
@@ -304,7 +318,7 @@ func decodeFine(p []byte) ([]fineEntry, error) {
 func (m dataMsg) append(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, m.Block)
 	b = binary.LittleEndian.AppendUint16(b, m.Sub)
-	b = append(b, boolByte(m.Zero))
+	b = append(b, m.kind())
 	return append(b, m.Bytes...)
 }
 
@@ -317,6 +331,8 @@ func decodeData(p []byte) (dataMsg, error) {
 	case 0:
 	case 1:
 		m.Zero = true
+	case 2:
+		m.Compressed = true
 	default:
 		r.fail(errors.New("invalid kind"))
 	}
@@ -326,6 +342,9 @@ func decodeData(p []byte) (dataMsg, error) {
 	}
 	if r.err == nil && m.Zero && len(m.Bytes) != 0 {
 		r.fail(errors.New("zero marker with bytes"))
+	}
+	if r.err == nil && m.Compressed && len(m.Bytes) == 0 {
+		r.fail(errors.New("compressed record without bytes"))
 	}
 	return m, wrapDecode(msgData, r.done())
 }
@@ -407,7 +426,7 @@ func (c *frameConn) writeData(d dataMsg) error {
 	var h [dataHeader]byte
 	binary.LittleEndian.PutUint64(h[:], d.Block)
 	binary.LittleEndian.PutUint16(h[8:], d.Sub)
-	h[10] = boolByte(d.Zero)
+	h[10] = d.kind()
 	return c.writeParts(msgData, h[:], d.Bytes)
 }
 

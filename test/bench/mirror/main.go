@@ -63,6 +63,7 @@ func main() {
 	rsyncZ := flag.Bool("rsync-z", false, "also time rsync -z in the comparison")
 	flag.StringVar(&compression, "compression", "off", "internal: the end's compression")
 	verbose := flag.Bool("v", false, "log the mirrors")
+	kind := flag.String("image", "random", "source image: random, or mixed (ext4 with a SQLite database, JPEG images, logs and free space)")
 	flag.Float64Var(&zeroFrac, "zero", 0, "fraction of the source image (its end) left as zero blocks, like free space")
 	roleFlag := flag.String("role", "", "internal: run one end (sender|receiver) for -rsync")
 	img := flag.String("img", "", "internal: the end's image")
@@ -101,8 +102,13 @@ func main() {
 	}
 
 	src, dst := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
-	fmt.Printf("writing a %s random source image in %s (%.0f%% zero blocks)\n", human(size), dir, zeroFrac*100)
-	check(writeRandom(src, size, 1))
+	if *kind == "mixed" {
+		fmt.Printf("writing a %s mixed source image in %s\n", human(size), dir)
+		check(writeMixed(src, size))
+	} else {
+		fmt.Printf("writing a %s random source image in %s (%.0f%% zero blocks)\n", human(size), dir, zeroFrac*100)
+		check(writeRandom(src, size, 1))
+	}
 	f, err := os.Create(dst)
 	check(err)
 	check(f.Truncate(size))

@@ -442,10 +442,16 @@ func role(which, img, state, listen, peer, compression string) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("end", which)
 	}
 	check(os.MkdirAll(state, 0o700))
+	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels).
+	comp, level, _ := strings.Cut(compression, ":")
+	c, err := sdcard.ParseCompression(comp)
+	check(err)
+	lv, _ := strconv.Atoi(level)
 	m, err := sdcard.NewMirror(sdcard.MirrorConfig{
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Compression: c, ZstdLevel: lv,
 	}, log)
 	check(err)
 	defer m.Close()

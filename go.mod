@@ -26,6 +26,7 @@ require (
 require (
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/josharian/native v1.1.0 // indirect
+	github.com/klauspost/compress v1.20.5
 	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
 	github.com/mdlayher/socket v0.7.0 // indirect
 	golang.org/x/mod v0.43.0 // indirect

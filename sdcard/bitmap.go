@@ -21,6 +21,13 @@ func (b *Bitmap) Set(i uint64) {
 	}
 }
 
+// Unset marks block i clean.
+func (b *Bitmap) Unset(i uint64) {
+	if i < b.n {
+		b.words[i/64] &^= 1 << (i % 64)
+	}
+}
+
 // Get reports whether block i is dirty.
 func (b *Bitmap) Get(i uint64) bool { return i < b.n && b.words[i/64]&(1<<(i%64)) != 0 }
 

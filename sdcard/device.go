@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -79,6 +80,52 @@ type Device struct {
 	f    *os.File
 	size int64
 	path string
+
+	// Write-back pacing (SetWriteback): the range written since the last
+	// start of a write-back.
+	wbMu     sync.Mutex
+	wbEvery  int64
+	wbLo     int64
+	wbHi     int64
+	wbAmount int64
+}
+
+// WritebackEvery is how many bytes a mirror writes to its device (or its
+// journal) before it starts their write-back: a round's closing fsync
+// then waits for the last few MiB only, not for everything the round
+// wrote, and the dirty page cache stays small.
+const WritebackEvery = 8 << 20
+
+// SetWriteback makes the device start the write-back of what it was
+// written every n bytes (0: never; the default).
+func (d *Device) SetWriteback(n int64) {
+	d.wbMu.Lock()
+	d.wbEvery = n
+	d.wbMu.Unlock()
+}
+
+// wrote notes a write of n bytes at off and starts a write-back when
+// enough has gathered.
+func (d *Device) wrote(off int64, n int) {
+	d.wbMu.Lock()
+	if d.wbEvery <= 0 {
+		d.wbMu.Unlock()
+		return
+	}
+	if d.wbAmount == 0 {
+		d.wbLo, d.wbHi = off, off+int64(n)
+	} else {
+		d.wbLo, d.wbHi = min(d.wbLo, off), max(d.wbHi, off+int64(n))
+	}
+	d.wbAmount += int64(n)
+	if d.wbAmount < d.wbEvery {
+		d.wbMu.Unlock()
+		return
+	}
+	lo, hi := d.wbLo, d.wbHi
+	d.wbAmount = 0
+	d.wbMu.Unlock()
+	startWriteback(d.f, lo, hi-lo)
 }
 
 // OpenDevice opens path read-write. A missing path is ErrNoDevice, a
@@ -140,6 +187,7 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("sdcard: write %s at %d: %w", d.path, off, err)
 	}
+	d.wrote(off, n)
 	return n, nil
 }
 

@@ -55,7 +55,15 @@
 //
 // In bitmap mode (all writes since the last round went through
 // [Mirror.WriteAt], so the dirty bitmap is exact) the coarse hash phase is
-// skipped and the dirty blocks are the differing blocks.
+// skipped and the dirty blocks are the differing blocks. A target that
+// never held data (no generation, inconsistent) gets a full round: every
+// block streamed whole ([PlanStream]), without sums or fine requests,
+// written in place at once (the journal would protect nothing), and its
+// digest taken from the records it received.
+//
+// Data records may be compressed with zstd ([Compression]) toward a peer
+// that negotiated the TLS application protocol pairguard-mirror/2; an
+// older peer negotiates none and gets plain records.
 //
 // # The journal
 //

@@ -52,7 +52,10 @@ func (h HashKind) Sum(b []byte) Sum {
 	panic("sdcard: Sum with " + h.String())
 }
 
-var zeroPage = make([]byte, 1<<20)
+// zeroPage is a run of zero bytes for comparisons and zero writes. It is
+// an array (not a heap allocation), so pages of it that are only read cost
+// no resident memory; longer zero runs are handled in pieces of it.
+var zeroPage [64 << 10]byte
 
 // IsZero reports whether b holds only zero bytes.
 func IsZero(b []byte) bool {
@@ -64,4 +67,69 @@ func IsZero(b []byte) bool {
 		b = b[n:]
 	}
 	return true
+}
+
+// hasher hashes a block fed in pieces; Sum of the concatenation equals
+// HashKind.Sum of the whole.
+type hasher interface {
+	Write(p []byte) (int, error)
+	Reset()
+	sum() Sum
+}
+
+type xxh3Hasher struct{ *xxh3.Hasher }
+
+func (h xxh3Hasher) sum() Sum { return Sum(h.Sum128().Bytes()) }
+
+type blake3Hasher struct{ *blake3.Hasher }
+
+func (h blake3Hasher) sum() Sum {
+	var full [32]byte
+	h.Sum(full[:0])
+	return Sum(full[:16])
+}
+
+func (h HashKind) newHasher() hasher {
+	switch h {
+	case HashXXH3:
+		return xxh3Hasher{xxh3.New()}
+	case HashBLAKE3:
+		return blake3Hasher{blake3.New()}
+	}
+	panic("sdcard: newHasher with " + h.String())
+}
+
+// writeZeros feeds n zero bytes to h.
+func writeZeros(h hasher, n int) {
+	for n > 0 {
+		k := min(n, len(zeroPage))
+		h.Write(zeroPage[:k])
+		n -= k
+	}
+}
+
+// zeroSums caches the sums of all-zero blocks by length.
+type zeroSums struct {
+	h HashKind
+	m map[int]Sum
+}
+
+// of returns the sum of n zero bytes.
+func (z *zeroSums) of(n int) Sum {
+	if s, ok := z.m[n]; ok {
+		return s
+	}
+	if z.m == nil {
+		z.m = map[int]Sum{}
+	}
+	var s Sum
+	if n <= len(zeroPage) {
+		s = z.h.Sum(zeroPage[:n])
+	} else {
+		hs := z.h.newHasher()
+		writeZeros(hs, n)
+		s = hs.sum()
+	}
+	z.m[n] = s
+	return s
 }

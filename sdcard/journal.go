@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"syscall"
 )
 
 // JournalFile is the journal's file name inside the state directory.
@@ -30,11 +31,17 @@ const journalMagic = "PGJRNL01"
 
 const commitBlock = ^uint64(0)
 
+// journalBuf is the journal's write and read buffer size.
+const journalBuf = 256 << 10
+
 // Journal is the receiver's write-ahead log for one round.
 type Journal struct {
 	f       File
-	w       *bufio.Writer
+	w       *bufio.Writer // nil outside a round
+	bw      *bufio.Writer // kept across rounds
+	hdr     [15]byte
 	off     int64 // where the next write goes
+	wbFrom  int64 // where the write-back not yet started begins
 	chain   uint32
 	records uint64
 	bytes   int64
@@ -75,9 +82,15 @@ func (j *Journal) Committed() (*GenInfo, error) {
 }
 
 // Write appends p at the journal's write offset (for the bufio.Writer).
+// Every WritebackEvery bytes it starts their write-back, so that the
+// commit's fsync has little left to write.
 func (j *Journal) Write(p []byte) (int, error) {
 	n, err := j.f.WriteAt(p, j.off)
 	j.off += int64(n)
+	if c, ok := j.f.(syscall.Conn); ok && j.off-j.wbFrom >= WritebackEvery {
+		startWriteback(c, j.wbFrom, j.off-j.wbFrom)
+		j.wbFrom = j.off
+	}
 	return n, err
 }
 
@@ -95,7 +108,11 @@ func (j *Journal) Begin(round uint64, size int64) error {
 	if err := j.truncate(); err != nil {
 		return err
 	}
-	j.w = bufio.NewWriterSize(j, 1<<20)
+	if j.bw == nil {
+		j.bw = bufio.NewWriterSize(j, journalBuf)
+	}
+	j.bw.Reset(j)
+	j.w = j.bw
 	j.chain, j.records, j.bytes = 0, 0, 0
 	hdr := binary.LittleEndian.AppendUint64([]byte(journalMagic), round)
 	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(size))
@@ -109,7 +126,7 @@ func (j *Journal) truncate() error {
 	if err := j.f.Truncate(0); err != nil {
 		return fmt.Errorf("sdcard: journal: %w", err)
 	}
-	j.off = 0
+	j.off, j.wbFrom = 0, 0
 	return nil
 }
 
@@ -123,14 +140,24 @@ func appendRecord(b []byte, block uint64, sub uint16, zero bool, data []byte) []
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], crcTable))
 }
 
-// Append adds one record.
+// Append adds one record. It allocates nothing: the record is written
+// to the buffer in pieces and its checksum computed over them.
 func (j *Journal) Append(d dataMsg) error {
-	rec := appendRecord(nil, d.Block, d.Sub, d.Zero, d.Bytes)
-	j.chain = crc32.Update(j.chain, crcTable, rec)
+	h := j.hdr[:]
+	binary.LittleEndian.PutUint64(h, d.Block)
+	binary.LittleEndian.PutUint16(h[8:], d.Sub)
+	h[10] = boolByte(d.Zero)
+	binary.LittleEndian.PutUint32(h[11:], uint32(len(d.Bytes)))
+	crc := crc32.Update(crc32.Update(0, crcTable, h), crcTable, d.Bytes)
+	var tail [4]byte
+	binary.LittleEndian.PutUint32(tail[:], crc)
+	j.chain = crc32.Update(crc32.Update(crc32.Update(j.chain, crcTable, h), crcTable, d.Bytes), crcTable, tail[:])
 	j.records++
-	j.bytes += int64(len(rec))
-	if _, err := j.w.Write(rec); err != nil {
-		return fmt.Errorf("sdcard: journal: %w", err)
+	j.bytes += int64(len(h) + len(d.Bytes) + len(tail))
+	for _, p := range [][]byte{h, d.Bytes, tail[:]} {
+		if _, err := j.w.Write(p); err != nil {
+			return fmt.Errorf("sdcard: journal: %w", err)
+		}
 	}
 	return nil
 }
@@ -206,7 +233,7 @@ func (j *Journal) Recover(dev BlockDevice, g Geometry) (*GenInfo, error) {
 func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *GenInfo, error) {
 	var gen *GenInfo
 	write := func(apply bool) (uint64, error) {
-		r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 1<<20)
+		r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), journalBuf)
 		hdr := make([]byte, 24)
 		if _, err := io.ReadFull(r, hdr); err != nil || string(hdr[:8]) != journalMagic {
 			return 0, nil // empty or torn header: nothing to do
@@ -216,19 +243,24 @@ func replay(f File, dev BlockDevice, g Geometry, requireCommit bool) (uint64, *G
 		}
 		var chain uint32
 		var n uint64
-		buf := make([]byte, 15+maxFrame+4)
+		var buf []byte // grown to the largest record
 		for {
-			if _, err := io.ReadFull(r, buf[:15]); err != nil {
+			var head [15]byte
+			if _, err := io.ReadFull(r, head[:]); err != nil {
 				return n, nil
 			}
-			block := binary.LittleEndian.Uint64(buf)
-			sub := binary.LittleEndian.Uint16(buf[8:])
-			zero := buf[10] != 0
-			ln := binary.LittleEndian.Uint32(buf[11:])
+			block := binary.LittleEndian.Uint64(head[:])
+			sub := binary.LittleEndian.Uint16(head[8:])
+			zero := head[10] != 0
+			ln := binary.LittleEndian.Uint32(head[11:])
 			if ln > maxFrame {
 				return n, nil
 			}
+			if need := 15 + int(ln) + 4; cap(buf) < need {
+				buf = make([]byte, need)
+			}
 			rec := buf[:15+int(ln)+4]
+			copy(rec, head[:])
 			if _, err := io.ReadFull(r, rec[15:]); err != nil {
 				return n, nil
 			}
@@ -295,17 +327,22 @@ func recordSpan(g Geometry, d dataMsg) (off int64, n int, err error) {
 	return off, n, nil
 }
 
-func applyRecord(dev BlockDevice, g Geometry, d dataMsg) error {
+func applyRecord(dev io.WriterAt, g Geometry, d dataMsg) error {
 	off, n, err := recordSpan(g, d)
 	if err != nil {
 		return err
 	}
-	p := d.Bytes
-	if d.Zero {
-		p = zeroPage[:n]
-	}
-	if _, err := dev.WriteAt(p, off); err != nil {
+	if !d.Zero {
+		_, err := dev.WriteAt(d.Bytes, off)
 		return err
+	}
+	for n > 0 {
+		k := min(n, len(zeroPage))
+		if _, err := dev.WriteAt(zeroPage[:k], off); err != nil {
+			return err
+		}
+		off += int64(k)
+		n -= k
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Errors a caller may branch on.
@@ -83,6 +85,11 @@ type MirrorConfig struct {
 	// derived from PairKey; it may change while the mirror runs (a
 	// teach-in), and the dialer waits while it has none.
 	TLS *TLSIdentity
+	// Compression of the data records this node sends (compression,
+	// default off); used only with a peer that negotiates it.
+	Compression Compression
+	// ZstdLevel overrides DefaultZstdLevel (benchmarks).
+	ZstdLevel int
 }
 
 func (c *MirrorConfig) validate() error {
@@ -113,6 +120,12 @@ func (c *MirrorConfig) validate() error {
 	if c.ReplyTimeout == 0 {
 		c.ReplyTimeout = 2 * time.Minute
 	}
+	if c.Compression == compressionInvalid {
+		c.Compression = CompressionOff
+	}
+	if c.ZstdLevel == 0 {
+		c.ZstdLevel = int(DefaultZstdLevel)
+	}
 	switch {
 	case c.Device == "" && c.Dev == nil:
 		return errors.New("sdcard: device: empty")
@@ -124,6 +137,10 @@ func (c *MirrorConfig) validate() error {
 		return errors.New("sdcard: lan2 address and peer-address: two different host:port values needed")
 	case c.BandwidthLimit < 0:
 		return errors.New("sdcard: bandwidth limit: negative")
+	case c.Compression != CompressionOff && c.Compression != CompressionZstd:
+		return fmt.Errorf("sdcard: compression: invalid value %d", c.Compression)
+	case c.ZstdLevel < int(zstd.SpeedFastest) || c.ZstdLevel > int(zstd.SpeedBestCompression):
+		return fmt.Errorf("sdcard: zstd level %d outside %d..%d", c.ZstdLevel, zstd.SpeedFastest, zstd.SpeedBestCompression)
 	}
 	if c.FreezeMount != "" {
 		if rel, err := filepath.Rel(c.FreezeMount, c.StateDir); err == nil && !strings.HasPrefix(rel, "..") {
@@ -325,12 +342,15 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 			return nil, err
 		}
 	}
+	tc = tc.Clone()
+	tc.NextProtos = []string{alpnCompressed} // offered always: any node reads compressed records
 	dev := cfg.Dev
 	if dev == nil {
 		d, err := OpenDevice(cfg.Device, cfg.BlockSize)
 		if err != nil {
 			return nil, err
 		}
+		d.SetWriteback(WritebackEvery)
 		dev = d
 	} else if dev.Size() < int64(cfg.BlockSize) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooSmall, dev.Size())

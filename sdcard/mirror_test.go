@@ -145,6 +145,27 @@ func TestInitialSyncThenChanges(t *testing.T) {
 	if r := a.m.Status().LastRound; r.Mode != RoundBitmap || r.Scanned != 0 || r.Blocks != size/65536+1 {
 		t.Errorf("initial sync %+v: want every block sent without a sum scan", r)
 	}
+	// ... streamed whole (a random block: one record each, no fine sums),
+	// straight to the device of a target that never held data.
+	if r := a.m.Status().LastRound; r.Records != r.Blocks || r.DataBytes != size {
+		t.Errorf("initial sync %+v: want one whole-block record per block", r)
+	}
+	if r := b.m.Status().LastRound; !r.InPlace {
+		t.Errorf("initial sync %+v: want it written in place, not journalled", r)
+	}
+	sameBase := func(when string) {
+		t.Helper()
+		a.m.mu.Lock()
+		ba := a.m.meta.BaseSum
+		a.m.mu.Unlock()
+		b.m.mu.Lock()
+		bb := b.m.meta.BaseSum
+		b.m.mu.Unlock()
+		if ba != bb || ba == (Sum{}) {
+			t.Errorf("%s: base digests %x (source) and %x (target) differ", when, ba, bb)
+		}
+	}
+	sameBase("initial sync")
 	sa, sb := a.m.Status(), b.m.Status()
 	if sb.Data != DataUpToDate || sb.Generation != sa.Generation {
 		t.Fatalf("secondary status %+v, primary generation %x", sb, sa.Generation)
@@ -173,6 +194,7 @@ func TestInitialSyncThenChanges(t *testing.T) {
 	if st.WireBytes > 3*4096+size/65536*16+8<<10 {
 		t.Errorf("round used %d wire bytes", st.WireBytes)
 	}
+	sameBase("round")
 	diff, err := b.m.Verify(context.Background())
 	if err != nil || len(diff) != 0 {
 		t.Fatalf("Verify = %v, %v", diff, err)
@@ -478,6 +500,13 @@ func TestInSyncOnlyWhenProven(t *testing.T) {
 
 func TestJournalOverflowGoesInPlace(t *testing.T) {
 	a, b := pair(t, 4<<20, func(c *MirrorConfig) { c.JournalLimit = 256 << 10 })
+	waitInSync(t, a, b)
+	for len(b.m.Events()) > 0 {
+		<-b.m.Events()
+	}
+	// 1 MiB of changes after the initial sync: four times the journal.
+	a.dev.WriteAt(bytes.Repeat([]byte{0x5a}, 1<<20), 1<<20)
+	go a.m.SyncNow(context.Background())
 	var sawInconsistent, sawInPlace bool
 	waitFor(t, "in-sync", func() bool {
 		for {
@@ -895,10 +924,11 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 // split brain.
 func TestRoundOvertakenByTakeover(t *testing.T) {
 	const size = 1 << 20
-	a, b := pair(t, size, nil)
+	// A slow round: every block differs, at 1 MiB/s. (The limit is taken
+	// when a connection starts: set after it, it slowed nothing, and a
+	// fast round could commit before the takeover below.)
+	a, b := pair(t, size, func(c *MirrorConfig) { c.BandwidthLimit = 1 << 20 })
 	waitInSync(t, a, b)
-	// A slow round: every block differs, at 1 MiB/s.
-	a.m.cfg.BandwidthLimit = 1 << 20
 	for off := int64(0); off < size; off += 4096 {
 		a.dev.WriteAt(bytes.Repeat([]byte{0xa5}, 4096), off)
 	}

@@ -39,21 +39,23 @@ func DiffFine(h HashKind, block []byte, remote []Sum) []int {
 // RoundPlan is how a round finds the blocks to send.
 type RoundPlan struct {
 	Mode RoundMode
-	// Full: the target never held data; every block is sent without a
-	// sum scan (zero ones as markers).
+	// Full: the target never held data; every block is streamed whole
+	// ([PlanStream]) without a sum scan and without fine sums.
 	Full bool
 }
 
 // PlanRound chooses a round's mode from what the source knows. A target
-// that never held data gets every block; a bitmap round needs online
-// mode, a valid bitmap, and a peer that still holds exactly the
-// generation the bitmap was started against; compare (an operator's
-// `pairguard sync`) always scans sums. It is pure.
+// that never held data (no generation, inconsistent) gets every block; a
+// target without a generation that holds consistent data (it discarded its
+// generation to end a split brain) is compared by sums like any other; a
+// bitmap round needs online mode, a valid bitmap, and a peer that still
+// holds exactly the generation the bitmap was started against; compare
+// (an operator's `pairguard sync`) always scans sums. It is pure.
 func PlanRound(online, bitmapValid, compare bool, local, peer GenInfo, syncedGen uint64) RoundPlan {
 	switch {
-	case peer.Current == 0:
+	case peer.Current == 0 && peer.Data == DataInconsistent:
 		return RoundPlan{Mode: RoundBitmap, Full: true}
-	case !compare && online && bitmapValid && peer.Current == syncedGen &&
+	case !compare && online && bitmapValid && peer.Current == syncedGen && peer.Current != 0 &&
 		peer.Current == local.Current && peer.Data == DataUpToDate:
 		return RoundPlan{Mode: RoundBitmap}
 	}
@@ -67,17 +69,39 @@ type Piece struct {
 	Zero bool
 }
 
-// PlanBlock says what to send for a block whose coarse sum differs,
-// before any fine sums: a zero block is one zero marker; onto a target
-// known to be zero (targetZero) the block goes at once, whole when no
-// sub-block is zero, else its non-zero sub-blocks. Otherwise fine is true
-// and the fine sums of the target decide (PlanSubs). It is pure.
-func PlanBlock(p []byte, targetZero bool) (pieces []Piece, fine bool) {
+// PlanStream says what to send for a block of a full round, whose target
+// holds nothing worth comparing: a zero block is one zero marker, a block
+// without zero sub-blocks one whole record, any other block its sub-blocks,
+// the zero ones as markers. It is pure.
+func PlanStream(p []byte) []Piece {
 	if IsZero(p) {
-		return []Piece{{Sub: wholeBlock, Zero: true}}, false
+		return []Piece{{Sub: wholeBlock, Zero: true}}
 	}
+	var out []Piece
+	whole := true
+	for s := 0; s*FineSize < len(p); s++ {
+		z := IsZero(p[s*FineSize : min((s+1)*FineSize, len(p))])
+		whole = whole && !z
+		out = append(out, Piece{Sub: uint16(s), Zero: z})
+	}
+	if whole {
+		return []Piece{{Sub: wholeBlock}}
+	}
+	return out
+}
+
+// PlanBlock says what to send for a block whose coarse sum differs and
+// whose target is known to hold zeros (targetZero), before any fine sums:
+// a zero block is one zero marker; onto zeros the block goes at once,
+// whole when no sub-block is zero, else its non-zero sub-blocks.
+// Otherwise fine is true and the fine sums of the target decide
+// (PlanSubs). It is pure.
+func PlanBlock(p []byte, targetZero bool) (pieces []Piece, fine bool) {
 	if !targetZero {
 		return nil, true
+	}
+	if IsZero(p) {
+		return []Piece{{Sub: wholeBlock, Zero: true}}, false
 	}
 	var subs []Piece
 	whole := true
@@ -95,12 +119,22 @@ func PlanBlock(p []byte, targetZero bool) (pieces []Piece, fine bool) {
 }
 
 // PlanSubs says which sub-blocks of p to send given the target's fine
-// sums: those that differ, zero ones as markers. It is pure.
+// sums: those that differ, zero ones as markers. When every sub-block
+// differs and all are zero or none is, it is one whole-block record. It
+// is pure.
 func PlanSubs(h HashKind, p []byte, remote []Sum) []Piece {
 	var out []Piece
+	zeros := 0
 	for _, s := range DiffFine(h, p, remote) {
 		sub := p[s*FineSize : min((s+1)*FineSize, len(p))]
-		out = append(out, Piece{Sub: uint16(s), Zero: IsZero(sub)})
+		z := IsZero(sub)
+		if z {
+			zeros++
+		}
+		out = append(out, Piece{Sub: uint16(s), Zero: z})
+	}
+	if n := (len(p) + FineSize - 1) / FineSize; len(out) == n && n > 1 && (zeros == 0 || zeros == n) {
+		return []Piece{{Sub: wholeBlock, Zero: zeros == n}}
 	}
 	return out
 }

@@ -110,14 +110,52 @@ func TestPlanSubsSkipsEqual(t *testing.T) {
 	f := func(seed uint64) bool {
 		p, tg := blockPair(seed)
 		for _, pc := range PlanSubs(HashXXH3, p, FineSums(HashXXH3, tg)) {
-			lo, hi := int(pc.Sub)*FineSize, min((int(pc.Sub)+1)*FineSize, len(p))
-			if bytes.Equal(p[lo:hi], tg[lo:hi]) {
-				return false
+			subs := []int{int(pc.Sub)}
+			if pc.Sub == wholeBlock { // every sub-block differs
+				subs = subs[:0]
+				for s := 0; s*FineSize < len(p); s++ {
+					subs = append(subs, s)
+				}
+			}
+			for _, s := range subs {
+				lo, hi := s*FineSize, min((s+1)*FineSize, len(p))
+				if bytes.Equal(p[lo:hi], tg[lo:hi]) {
+					return false
+				}
 			}
 		}
 		return true
 	}
 	if err := quick.Check(f, &quick.Config{MaxCount: 1000}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A full round's plan turns any target block into the source's, and sends
+// no more data than the block.
+func TestPlanStreamQuick(t *testing.T) {
+	f := func(seed uint64) bool {
+		p, tg := blockPair(seed)
+		pieces := PlanStream(p)
+		out := bytes.Clone(tg)
+		applyPieces(out, p, pieces)
+		sent := 0
+		for _, pc := range pieces {
+			switch {
+			case pc.Zero:
+			case pc.Sub == wholeBlock:
+				sent += len(p)
+			default:
+				sent += min(FineSize, len(p)-int(pc.Sub)*FineSize)
+			}
+		}
+		if !bytes.Equal(out, p) || sent > len(p) {
+			t.Logf("seed %d: target differs or %d bytes sent for %d", seed, sent, len(p))
+			return false
+		}
+		return true
+	}
+	if err := quick.Check(f, &quick.Config{MaxCount: 2000}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -136,18 +174,15 @@ func FuzzPlanBlock(f *testing.F) {
 
 // PlanRound against a naive statement of its rules.
 func TestPlanRoundQuick(t *testing.T) {
-	f := func(online, valid, compare bool, lc, pc, synced uint8, upToDate bool) bool {
+	f := func(online, valid, compare bool, lc, pc, synced, data uint8) bool {
 		local := GenInfo{Current: uint64(lc % 3)}
-		peer := GenInfo{Current: uint64(pc % 3), Data: DataOutdated}
-		if upToDate {
-			peer.Data = DataUpToDate
-		}
+		peer := GenInfo{Current: uint64(pc % 3), Data: DataState(1 + data%3)}
 		got := PlanRound(online, valid, compare, local, peer, uint64(synced%3))
 		var want RoundPlan
-		if peer.Current == 0 {
+		if peer.Current == 0 && peer.Data == DataInconsistent {
 			want = RoundPlan{Mode: RoundBitmap, Full: true}
-		} else if online && valid && !compare && peer.Current == uint64(synced%3) &&
-			peer.Current == local.Current && upToDate {
+		} else if online && valid && !compare && peer.Current == uint64(synced%3) && peer.Current != 0 &&
+			peer.Current == local.Current && peer.Data == DataUpToDate {
 			want = RoundPlan{Mode: RoundBitmap}
 		} else {
 			want = RoundPlan{Mode: RoundChecksum}

@@ -2,6 +2,7 @@ package sdcard
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // errNotStarted marks a round that failed before anything was sent.
@@ -18,8 +21,9 @@ var errNotStarted = errors.New("sdcard: round not started")
 var errReplaced = errors.New("sdcard: connection replaced")
 
 const (
-	hashBatch = 1024 // coarse sums per frame
-	fineBatch = 64   // blocks per fine-hash request
+	scanBuf   = 256 << 10 // bytes read at once by a sum scan
+	hashBatch = 1024      // coarse sums per frame
+	fineBatch = 64        // blocks per fine-hash request
 )
 
 type frame struct {
@@ -30,10 +34,23 @@ type frame struct {
 
 // sess is one connection's state, owned by the Run goroutine.
 type sess struct {
-	fc  *frameConn
-	in  chan frame
-	ctx context.Context
+	fc   *frameConn
+	in   chan frame
+	ctx  context.Context
+	pool *bufPool
+	// zstd: the peer negotiated alpnCompressed (it reads compressed
+	// records and may send them); compress: this node sends them.
+	zstd, compress bool
+	codec          codec
 }
+
+// release gives a frame's buffer back once nothing refers to it.
+func (s *sess) release(f frame) { s.pool.put(f.p) }
+
+// framesAhead is how many received frames wait for the session
+// goroutine; with the one being read and the one being handled it bounds
+// the frame buffers of a connection.
+const framesAhead = 4
 
 func (m *Mirror) hello() helloMsg {
 	m.mu.Lock()
@@ -54,11 +71,18 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		io.Reader
 		io.Writer
 	}{c, newLimitWriter(ctx, c, m.cfg.BandwidthLimit)}
-	s := &sess{fc: newFrameConn(rw), in: make(chan frame, 16), ctx: ctx}
+	s := &sess{fc: newFrameConn(rw), in: make(chan frame, framesAhead), ctx: ctx,
+		pool:  newBufPool(dataHeader+m.geom.BlockSize, framesAhead+2),
+		codec: codec{block: m.geom.BlockSize, level: zstd.EncoderLevel(m.cfg.ZstdLevel)}}
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == alpnCompressed {
+		s.zstd = true
+		s.compress = m.cfg.Compression == CompressionZstd
+	}
+	defer s.codec.close()
 	go func() {
 		for {
-			t, p, err := s.fc.readFrame()
-			f := frame{t: t, p: append([]byte(nil), p...), err: err}
+			t, p, err := s.fc.readFrame(s.pool)
+			f := frame{t: t, p: p, err: err}
 			select {
 			case s.in <- f:
 			case <-ctx.Done():
@@ -89,7 +113,7 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 	m.mu.Lock()
 	m.connected = true
 	m.mu.Unlock()
-	m.log.Info("mirror connected", "peer", c.RemoteAddr().String())
+	m.log.Info("mirror connected", "peer", c.RemoteAddr().String(), "peer-reads-zstd", s.zstd, "compress", s.compress)
 	m.emit(Event{Kind: EventConnected, Text: c.RemoteAddr().String()})
 
 	var tick <-chan time.Time
@@ -390,7 +414,7 @@ func (m *Mirror) expect(s *sess) (frame, error) {
 func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
 	n := g.Blocks()
 	out := make([]Sum, 0, n)
-	per := max(1, (1<<20)/g.BlockSize)
+	per := max(1, scanBuf/g.BlockSize)
 	buf := make([]byte, per*g.BlockSize)
 	for i := uint64(0); i < n; i += uint64(per) {
 		off, _ := g.Span(i)
@@ -413,7 +437,7 @@ func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
 func (m *Mirror) sendSums(s *sess, g Geometry, keep bool) ([]Sum, error) {
 	var kept []Sum
 	n := g.Blocks()
-	per := max(1, (1<<20)/g.BlockSize)
+	per := max(1, scanBuf/g.BlockSize)
 	buf := make([]byte, per*g.BlockSize)
 	batch := make([]Sum, 0, hashBatch)
 	first := uint64(0)

@@ -102,7 +102,16 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	send := func(d dataMsg) error {
 		st.Records++
 		st.DataBytes += uint64(len(d.Bytes))
-		return s.fc.write(msgData, d.append(nil))
+		if s.compress && !d.Zero && len(d.Bytes) >= 512 {
+			z, err := s.codec.compress(d.Bytes)
+			if err != nil {
+				return err
+			}
+			if z != nil {
+				d.Bytes, d.Compressed = z, true
+			}
+		}
+		return s.fc.writeData(d)
 	}
 	// sendPieces sends the records the planner chose for block b.
 	sendPieces := func(b uint64, p []byte, pieces []Piece) error {
@@ -120,62 +129,62 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 		}
 		return nil
 	}
-	zeroSums := map[int]Sum{}
+	zs := zeroSums{h: m.cfg.Hash}
 	targetZero := func(b uint64, n int) bool {
-		if b >= uint64(len(remote)) {
-			return false
-		}
-		z, ok := zeroSums[n]
-		if !ok {
-			z = m.cfg.Hash.Sum(zeroPage[:n])
-			zeroSums[n] = z
-		}
-		return remote[b] == z
+		return b < uint64(len(remote)) && remote[b] == zs.of(n)
 	}
-	// Two batches are in flight: the fine request of the next one goes
-	// out before the data of the current one, so the link does not idle
-	// while the target hashes.
-	type batch struct {
-		need []uint64
-		data map[uint64][]byte
+	// One block buffer: a block is read when it is sent, so memory does
+	// not grow with the batches in flight.
+	buf := make([]byte, g.BlockSize)
+	read := func(b uint64) ([]byte, error) {
+		off, n := g.Span(b)
+		p := buf[:n]
+		if _, err := m.dev.ReadAt(p, off); err != nil {
+			return nil, m.abort(s, err)
+		}
+		return p, nil
 	}
-	bufs := [2][]byte{make([]byte, fineBatch*g.BlockSize), make([]byte, fineBatch*g.BlockSize)}
 	var sent uint64 // differing blocks handled, for the progress
 	step := func() {
 		sent++
 		m.setProgress(total, base+sent*(total-base)/max(1, uint64(len(diff))))
 	}
-	prepare := func(blocks []uint64, buf []byte) (batch, error) {
-		bt := batch{data: map[uint64][]byte{}}
-		for k, b := range blocks {
-			off, n := g.Span(b)
-			p := buf[k*g.BlockSize : k*g.BlockSize+n]
-			if _, err := m.dev.ReadAt(p, off); err != nil {
-				return bt, m.abort(s, err)
-			}
-			if full {
-				localSums[b] = m.cfg.Hash.Sum(p)
-			}
-			pieces, fine := PlanBlock(p, targetZero(b, n))
-			if fine {
-				bt.need = append(bt.need, b)
-				bt.data[b] = p
+	// prepare sends the blocks of a batch that need no fine sums (a full
+	// round streams every block; a block the target holds as zeros goes
+	// at once) and asks for the fine sums of the others, which it returns.
+	prepare := func(blocks []uint64) ([]uint64, error) {
+		var need []uint64
+		for _, b := range blocks {
+			_, n := g.Span(b)
+			if !full && !targetZero(b, n) {
+				need = append(need, b)
 				continue
 			}
+			p, err := read(b)
+			if err != nil {
+				return nil, err
+			}
+			var pieces []Piece
+			if full {
+				localSums[b] = m.cfg.Hash.Sum(p)
+				pieces = PlanStream(p)
+			} else {
+				pieces, _ = PlanBlock(p, true)
+			}
 			if err := sendPieces(b, p, pieces); err != nil {
-				return bt, err
+				return nil, err
 			}
 			step()
 		}
-		if len(bt.need) > 0 {
-			if err := s.fc.write(msgFineReq, encodeBlocks(bt.need)); err != nil {
-				return bt, err
+		if len(need) > 0 {
+			if err := s.fc.write(msgFineReq, encodeBlocks(need)); err != nil {
+				return nil, err
 			}
 		}
-		return bt, s.fc.flush()
+		return need, s.fc.flush()
 	}
-	finish := func(bt batch) error {
-		if len(bt.need) == 0 {
+	finish := func(need []uint64) error {
+		if len(need) == 0 {
 			return nil
 		}
 		f, err := m.expect(s)
@@ -189,15 +198,19 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 		if err != nil {
 			return err
 		}
-		if len(es) != len(bt.need) {
-			return fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(bt.need))
+		if len(es) != len(need) {
+			return fmt.Errorf("sdcard: %d fine entries for %d blocks", len(es), len(need))
 		}
 		for k, e := range es {
-			if e.Block != bt.need[k] {
-				return fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, bt.need[k])
+			if e.Block != need[k] {
+				return fmt.Errorf("sdcard: fine entry for block %d, expected %d", e.Block, need[k])
+			}
+			p, err := read(e.Block)
+			if err != nil {
+				return err
 			}
 			step()
-			if err := sendPieces(e.Block, bt.data[e.Block], PlanSubs(m.cfg.Hash, bt.data[e.Block], e.Sums)); err != nil {
+			if err := sendPieces(e.Block, p, PlanSubs(m.cfg.Hash, p, e.Sums)); err != nil {
 				return err
 			}
 		}
@@ -217,23 +230,22 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 			return st, err
 		}
 	}
-	var inflight *batch
-	for i, k := 0, 0; i < len(diff); i, k = i+fineBatch, k+1 {
-		bt, err := prepare(diff[i:min(i+fineBatch, len(diff))], bufs[k%2])
+	// Two batches are in flight: the fine request of the next one goes
+	// out before the data of the current one, so the link does not idle
+	// while the target hashes.
+	var inflight []uint64
+	for i := 0; i < len(diff); i += fineBatch {
+		need, err := prepare(diff[i:min(i+fineBatch, len(diff))])
 		if err != nil {
 			return st, err
 		}
-		if inflight != nil {
-			if err := finish(*inflight); err != nil {
-				return st, err
-			}
-		}
-		inflight = &bt
-	}
-	if inflight != nil {
-		if err := finish(*inflight); err != nil {
+		if err := finish(inflight); err != nil {
 			return st, err
 		}
+		inflight = need
+	}
+	if err := finish(inflight); err != nil {
+		return st, err
 	}
 	if err := s.fc.write(msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: round, Records: st.Records})); err != nil {
 		return st, err

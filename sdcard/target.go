@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -39,6 +38,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 	st := RoundStats{Round: round, Mode: rs.Mode}
 	inPlace, committed := false, false
 	touched := NewBitmap(g.Blocks()) // blocks the round writes
+	post := newPostSums(m.cfg.Hash, g)
 	defer func() {
 		st.Duration = time.Since(start)
 		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
@@ -61,7 +61,17 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 	if err := m.journal.Begin(rs.Round, g.Size); err != nil {
 		return m.abort(s, err)
 	}
-	var pre []Sum // the device's sums before the round
+	if local.Current == 0 && local.Data == DataInconsistent {
+		// This node never held data: the journal would protect nothing,
+		// so the round (an initial sync) goes straight to the device; the
+		// node stays inconsistent until the round completes.
+		if err := m.markInconsistent(); err != nil {
+			return m.abort(s, err)
+		}
+		inPlace = true
+	}
+	var pre []Sum  // the device's sums before the round
+	var buf []byte // for fine requests
 	if rs.Mode == RoundChecksum {
 		st.Scanned = g.Blocks()
 		if pre, err = m.sendSums(s, g, true); err != nil {
@@ -83,7 +93,9 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				return err
 			}
 			es := make([]fineEntry, 0, len(blocks))
-			buf := make([]byte, g.BlockSize)
+			if buf == nil {
+				buf = make([]byte, g.BlockSize)
+			}
 			for _, b := range blocks {
 				if b >= g.Blocks() {
 					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
@@ -105,6 +117,15 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if err != nil {
 				return err
 			}
+			if d.Compressed {
+				if !s.zstd {
+					return errors.New("sdcard: a compressed record on a connection that did not negotiate it")
+				}
+				if d.Bytes, err = s.codec.decompress(d.Bytes); err != nil {
+					return m.abort(s, err)
+				}
+				d.Compressed = false
+			}
 			if _, _, err := recordSpan(g, d); err != nil {
 				return err
 			}
@@ -114,13 +135,18 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				touched.Set(d.Block)
 				st.Blocks++
 			}
+			post.record(d)
 			if inPlace {
-				if err := applyRecord(m.dev, g, d); err != nil {
+				err := applyRecord(m.dev, g, d)
+				s.release(f)
+				if err != nil {
 					return m.abort(s, err)
 				}
 				continue
 			}
-			if err := m.journal.Append(d); err != nil {
+			err = m.journal.Append(d)
+			s.release(f)
+			if err != nil {
 				return m.abort(s, err)
 			}
 			if m.journal.Bytes() > m.cfg.JournalLimit {
@@ -164,7 +190,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			}
 			committed = true
 			t0 := time.Now()
-			err = m.commit(g, rs.Source.Gen, inPlace, pre, touched)
+			err = m.commit(g, rs.Source.Gen, inPlace, pre, touched, post)
 			m.commitMu.Unlock()
 			if err != nil {
 				return m.abort(s, err)
@@ -206,7 +232,7 @@ func (m *Mirror) goInPlace(g Geometry) error {
 // sync follow; only then does the metadata say the new generation,
 // up-to-date, and the journal is emptied. A failure anywhere leaves the
 // node inconsistent with the committed journal kept for a retry.
-func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap) error {
+func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap, post *postSums) error {
 	gen := GenInfo{Current: src.Current, History: src.History, Data: DataUpToDate}
 	if inPlace {
 		if err := m.dev.Sync(); err != nil {
@@ -223,7 +249,7 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 			return err
 		}
 	}
-	base, ok := m.targetBase(g, pre, touched)
+	base, ok := m.targetBase(g, pre, touched, post)
 	m.mu.Lock()
 	m.meta.Gen = gen
 	m.meta.BitmapValid = false
@@ -282,11 +308,12 @@ func (m *Mirror) finishPending() error {
 	return m.journal.Reset()
 }
 
-// targetBase is the digest of the device after a received round: the
-// sums sent before it with the blocks the round wrote hashed again, or a
-// full scan when those are not at hand.
-func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap) (Sum, bool) {
-	if pre == nil || g.Size != m.geom.Size || uint64(len(pre)) != m.geom.Blocks() {
+// targetBase is the digest of the device after a received round: per
+// block the sum from the round's records when they rewrote it whole, else
+// the sum sent before the round when the round did not touch it, else the
+// block read back and hashed.
+func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap, post *postSums) (Sum, bool) {
+	if g.Size != m.geom.Size || (pre != nil && uint64(len(pre)) != m.geom.Blocks()) {
 		sums, err := m.sums(m.geom, nil)
 		if err != nil {
 			m.log.Warn("mirror cannot scan the device after a round", "reason", err)
@@ -294,20 +321,96 @@ func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap) (Sum, bool) 
 		}
 		return Digest(m.cfg.Hash, sums), true
 	}
-	sums := slices.Clone(pre)
-	buf := make([]byte, g.BlockSize)
-	for b := range touched.Len() {
-		if !touched.Get(b) {
-			continue
+	post.end()
+	sums := make([]Sum, g.Blocks())
+	var buf []byte
+	for b := range g.Blocks() {
+		switch {
+		case post.known.Get(b):
+			sums[b] = post.sums[b]
+		case pre != nil && !touched.Get(b):
+			sums[b] = pre[b]
+		default:
+			if buf == nil {
+				buf = make([]byte, g.BlockSize)
+			}
+			off, n := g.Span(b)
+			if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
+				m.log.Warn("mirror cannot read the device after a round", "reason", err)
+				return Sum{}, false
+			}
+			sums[b] = m.cfg.Hash.Sum(buf[:n])
 		}
-		off, n := g.Span(b)
-		if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
-			m.log.Warn("mirror cannot read the device after a round", "reason", err)
-			return Sum{}, false
-		}
-		sums[b] = m.cfg.Hash.Sum(buf[:n])
 	}
 	return Digest(m.cfg.Hash, sums), true
+}
+
+// postSums follows a round's records and keeps the sum of every block
+// they rewrite whole: one whole-block record, or its sub-blocks in order
+// from the first to the last (the source sends a block's records
+// together and in order). Any other record leaves its block unknown.
+type postSums struct {
+	h     HashKind
+	g     Geometry
+	zs    zeroSums
+	sums  []Sum
+	known *Bitmap
+	hs    hasher
+	cur   uint64 // the block being assembled from sub-blocks
+	next  int    // its next sub-block; -1 when none is under way
+}
+
+func newPostSums(h HashKind, g Geometry) *postSums {
+	return &postSums{h: h, g: g, zs: zeroSums{h: h}, sums: make([]Sum, g.Blocks()), known: NewBitmap(g.Blocks()), next: -1}
+}
+
+// record notes one valid record (recordSpan accepted it).
+func (p *postSums) record(d dataMsg) {
+	if p.next >= 0 && d.Block != p.cur {
+		p.end()
+	}
+	_, n := p.g.Span(d.Block)
+	switch {
+	case d.Sub == wholeBlock && d.Zero:
+		p.next = -1
+		p.sums[d.Block] = p.zs.of(n)
+		p.known.Set(d.Block)
+	case d.Sub == wholeBlock:
+		p.next = -1
+		p.sums[d.Block] = p.h.Sum(d.Bytes)
+		p.known.Set(d.Block)
+	case int(d.Sub) == 0 || (p.next >= 0 && int(d.Sub) == p.next):
+		if d.Sub == 0 {
+			if p.hs == nil {
+				p.hs = p.h.newHasher()
+			}
+			p.hs.Reset()
+			p.cur, p.next = d.Block, 0
+		}
+		p.known.Unset(d.Block)
+		if d.Zero {
+			writeZeros(p.hs, min(FineSize, n-int(d.Sub)*FineSize))
+		} else {
+			p.hs.Write(d.Bytes)
+		}
+		p.next++
+		if p.next*FineSize >= n {
+			p.sums[d.Block] = p.hs.sum()
+			p.known.Set(d.Block)
+			p.next = -1
+		}
+	default:
+		p.next = -1
+		p.known.Unset(d.Block)
+	}
+}
+
+// end gives up a block whose sub-blocks stopped before its last.
+func (p *postSums) end() {
+	if p.next >= 0 {
+		p.known.Unset(p.cur)
+		p.next = -1
+	}
 }
 
 // ErrRoundOvertaken: a received round was not committed because this node

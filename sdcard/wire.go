@@ -140,11 +140,25 @@ type fineEntry struct {
 }
 
 // dataMsg byte map: 0 block u64 | 8 sub u16 (wholeBlock = all) | 10 kind u8 | 11 bytes
+//
+// Kinds: 0 data, 1 zero marker (no bytes), 2 data compressed with zstd
+// (only to a peer that negotiated alpnCompressed).
 type dataMsg struct {
-	Block uint64
-	Sub   uint16
-	Zero  bool
-	Bytes []byte
+	Block      uint64
+	Sub        uint16
+	Zero       bool
+	Compressed bool
+	Bytes      []byte
+}
+
+func (m dataMsg) kind() byte {
+	switch {
+	case m.Zero:
+		return 1
+	case m.Compressed:
+		return 2
+	}
+	return 0
 }
 
 const wholeBlock = 0xffff
@@ -304,7 +318,7 @@ func decodeFine(p []byte) ([]fineEntry, error) {
 func (m dataMsg) append(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, m.Block)
 	b = binary.LittleEndian.AppendUint16(b, m.Sub)
-	b = append(b, boolByte(m.Zero))
+	b = append(b, m.kind())
 	return append(b, m.Bytes...)
 }
 
@@ -317,6 +331,8 @@ func decodeData(p []byte) (dataMsg, error) {
 	case 0:
 	case 1:
 		m.Zero = true
+	case 2:
+		m.Compressed = true
 	default:
 		r.fail(errors.New("invalid kind"))
 	}
@@ -326,6 +342,9 @@ func decodeData(p []byte) (dataMsg, error) {
 	}
 	if r.err == nil && m.Zero && len(m.Bytes) != 0 {
 		r.fail(errors.New("zero marker with bytes"))
+	}
+	if r.err == nil && m.Compressed && len(m.Bytes) == 0 {
+		r.fail(errors.New("compressed record without bytes"))
 	}
 	return m, wrapDecode(msgData, r.done())
 }
@@ -359,29 +378,56 @@ func wrapDecode(t msgType, err error) error {
 type frameConn struct {
 	r       *bufio.Reader
 	w       *bufio.Writer
-	rbuf    []byte
-	whdr    [5]byte
+	whdr    [5 + dataHeader]byte
 	rhdr    [5]byte
 	written atomic.Uint64
 	read    atomic.Uint64
 }
 
+// frameConn buffer sizes: the writer gathers frames into large TLS writes
+// (full 16 KiB records); the reader only needs to hold headers, payloads
+// larger than it are read straight into their buffers.
+const (
+	frameWriteBuf = 128 << 10
+	frameReadBuf  = 32 << 10
+)
+
 func newFrameConn(rw io.ReadWriter) *frameConn {
-	return &frameConn{r: bufio.NewReaderSize(rw, 256<<10), w: bufio.NewWriterSize(rw, 256<<10)}
+	return &frameConn{r: bufio.NewReaderSize(rw, frameReadBuf), w: bufio.NewWriterSize(rw, frameWriteBuf)}
 }
 
 // write queues one frame; flush sends.
 func (c *frameConn) write(t msgType, payload []byte) error {
-	binary.LittleEndian.PutUint32(c.whdr[:4], uint32(len(payload)+1))
+	return c.writeParts(t, nil, payload)
+}
+
+// writeParts queues one frame whose payload is head then body, without
+// joining them first.
+func (c *frameConn) writeParts(t msgType, head, body []byte) error {
+	n := len(head) + len(body)
+	binary.LittleEndian.PutUint32(c.whdr[:4], uint32(n+1))
 	c.whdr[4] = byte(t)
-	if _, err := c.w.Write(c.whdr[:]); err != nil {
+	h := append(c.whdr[:5], head...)
+	if _, err := c.w.Write(h); err != nil {
 		return fmt.Errorf("sdcard: send %v: %w", t, err)
 	}
-	if _, err := c.w.Write(payload); err != nil {
+	if _, err := c.w.Write(body); err != nil {
 		return fmt.Errorf("sdcard: send %v: %w", t, err)
 	}
-	c.written.Add(uint64(len(payload) + 5))
+	c.written.Add(uint64(n + 5))
 	return nil
+}
+
+// dataHeader is the size of a dataMsg before its bytes.
+const dataHeader = 11
+
+// writeData queues a data record without copying its bytes into a message.
+func (c *frameConn) writeData(d dataMsg) error {
+	var h [dataHeader]byte
+	binary.LittleEndian.PutUint64(h[:], d.Block)
+	binary.LittleEndian.PutUint16(h[8:], d.Sub)
+	h[10] = d.kind()
+	return c.writeParts(msgData, h[:], d.Bytes)
 }
 
 func (c *frameConn) flush() error {
@@ -391,8 +437,9 @@ func (c *frameConn) flush() error {
 	return nil
 }
 
-// readFrame returns the next frame. The payload is valid until the next call.
-func (c *frameConn) readFrame() (msgType, []byte, error) {
+// readFrame returns the next frame, its payload in a buffer from pool
+// (or a fresh one when pool is nil).
+func (c *frameConn) readFrame(pool *bufPool) (msgType, []byte, error) {
 	if _, err := io.ReadFull(c.r, c.rhdr[:]); err != nil {
 		return 0, nil, fmt.Errorf("sdcard: receive: %w", err)
 	}
@@ -400,13 +447,47 @@ func (c *frameConn) readFrame() (msgType, []byte, error) {
 	if n < 1 || n > maxFrame {
 		return 0, nil, fmt.Errorf("sdcard: receive: frame length %d", n)
 	}
-	if cap(c.rbuf) < int(n-1) {
-		c.rbuf = make([]byte, n-1)
-	}
-	p := c.rbuf[:n-1]
+	p := pool.get(int(n - 1))
 	if _, err := io.ReadFull(c.r, p); err != nil {
+		pool.put(p)
 		return 0, nil, fmt.Errorf("sdcard: receive: %w", err)
 	}
 	c.read.Add(uint64(n) + 4)
 	return msgType(c.rhdr[4]), p, nil
+}
+
+// bufPool recycles frame buffers of one size (a data record of a whole
+// block fits), so that a round's stream of records does not allocate one
+// buffer per frame. It holds at most cap(free) buffers; a frame larger
+// than size gets a buffer of its own.
+type bufPool struct {
+	size int
+	free chan []byte
+}
+
+func newBufPool(size, keep int) *bufPool {
+	return &bufPool{size: size, free: make(chan []byte, keep)}
+}
+
+func (bp *bufPool) get(n int) []byte {
+	if bp == nil || n > bp.size {
+		return make([]byte, n)
+	}
+	select {
+	case b := <-bp.free:
+		return b[:n]
+	default:
+		return make([]byte, n, bp.size)
+	}
+}
+
+// put returns b; a buffer not of the pool's size is left to the collector.
+func (bp *bufPool) put(b []byte) {
+	if bp == nil || cap(b) != bp.size {
+		return
+	}
+	select {
+	case bp.free <- b[:0]:
+	default:
+	}
 }

@@ -32,6 +32,7 @@ func FuzzWire(f *testing.F) {
 		{msgFineHashes, encodeFine([]fineEntry{{Block: 1, Sums: []Sum{{3}}}})},
 		{msgData, dataMsg{Block: 1, Sub: 3, Bytes: []byte("data")}.append(nil)},
 		{msgData, dataMsg{Block: 2, Sub: wholeBlock, Zero: true}.append(nil)},
+		{msgData, dataMsg{Block: 3, Sub: wholeBlock, Compressed: true, Bytes: []byte("zstd")}.append(nil)},
 		{msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: 9, Records: 2})},
 		{msgCommitted, binary.LittleEndian.AppendUint64(nil, 9)},
 		{msgRoundSize, binary.LittleEndian.AppendUint64(nil, 1<<30)},
@@ -51,7 +52,7 @@ func FuzzWire(f *testing.F) {
 			io.Writer
 		}{bytes.NewReader(b), io.Discard})
 		for {
-			typ, p, err := c.readFrame()
+			typ, p, err := c.readFrame(nil)
 			if err != nil {
 				return
 			}

@@ -70,7 +70,7 @@ func FuzzFrame(f *testing.F) {
 			io.Writer
 		}{bytes.NewReader(b), io.Discard})
 		for {
-			if _, _, err := c.readFrame(); err != nil {
+			if _, _, err := c.readFrame(nil); err != nil {
 				return
 			}
 		}

@@ -136,6 +136,7 @@ type Datastore struct {
 	Bandwidth   string   `toml:"bandwidth"`   // limit such as "50M" bytes/s (default: none)
 	Freeze      string   `toml:"freeze"`      // mountpoint to FIFREEZE during a periodic scan
 	SplitBrain  string   `toml:"split-brain"` // discard-zero-changes | manual (default discard-zero-changes)
+	Compression string   `toml:"compression"` // off | zstd: compress the data this node sends (default off)
 	NBDSocket   string   `toml:"nbd-socket"`  // mode online: the export's Unix socket on the primary
 	NBDDevice   string   `toml:"nbd-device"`  // mode online: /dev/nbdN attached to the export on the primary
 }

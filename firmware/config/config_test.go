@@ -93,6 +93,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"online without export", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nmode = \"online\"\n", "datastore.mode: online needs nbd-socket", 4},
 		{"nbd-socket periodic", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nnbd-socket = \"/run/x\"\n", "datastore.nbd-socket", 4},
 		{"split-brain", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nsplit-brain = \"keep-primary\"\n", "datastore.split-brain", 4},
+		{"compression", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\ncompression = \"gzip\"\n", "datastore.compression", 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,5 +196,18 @@ func TestOnlineAccepted(t *testing.T) {
 	}
 	if c.Datastore.NBDSocket != "/run/pairguard/nbd.sock" || c.Datastore.NBDDevice != "/dev/nbd0" || c.Datastore.Replication != "sync" {
 		t.Fatalf("datastore %+v", c.Datastore)
+	}
+}
+
+func TestDatastoreCompression(t *testing.T) {
+	for src, want := range map[string]string{
+		"mode = \"independent\"\n[datastore]\ndevice = \"/x\"\n":                         "off",
+		"mode = \"independent\"\n[datastore]\ndevice = \"/x\"\ncompression = \"zstd\"\n": "zstd",
+		"mode = \"independent\"\n[datastore]\ndevice = \"/x\"\ncompression = \"off\"\n":  "off",
+	} {
+		c, err := Parse("f.toml", []byte(src))
+		if err != nil || c.Datastore.Compression != want {
+			t.Errorf("%q: compression %v, %v; want %s", src, c.Datastore, err, want)
+		}
 	}
 }

@@ -172,6 +172,7 @@ func (c *Config) defaults() {
 		setD(&d.Interval, time.Minute)
 		set(&d.Replication, "sync")
 		set(&d.SplitBrain, "discard-zero-changes")
+		set(&d.Compression, "off")
 		setI(&d.Port, DefaultMirrorPort)
 	}
 }
@@ -370,6 +371,9 @@ func (c *Config) checkDatastore(p *problems, paired bool) {
 	}
 	if d.SplitBrain != "discard-zero-changes" && d.SplitBrain != "manual" {
 		p.bad("datastore.split-brain", "must be discard-zero-changes or manual, not %q", d.SplitBrain)
+	}
+	if d.Compression != "off" && d.Compression != "zstd" {
+		p.bad("datastore.compression", "must be off or zstd, not %q", d.Compression)
 	}
 	p.atLeast("datastore.interval", d.Interval, MinScanInterval)
 	if d.Replication != "sync" && d.Replication != "async" {

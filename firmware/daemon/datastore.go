@@ -60,6 +60,12 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 			return nil, err
 		}
 	}
+	comp := sdcard.CompressionOff
+	if d.Compression != "" {
+		if comp, err = sdcard.ParseCompression(d.Compression); err != nil {
+			return nil, err
+		}
+	}
 	mc := sdcard.MirrorConfig{
 		Device:         d.Device,
 		BlockSize:      d.BlockSize,
@@ -71,6 +77,7 @@ func newDatastore(c *config.Config, log *slog.Logger, book *logbook.Book, epoch 
 		BandwidthLimit: bw,
 		FreezeMount:    d.Freeze,
 		SplitBrain:     sb,
+		Compression:    comp,
 	}
 	if c.LAN2.Prefix.IsValid() {
 		mc.ListenAddr = net.JoinHostPort(c.LAN2.Prefix.Addr().String(), strconv.Itoa(d.Port))

@@ -26,6 +26,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,16 +56,31 @@ func main() {
 	region := flag.String("region", "64MiB", "contiguous region changed in the last case")
 	doRsync := flag.Bool("rsync", false, "also time rsync between network namespaces with tc tbf shaping")
 	rsyncRate := flag.String("rsync-rate", "1gbit", "tc tbf rate of the rsync comparison")
+	runs := flag.Int("runs", 1, "runs of the rsync comparison (figures as median [min, max])")
+	loopback := flag.Bool("loopback", true, "run the in-process loopback part")
+	casesFlag := flag.String("cases", "initial,1%,10%,region", "cases of the rsync comparison")
+	compFlag := flag.String("compressions", "off", "mirror variants of the rsync comparison: off, zstd or both (comma separated)")
+	rsyncZ := flag.Bool("rsync-z", false, "also time rsync -z in the comparison")
+	flag.StringVar(&compression, "compression", "off", "internal: the end's compression")
 	verbose := flag.Bool("v", false, "log the mirrors")
+	kind := flag.String("image", "random", "source image: random, or mixed (ext4 with a SQLite database, JPEG images, logs and free space)")
 	flag.Float64Var(&zeroFrac, "zero", 0, "fraction of the source image (its end) left as zero blocks, like free space")
 	roleFlag := flag.String("role", "", "internal: run one end (sender|receiver) for -rsync")
 	img := flag.String("img", "", "internal: the end's image")
 	state := flag.String("state", "", "internal: the end's state dir")
 	listen := flag.String("listen", "", "internal: the end's address")
 	peer := flag.String("peer", "", "internal: the peer's address")
+	flag.StringVar(&memLimit, "memory-limit", "16MiB", "soft memory limit of the mirror processes of -rsync (the daemon's memory-limit)")
+	cpuProf := flag.String("cpuprofile", "", "write a CPU profile of the loopback run (or of this end with -role) to this file")
 	flag.Parse()
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
 	if *roleFlag != "" {
-		role(*roleFlag, *img, *state, *listen, *peer)
+		role(*roleFlag, *img, *state, *listen, *peer, compression)
 		return
 	}
 
@@ -86,8 +102,13 @@ func main() {
 	}
 
 	src, dst := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
-	fmt.Printf("writing a %s random source image in %s (%.0f%% zero blocks)\n", human(size), dir, zeroFrac*100)
-	check(writeRandom(src, size, 1))
+	if *kind == "mixed" {
+		fmt.Printf("writing a %s mixed source image in %s\n", human(size), dir)
+		check(writeMixed(src, size))
+	} else {
+		fmt.Printf("writing a %s random source image in %s (%.0f%% zero blocks)\n", human(size), dir, zeroFrac*100)
+		check(writeRandom(src, size, 1))
+	}
 	f, err := os.Create(dst)
 	check(err)
 	check(f.Truncate(size))
@@ -166,6 +187,13 @@ func main() {
 			check(fmt.Errorf("receiver ends %v with data %v", s.State, s.Data))
 		}
 	}
+	if !*loopback {
+		if err := rsyncCompare(dir, size, regionSize, compareOpts{rate: *rsyncRate, runs: *runs,
+			compression: strings.Split(*compFlag, ","), rsyncZ: *rsyncZ, cases: strings.Split(*casesFlag, ",")}); err != nil {
+			check(err)
+		}
+		return
+	}
 	runMirror()
 	same, err := sameFiles(src, dst)
 	check(err)
@@ -194,7 +222,8 @@ func main() {
 			human(int64(r.wire)), float64(r.wire)/float64(r.changed), r.cpu.Seconds(), r.blocks, chk)
 	}
 	if *doRsync {
-		if err := rsyncCompare(dir, size, regionSize, *rsyncRate); err != nil {
+		if err := rsyncCompare(dir, size, regionSize, compareOpts{rate: *rsyncRate, runs: *runs,
+			compression: strings.Split(*compFlag, ","), rsyncZ: *rsyncZ, cases: strings.Split(*casesFlag, ",")}); err != nil {
 			fmt.Printf("\nrsync comparison skipped: %v\n", err)
 		}
 	}
@@ -266,6 +295,12 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// compression is a -role end's compression setting.
+var compression string
+
+// memLimit is the -rsync mirror processes' soft memory limit.
+var memLimit string
 
 // zeroFrac is the fraction of the source image, at its end, left zero.
 var zeroFrac float64

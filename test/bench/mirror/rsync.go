@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -116,139 +118,340 @@ type measured struct {
 	wall time.Duration
 	wire uint64
 	cpu  time.Duration
+	// peak resident sizes (VmHWM) of the two mirror processes (receiver,
+	// sender) during the step, or of rsync's client (its maxrss)
+	hwm [2]int64
 }
 
-func rsyncCompare(dir string, size, region int64, rate string) error {
-	cleanup, err := setupNetns(rate)
+// procMem returns a process's VmHWM and VmRSS in bytes.
+func procMem(pid int) (hwm, rss int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmHWM:":
+			hwm = n << 10
+		case "VmRSS:":
+			rss = n << 10
+		}
+	}
+	return hwm, rss
+}
+
+// resetPeak starts a new VmHWM period for a process (clear_refs 5).
+func resetPeak(pid int) {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// compareOpts says what the namespace comparison runs.
+type compareOpts struct {
+	rate        string
+	runs        int
+	compression []string // mirror variants: "off", "zstd"
+	rsyncZ      bool     // also rsync -z
+	cases       []string // "initial", "1%", "10%", "region"
+}
+
+// tool is one way of copying the source image to a target in the other
+// namespace: the mirror (two processes) or rsync.
+type tool struct {
+	name   string
+	target string
+	pids   func() []int // processes whose CPU and memory count
+	copy   func() (clientCPU time.Duration, clientRSS int64)
+	stop   func()
+	mirror bool
+}
+
+func rsyncCompare(dir string, size, region int64, o compareOpts) error {
+	cleanup, err := setupNetns(o.rate)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	self, err := os.Executable()
 	check(err)
-
 	src := filepath.Join(dir, "a.img")
-	mirrorDst := filepath.Join(dir, "m.img")
-	f, err := os.Create(mirrorDst)
-	check(err)
-	check(f.Truncate(size))
-	f.Close()
 	rsyncDir := filepath.Join(dir, "rsync")
-	check(os.MkdirAll(rsyncDir, 0o700))
 	conf := filepath.Join(dir, "rsyncd.conf")
 	check(os.WriteFile(conf, []byte(fmt.Sprintf("use chroot = no\npid file = %s/rsyncd.pid\n[pg]\npath = %s\nread only = false\nuid = root\ngid = root\n", dir, rsyncDir)), 0o600))
 
-	// The rsync daemon.
+	// The rsync daemon, for all runs.
 	daemon := exec.Command("ip", "netns", "exec", nsA, "rsync", "--daemon", "--no-detach", "--config="+conf,
 		"--address="+addrA, "--port="+rsyncPort, "--log-file="+filepath.Join(dir, "rsyncd.log"))
 	check(daemon.Start())
 	defer func() { daemon.Process.Kill(); daemon.Wait() }()
-
-	// The mirror's two ends.
-	recv := exec.Command("ip", "netns", "exec", nsA, self, "-role", "receiver", "-img", mirrorDst,
-		"-state", filepath.Join(dir, "ns-state-a"), "-listen", addrA+":"+mirrorPort, "-peer", addrB+":"+mirrorPort)
-	recvIn, err := recv.StdinPipe()
-	check(err)
-	recv.Stderr = os.Stderr
-	check(recv.Start())
-	defer func() { recvIn.Close(); recv.Wait() }()
-	send := exec.Command("ip", "netns", "exec", nsB, self, "-role", "sender", "-img", src,
-		"-state", filepath.Join(dir, "ns-state-b"), "-listen", addrB+":"+mirrorPort, "-peer", addrA+":"+mirrorPort)
-	sendIn, err := send.StdinPipe()
-	check(err)
-	sendOut, err := send.StdoutPipe()
-	check(err)
-	send.Stderr = os.Stderr
-	check(send.Start())
-	defer func() { sendIn.Close(); send.Wait() }()
-	lines := bufio.NewScanner(sendOut)
 	time.Sleep(300 * time.Millisecond) // the daemon binds
 
-	measure := func(do func()) measured {
-		w0, c0 := wireBytes(), procCPU(recv.Process.Pid)+procCPU(send.Process.Pid)+procCPU(daemon.Process.Pid)
+	mirrorTool := func(run, k int, compression string) *tool {
+		name := "mirror"
+		if compression != "off" {
+			name += " " + compression
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("m%d.img", k))
+		os.Remove(dst)
+		f, err := os.Create(dst)
+		check(err)
+		check(f.Truncate(size))
+		f.Close()
+		port := strconv.Itoa(7788 + k)
+		prof := func(which string) []string {
+			if d := os.Getenv("PGBENCH_PROFILE"); d != "" { // CPU profiles of the two ends
+				return []string{"-cpuprofile", filepath.Join(d, fmt.Sprintf("%s-%d-%d.prof", which, run, k))}
+			}
+			return nil
+		}
+		state := filepath.Join(dir, fmt.Sprintf("ns-state-%d-%d", run, k))
+		recv := exec.Command("ip", append(append([]string{"netns", "exec", nsA, self}, prof("receiver")...),
+			"-role", "receiver", "-memory-limit", memLimit, "-compression", compression, "-img", dst,
+			"-state", state+"a", "-listen", addrA+":"+port, "-peer", addrB+":"+port)...)
+		recvIn, err := recv.StdinPipe()
+		check(err)
+		recv.Stderr = os.Stderr
+		check(recv.Start())
+		send := exec.Command("ip", append(append([]string{"netns", "exec", nsB, self}, prof("sender")...),
+			"-role", "sender", "-memory-limit", memLimit, "-compression", compression, "-img", src,
+			"-state", state+"b", "-listen", addrB+":"+port, "-peer", addrA+":"+port)...)
+		sendIn, err := send.StdinPipe()
+		check(err)
+		sendOut, err := send.StdoutPipe()
+		check(err)
+		send.Stderr = os.Stderr
+		check(send.Start())
+		lines := bufio.NewScanner(sendOut)
+		return &tool{name: name, target: dst, mirror: true,
+			pids: func() []int { return []int{recv.Process.Pid, send.Process.Pid} },
+			copy: func() (time.Duration, int64) {
+				fmt.Fprintln(sendIn, "sync")
+				if !lines.Scan() {
+					check(errors.New("sender ended"))
+				}
+				if !strings.HasPrefix(lines.Text(), "ok") {
+					check(errors.New("sender: " + lines.Text()))
+				}
+				return 0, 0
+			},
+			stop: func() {
+				sendIn.Close()
+				send.Wait()
+				recvIn.Close()
+				recv.Wait()
+				os.Remove(dst)
+			},
+		}
+	}
+	rsyncTool := func(k int, args ...string) *tool {
+		name := strings.TrimSpace("rsync " + strings.Join(args, " "))
+		dst := filepath.Join(rsyncDir, fmt.Sprintf("r%d.img", k))
+		check(os.MkdirAll(rsyncDir, 0o700))
+		os.Remove(dst)
+		return &tool{name: name, target: dst,
+			pids: func() []int { return []int{daemon.Process.Pid} },
+			copy: func() (time.Duration, int64) {
+				a := append([]string{"netns", "exec", nsB, "rsync", "--inplace", "--no-whole-file", "--ignore-times"}, args...)
+				c := exec.Command("ip", append(a, src, fmt.Sprintf("rsync://%s:%s/pg/r%d.img", addrA, rsyncPort, k))...)
+				out, err := c.CombinedOutput()
+				if err != nil {
+					check(fmt.Errorf("rsync: %w: %s", err, out))
+				}
+				ru := c.ProcessState.SysUsage().(*syscall.Rusage)
+				return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss << 10
+			},
+			stop: func() { os.Remove(dst) },
+		}
+	}
+	measure := func(t *tool) measured {
+		pids := append(t.pids(), daemon.Process.Pid)
+		if t.mirror {
+			for _, pid := range t.pids() {
+				resetPeak(pid)
+			}
+		}
+		cpu := func() (c time.Duration) {
+			for _, pid := range pids {
+				c += procCPU(pid)
+			}
+			return c
+		}
+		w0, c0 := wireBytes(), cpu()
 		t0 := time.Now()
-		do()
+		clientCPU, clientRSS := t.copy()
 		wall := time.Since(t0)
 		time.Sleep(100 * time.Millisecond) // let the daemon reap its child
-		return measured{wall: wall, wire: wireBytes() - w0,
-			cpu: procCPU(recv.Process.Pid) + procCPU(send.Process.Pid) + procCPU(daemon.Process.Pid) - c0}
-	}
-	mirrorRound := func() measured {
-		return measure(func() {
-			fmt.Fprintln(sendIn, "sync")
-			if !lines.Scan() {
-				check(errors.New("sender ended"))
+		m := measured{wall: wall, wire: wireBytes() - w0, cpu: cpu() - c0 + clientCPU}
+		if t.mirror {
+			for i, pid := range t.pids() {
+				m.hwm[i], _ = procMem(pid)
 			}
-			if !strings.HasPrefix(lines.Text(), "ok") {
-				check(errors.New("sender: " + lines.Text()))
-			}
-		})
-	}
-	rsyncRun := func() measured {
-		var clientCPU time.Duration
-		m := measure(func() {
-			c := exec.Command("ip", "netns", "exec", nsB, "rsync", "--inplace", "--no-whole-file", "--ignore-times",
-				src, "rsync://"+addrA+":"+rsyncPort+"/pg/r.img")
-			out, err := c.CombinedOutput()
-			if err != nil {
-				check(fmt.Errorf("rsync: %w: %s", err, out))
-			}
-			ru := c.ProcessState.SysUsage().(*syscall.Rusage)
-			clientCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		})
-		m.cpu += clientCPU
+		} else {
+			m.hwm[1] = clientRSS
+		}
 		return m
 	}
 
+	type caseDef struct {
+		key, name string
+		change    func(r *rand.Rand)
+	}
+	var cases []caseDef
+	for _, c := range o.cases {
+		switch c {
+		case "initial":
+			cases = append(cases, caseDef{c, "initial sync", nil})
+		case "1%":
+			cases = append(cases, caseDef{c, "1% random 4 KiB", func(r *rand.Rand) { changeRandom(src, size, 0.01, r) }})
+		case "10%":
+			cases = append(cases, caseDef{c, "10% random 4 KiB", func(r *rand.Rand) { changeRandom(src, size, 0.10, r) }})
+		case "region":
+			cases = append(cases, caseDef{c, human(region) + " contiguous", func(r *rand.Rand) { changeRegion(src, size, region, r) }})
+		default:
+			return fmt.Errorf("unknown case %q", c)
+		}
+	}
+	// results[case][tool] over the runs
+	results := make([]map[string][]measured, len(cases))
+	for i := range results {
+		results[i] = map[string][]measured{}
+	}
+	var toolNames []string
+	var rest [][2]int64
 	r := rand.New(rand.NewPCG(4, 5))
-	type row struct {
-		name      string
-		mir, rsyn measured
-	}
-	var rows []row
-	step := func(name string, change func()) {
-		if change != nil {
-			change()
+	fmt.Printf("\nrsync comparison over a veth pair shaped to %s (tc tbf), namespaces %s/%s, %d run(s)\n", o.rate, nsA, nsB, o.runs)
+	for run := range o.runs {
+		var tools []*tool
+		for k, c := range o.compression {
+			tools = append(tools, mirrorTool(run, k, c))
 		}
-		rows = append(rows, row{name, mirrorRound(), rsyncRun()})
-		fmt.Printf("  %s done\n", name)
+		tools = append(tools, rsyncTool(0))
+		if o.rsyncZ {
+			tools = append(tools, rsyncTool(1, "-z"))
+		}
+		if run == 0 {
+			for _, t := range tools {
+				toolNames = append(toolNames, t.name)
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // the mirrors connect
+		for ci, c := range cases {
+			if c.change != nil {
+				c.change(r)
+			}
+			// The tools take turns, in an order that rotates with the run:
+			// the first to write fresh page cache pays for it on a VM.
+			for k := range tools {
+				t := tools[(k+run)%len(tools)]
+				results[ci][t.name] = append(results[ci][t.name], measure(t))
+			}
+			fmt.Printf("  run %d: %s done\n", run+1, c.name)
+		}
+		for _, t := range tools {
+			same, err := sameFiles(src, t.target)
+			check(err)
+			if !same {
+				return fmt.Errorf("%s: %s differs from the source at the end", t.name, t.target)
+			}
+		}
+		time.Sleep(restWait)
+		var rs [2]int64
+		for i, pid := range tools[0].pids() {
+			_, rs[i] = procMem(pid)
+		}
+		rest = append(rest, rs)
+		for _, t := range tools {
+			t.stop()
+		}
 	}
-	fmt.Printf("\nrsync comparison over a veth pair shaped to %s (tc tbf), namespaces %s/%s\n", rate, nsA, nsB)
-	step("initial sync", nil)
-	step("1% random 4 KiB", func() { changeRandom(src, size, 0.01, r) })
-	step("10% random 4 KiB", func() { changeRandom(src, size, 0.10, r) })
-	step(human(region)+" contiguous", func() { changeRegion(src, size, region, r) })
 
-	for _, p := range []string{mirrorDst, filepath.Join(rsyncDir, "r.img")} {
-		same, err := sameFiles(src, p)
-		check(err)
-		if !same {
-			return fmt.Errorf("%s differs from the source at the end", p)
+	fmt.Printf("%-22s %-12s %-27s %-22s %-22s %-8s  %s\n", "case", "tool", "wall s: median [min, max]", "CPU s: median [min,max]",
+		"x rsync wall (CPU)", "wire", "peak resident (VmHWM), max over runs")
+	for ci, c := range cases {
+		base := results[ci]["rsync"]
+		for _, name := range toolNames {
+			ms := results[ci][name]
+			wall := stat(ms, func(m measured) float64 { return m.wall.Seconds() })
+			cpu := stat(ms, func(m measured) float64 { return m.cpu.Seconds() })
+			ratio := ""
+			if name != "rsync" && len(base) == len(ms) {
+				var wr, cr []float64
+				for i := range ms {
+					wr = append(wr, ms[i].wall.Seconds()/base[i].wall.Seconds())
+					cr = append(cr, ms[i].cpu.Seconds()/base[i].cpu.Seconds())
+				}
+				ratio = fmt.Sprintf("%.3f (%.2f)", median(wr), median(cr))
+			}
+			var h [2]int64
+			for _, m := range ms {
+				h[0], h[1] = max(h[0], m.hwm[0]), max(h[1], m.hwm[1])
+			}
+			mem := fmt.Sprintf("receiver %s, sender %s", human(h[0]), human(h[1]))
+			if !strings.HasPrefix(name, "mirror") {
+				mem = "client " + human(h[1])
+			}
+			fmt.Printf("%-22s %-12s %-27s %-22s %-22s %-8s  %s\n", c.name, name, wall, cpu, ratio, human(int64(ms[0].wire)), mem)
 		}
 	}
-	fmt.Printf("%-22s %-7s %9s %12s %8s\n", "case", "tool", "wall", "wire", "CPU s")
-	for _, r := range rows {
-		for _, x := range []struct {
-			tool string
-			m    measured
-		}{{"mirror", r.mir}, {"rsync", r.rsyn}} {
-			fmt.Printf("%-22s %-7s %8.2fs %12s %8.2f\n", r.name, x.tool, x.m.wall.Seconds(), human(int64(x.m.wire)), x.m.cpu.Seconds())
-		}
+	for i, rs := range rest {
+		fmt.Printf("run %d: %s processes resident %v after the last round (VmRSS): receiver %s, sender %s\n",
+			i+1, toolNames[0], restWait, human(rs[0]), human(rs[1]))
 	}
 	return nil
 }
 
-// role runs one end of the mirror for the namespace comparison.
-func role(which, img, state, listen, peer string) {
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// stat formats median [min, max] of f over ms.
+func stat(ms []measured, f func(measured) float64) string {
+	var v []float64
+	for _, m := range ms {
+		v = append(v, f(m))
+	}
+	if len(v) == 1 {
+		return fmt.Sprintf("%.2f", v[0])
+	}
+	return fmt.Sprintf("%.2f [%.2f, %.2f]", median(v), slices.Min(v), slices.Max(v))
+}
+
+// restWait is how long after the last round the resident size at rest is read.
+const restWait = 5 * time.Second
+
+// role runs one end of the mirror for the namespace comparison, with the
+// daemon's soft memory limit.
+func role(which, img, state, listen, peer, compression string) {
+	if n, err := parseSize(memLimit); err == nil {
+		debug.SetMemoryLimit(n)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("PGBENCH_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("end", which)
 	}
 	check(os.MkdirAll(state, 0o700))
+	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels).
+	comp, level, _ := strings.Cut(compression, ":")
+	c, err := sdcard.ParseCompression(comp)
+	check(err)
+	lv, _ := strconv.Atoi(level)
 	m, err := sdcard.NewMirror(sdcard.MirrorConfig{
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Compression: c, ZstdLevel: lv,
 	}, log)
 	check(err)
 	defer m.Close()

@@ -32,6 +32,7 @@ type peerConn struct {
 type rec struct {
 	h        header
 	data     []byte
+	reply    []byte // the payload of the acknowledgement (a Verify's sums)
 	from, to uint64 // dirty blocks covered by a Write or Zero
 	done     chan struct{}
 	ok       atomic.Bool
@@ -97,7 +98,18 @@ func (p *Primary) attach(c net.Conn) error {
 	bitmapOK := remote.Current == local.Current || (p.meta.BitmapValid && remote.Current == p.meta.SyncedGen)
 	p.genMu.Unlock()
 	switch d := sdcard.Decide(local, remote); d {
-	case sdcard.DirFromRemote, sdcard.DirSplitBrain:
+	case sdcard.DirSplitBrain:
+		p.mu.Lock()
+		keep := p.keepLocal
+		p.splitBrain = !keep
+		p.mu.Unlock()
+		if !keep {
+			return fmt.Errorf("%w: local %v, peer %v: %v", ErrRefused, local, remote, d)
+		}
+		// resolve --keep-local: the peer's diverged data goes.
+		bitmapOK = false
+		p.log.Warn("split brain resolved: the peer's diverged generation is overwritten", "peer-gen", remote.String())
+	case sdcard.DirFromRemote:
 		return fmt.Errorf("%w: local %v, peer %v: %v", ErrRefused, local, remote, d)
 	}
 	if err := writeFrame(c, header{typ: msgStart, flags: flagResync}, appendGen(nil, local)); err != nil {
@@ -120,6 +132,7 @@ func (p *Primary) attach(c net.Conn) error {
 		p.dirty.setRange(uint64(e)*blocksPerExtent, uint64(e+1)*blocksPerExtent)
 	}
 	p.peer, p.synced = pc, false
+	p.splitBrain, p.keepLocal = false, false
 	dirty := p.dirty.count
 	p.mu.Unlock()
 	p.log.Info("peer attached", "peer", c.RemoteAddr().String(), "gen", local.String(), "peer-gen", remote.String(), "resync-blocks", dirty, "full", !bitmapOK)
@@ -209,6 +222,10 @@ func (p *Primary) receiver(pc *peerConn) {
 		if err == nil && h.typ != msgAck {
 			err = fmt.Errorf("%w: type %d from the secondary", ErrProtocol, h.typ)
 		}
+		var reply []byte
+		if err == nil && h.length > 0 {
+			reply, err = readPayload(br, h)
+		}
 		if err != nil {
 			p.drop(pc, fmt.Errorf("receive: %w", err))
 			return
@@ -224,6 +241,12 @@ func (p *Primary) receiver(pc *peerConn) {
 			return
 		}
 		r := pc.pending[0]
+		if (r.h.typ == msgVerify) != (reply != nil) {
+			p.mu.Unlock()
+			p.drop(pc, fmt.Errorf("%w: acknowledgement %d with %d bytes", ErrProtocol, h.seq, len(reply)))
+			return
+		}
+		r.reply = reply
 		pc.pending[0] = nil
 		pc.pending = pc.pending[1:]
 		pc.sent--

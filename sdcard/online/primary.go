@@ -1,7 +1,9 @@
 package online
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,6 +136,10 @@ type Primary struct {
 	nextID uint64
 	peer   *peerConn
 	synced bool // the peer completed a resync on this connection
+	// splitBrain: the last peer was refused because the generations
+	// diverged; keepLocal: the operator chose this node's data (Resolve),
+	// so the next such peer is resynced in full instead.
+	splitBrain, keepLocal bool
 }
 
 type extent struct {
@@ -504,6 +510,9 @@ type Status struct {
 	Queued int64
 	Gen    sdcard.GenInfo
 	Active int
+	// SplitBrain: the peer was refused, its generations diverged from
+	// this node's; it lasts until a peer attaches.
+	SplitBrain bool
 }
 
 // Status returns the current status.
@@ -514,7 +523,8 @@ func (p *Primary) Status() Status {
 	p.genMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Connected: p.peer != nil, InSync: p.peer != nil && p.synced, Dirty: p.dirty.count, Gen: g, Active: len(p.active)}
+	s := Status{Connected: p.peer != nil, InSync: p.peer != nil && p.synced, Dirty: p.dirty.count, Gen: g,
+		Active: len(p.active), SplitBrain: p.splitBrain}
 	if p.peer != nil {
 		s.Queued = p.peer.queued
 	}
@@ -611,5 +621,106 @@ func (p *Primary) Drain(ctx context.Context) error {
 	if !r.acked() {
 		return ErrNoPeer
 	}
+	return nil
+}
+
+// VerifyBlock is the unit `pairguard verify` compares and reports.
+const VerifyBlock = 64 << 10
+
+// maxVerify is the most one Verify record covers.
+const maxVerify = 1 << 20
+
+// ErrNotInSync: Verify needs a peer attached and resynced.
+var ErrNotInSync = errors.New("online: the peer is not attached and in sync")
+
+// Verify compares both sides (`pairguard verify`): range by range, a
+// Verify record goes down the stream, so the secondary hashes its copy
+// after every write before it, while the primary hashes the same range
+// with writes to it held back until the record is queued and the range
+// read. It returns the numbers of the VerifyBlock-sized blocks that
+// differ. Writes go on meanwhile, in either mode.
+func (p *Primary) Verify(ctx context.Context) ([]uint64, error) {
+	buf := make([]byte, maxVerify)
+	var diff []uint64
+	for off := int64(0); off < p.size; off += maxVerify {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := min(maxVerify, p.size-off)
+		p.mu.Lock()
+		id := p.lockRange(off, n)
+		pc := p.peer
+		var r *rec
+		if pc != nil && p.synced {
+			r = pc.enqueue(header{typ: msgVerify, off: uint64(off), length: uint32(n)}, nil, 0, 0)
+		}
+		if r == nil {
+			delete(p.ranges, id)
+			p.cond.Broadcast()
+		}
+		p.mu.Unlock()
+		if r == nil {
+			return nil, ErrNotInSync
+		}
+		_, err := p.dev.ReadAt(buf[:n], off)
+		p.mu.Lock()
+		delete(p.ranges, id)
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		local := appendSums(nil, buf[:n])
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if !r.acked() {
+			return nil, fmt.Errorf("%w: the peer was dropped during verify", ErrNotInSync)
+		}
+		if len(r.reply) != len(local) {
+			err := fmt.Errorf("%w: %d bytes of sums for %d", ErrProtocol, len(r.reply), len(local))
+			p.drop(pc, err)
+			return nil, err
+		}
+		for i := 0; i < len(local); i += sha256.Size {
+			if !bytes.Equal(local[i:i+sha256.Size], r.reply[i:i+sha256.Size]) {
+				diff = append(diff, uint64(off/VerifyBlock)+uint64(i/sha256.Size))
+			}
+		}
+	}
+	return diff, nil
+}
+
+// appendSums appends the SHA-256 of each VerifyBlock of b (the last one
+// possibly short).
+func appendSums(out, b []byte) []byte {
+	for len(b) > 0 {
+		n := min(len(b), VerifyBlock)
+		sum := sha256.Sum256(b[:n])
+		out = append(out, sum[:]...)
+		b = b[n:]
+	}
+	return out
+}
+
+// Resolve ends a split brain on the primary (`pairguard resolve`).
+// keepLocal true keeps this node's data: the refused peer is taken at its
+// next attempt (within a second) and resynced in full, its diverged
+// writes overwritten. keepLocal false cannot be done on the node that
+// serves the datastore: the secondary discards its own (resolve
+// --discard-local there), or this node is demoted first.
+func (p *Primary) Resolve(keepLocal bool) error {
+	if !keepLocal {
+		return errors.New("online: the primary keeps its data: run resolve --discard-local on the secondary, or resolve --keep-local here")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.splitBrain {
+		return ErrNoSplitBrain
+	}
+	p.keepLocal = true
+	p.log.Warn("split brain: the operator keeps this node's data; the peer's next attach resyncs it in full")
 	return nil
 }

@@ -29,7 +29,8 @@ type Secondary struct {
 	attached bool
 }
 
-// Attached reports whether a primary's stream is being applied.
+// Attached reports whether a primary's stream is being applied (from its
+// Start on).
 func (s *Secondary) Attached() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,9 +94,6 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 		return errors.New("online: another primary is attached")
 	}
 	defer s.busy.Unlock()
-	s.mu.Lock()
-	s.attached = true
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.attached = false
@@ -126,6 +124,7 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 	}
 	// Until the resync's Done the device is a mix: never primary.
 	s.mu.Lock()
+	s.attached = true
 	s.meta.Gen.Data = sdcard.DataInconsistent
 	s.meta.BitmapValid = false
 	err = s.meta.Save()
@@ -134,14 +133,17 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 		return err
 	}
 
-	acks := make(chan uint64, 4096)
+	acks := make(chan ack, 4096)
 	ackErr := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriter(c)
 		var err error
-		for seq := range acks {
+		for a := range acks {
 			if err == nil {
-				_, err = w.Write(header{typ: msgAck, seq: seq}.append(make([]byte, 0, headerLen)))
+				_, err = w.Write(header{typ: msgAck, seq: a.seq, length: uint32(len(a.payload))}.append(make([]byte, 0, headerLen)))
+			}
+			if err == nil && len(a.payload) > 0 {
+				_, err = w.Write(a.payload)
 			}
 			if err == nil && len(acks) == 0 {
 				err = w.Flush()
@@ -165,6 +167,7 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 			return fmt.Errorf("%w: record %d, expected %d", ErrProtocol, h.seq, want)
 		}
 		want++
+		var reply []byte
 		switch h.typ {
 		case msgWrite:
 			if cap(data) < int(h.length) {
@@ -200,12 +203,76 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 				return err
 			}
 			s.log.Info("in sync with the primary", "gen", pgen.String())
+		case msgVerify:
+			sums, err := s.verifySums(h, data)
+			if err != nil {
+				return err
+			}
+			reply = sums
 		default:
 			return fmt.Errorf("%w: type %d from the primary", ErrProtocol, h.typ)
 		}
 		s.mu.Lock()
 		s.applied++
 		s.mu.Unlock()
-		acks <- h.seq
+		acks <- ack{h.seq, reply}
 	}
+}
+
+type ack struct {
+	seq     uint64
+	payload []byte
+}
+
+// verifySums answers a Verify: the sums of its blocks, read now (after
+// every record before it was applied).
+func (s *Secondary) verifySums(h header, buf []byte) ([]byte, error) {
+	off, n := int64(h.off), int64(h.length)
+	if off%VerifyBlock != 0 || n <= 0 || n > maxVerify || off+n > s.dev.Size() ||
+		(n%VerifyBlock != 0 && off+n != s.dev.Size()) {
+		return nil, fmt.Errorf("%w: verify of %d bytes at %d", ErrProtocol, n, off)
+	}
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	if _, err := s.dev.ReadAt(buf[:n], off); err != nil {
+		return nil, err
+	}
+	return appendSums(nil, buf[:n]), nil
+}
+
+// ErrNoSplitBrain: Resolve found nothing to resolve.
+var ErrNoSplitBrain = errors.New("online: no split brain to resolve")
+
+// Resolve ends a split brain on the secondary (`pairguard resolve`).
+// keepLocal false discards this node's generation: it becomes outdated,
+// so the primary's next attach is no longer refused and resyncs it in
+// full. keepLocal true cannot be done here: a secondary's data is kept
+// only by making the node primary (or by `resolve --keep-local` on the
+// primary, which keeps the primary's). While a primary's stream is being
+// applied there is no split brain and nothing is discarded.
+func (s *Secondary) Resolve(keepLocal bool) (discarded sdcard.GenInfo, err error) {
+	if keepLocal {
+		return sdcard.GenInfo{}, errors.New("online: a secondary cannot keep its data against the primary: run resolve --discard-local here, or make this node primary first")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attached {
+		return sdcard.GenInfo{}, fmt.Errorf("%w: the primary's stream is attached", ErrNoSplitBrain)
+	}
+	old := s.meta.Gen
+	g := sdcard.GenInfo{Data: sdcard.DataOutdated}
+	if old.Current != 0 {
+		g.History = append([]uint64{old.Current}, old.History...)
+		if len(g.History) > sdcard.MaxHistory {
+			g.History = g.History[:sdcard.MaxHistory]
+		}
+	}
+	s.meta.Gen, s.meta.BitmapValid = g, false
+	if err := s.meta.Save(); err != nil {
+		s.meta.Gen = old
+		return sdcard.GenInfo{}, err
+	}
+	s.log.Warn("split brain resolved: local generation discarded", "generation", old.String())
+	return old, nil
 }

@@ -1,0 +1,164 @@
+package online
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Verify finds exactly the blocks that differ, and none while writes run
+// concurrently (the secondary hashes a range after the writes before the
+// Verify record, the primary with later writes to it held back).
+func TestVerify(t *testing.T) {
+	for _, mode := range []Replication{Sync, Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			const size = 8<<20 + 12288 // a short last verify block
+			pn, sn := newNode(size), newNode(size)
+			r := rand.New(rand.NewPCG(7, 8))
+			pn.dev.WriteAt(randBytes(r, size), 0)
+			p := openPrimary(t, pn, mode)
+			s, _ := OpenSecondary(sn.dev, sn.store, nil)
+			connect(t, p, s)
+			waitInSync(t, p)
+			ctx := context.Background()
+
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			for w := range 3 {
+				wg.Go(func() {
+					r := rand.New(rand.NewPCG(9, uint64(w)))
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						n := (1 + r.IntN(32)) * 4096
+						off := int64(r.IntN((size-n)/4096)) * 4096
+						if _, err := p.WriteAt(randBytes(r, n), off); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			for range 3 {
+				diff, err := p.Verify(ctx)
+				if err != nil || len(diff) != 0 {
+					close(stop)
+					wg.Wait()
+					t.Fatalf("verify during writes: %v, blocks %v", err, diff)
+				}
+			}
+			close(stop)
+			wg.Wait()
+			// (async: let the queued writes land first)
+			if err := p.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			// Change the secondary's copy behind the stream's back.
+			for _, off := range []int64{3*VerifyBlock + 512, size - 512} {
+				b := make([]byte, 512)
+				sn.dev.ReadAt(b, off)
+				b[100]++
+				if _, err := sn.dev.WriteAt(b, off); err != nil {
+					t.Fatal(err)
+				}
+			}
+			diff, err := p.Verify(ctx)
+			want := []uint64{3, size / VerifyBlock}
+			if err != nil || !slices.Equal(diff, want) {
+				t.Fatalf("verify: %v, blocks %v, want %v", err, diff, want)
+			}
+		})
+	}
+}
+
+func TestVerifyNeedsPeer(t *testing.T) {
+	p := openPrimary(t, newNode(1<<20), Sync)
+	if _, err := p.Verify(context.Background()); !errors.Is(err, ErrNotInSync) {
+		t.Fatalf("verify without a peer: %v", err)
+	}
+}
+
+// splitBrain forms a pair, cuts it and gives both sides a new generation
+// with a write each: the primary's next attach is refused.
+func splitBrain(t *testing.T) (p *Primary, s *Secondary, pn, sn node) {
+	const size = 8 << 20
+	pn, sn = newNode(size), newNode(size)
+	p = openPrimary(t, pn, Sync)
+	s, _ = OpenSecondary(sn.dev, sn.store, nil)
+	cut := connect(t, p, s)
+	waitInSync(t, p)
+	cut()
+	for s.Attached() {
+		time.Sleep(time.Millisecond)
+	}
+	p.WriteAt(make([]byte, 4096), 0)
+	// The secondary became primary on its own meanwhile and wrote.
+	s.meta.NewGeneration()
+	s.meta.Save()
+	sn.dev.WriteAt(bytes.Repeat([]byte{0xff}, 512), 4096*7)
+	a, b := net.Pipe()
+	served := make(chan struct{})
+	go func() { s.Serve(context.Background(), b); close(served) }()
+	if err := p.Attach(a); !errors.Is(err, ErrRefused) {
+		t.Fatalf("attach with diverged generations: %v", err)
+	}
+	<-served
+	if !p.Status().SplitBrain {
+		t.Fatal("status does not show the split brain")
+	}
+	return p, s, pn, sn
+}
+
+func TestResolveDiscardOnSecondary(t *testing.T) {
+	p, s, pn, sn := splitBrain(t)
+	if err := p.Resolve(false); err == nil {
+		t.Fatal("the primary discarded its own data")
+	}
+	if _, err := s.Resolve(true); err == nil {
+		t.Fatal("the secondary kept its data against the primary")
+	}
+	old := s.Gen()
+	got, err := s.Resolve(false)
+	if err != nil || got.Current != old.Current {
+		t.Fatalf("resolve: %v %v", got, err)
+	}
+	connect(t, p, s)
+	waitInSync(t, p)
+	if !slices.Equal(pn.dev.Bytes(), sn.dev.Bytes()) {
+		t.Fatal("secondary differs after the resolution")
+	}
+	if st := p.Status(); st.SplitBrain {
+		t.Fatal("split brain still shown")
+	}
+	if _, err := s.Resolve(false); !errors.Is(err, ErrNoSplitBrain) {
+		t.Fatalf("resolve while attached: %v", err)
+	}
+}
+
+func TestResolveKeepOnPrimary(t *testing.T) {
+	p, s, pn, sn := splitBrain(t)
+	if err := p.Resolve(true); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, p, s)
+	waitInSync(t, p)
+	if !slices.Equal(pn.dev.Bytes(), sn.dev.Bytes()) {
+		t.Fatal("secondary differs after the resolution")
+	}
+	if g := s.Gen(); g.Current != p.Status().Gen.Current {
+		t.Fatalf("secondary gen %v, primary %v", g, p.Status().Gen)
+	}
+	if err := p.Resolve(true); !errors.Is(err, ErrNoSplitBrain) {
+		t.Fatalf("resolve without a split brain: %v", err)
+	}
+}

@@ -198,12 +198,30 @@ func (p *Primary) WriteAt(b []byte, off int64) (int, error) {
 	return len(b), nil
 }
 
-// Zero implements nbd.Backend: zeroes are written on both sides.
-func (p *Primary) Zero(off, length int64, _ bool) error { return p.write(msgZero, nil, off, length) }
+// Zero implements nbd.Backend: the range is zeroed on both sides.
+func (p *Primary) Zero(off, length int64, _ bool) error { return p.zero(off, length) }
 
-// Trim implements nbd.Backend by doing nothing on either side (TRIM is a
-// hint; doing it on one side only would make the copies differ).
-func (p *Primary) Trim(off, length int64) error { return nil }
+// Trim implements nbd.Backend. A TRIM is a hint, but the two copies must
+// stay the same, so it is done as WRITE_ZEROES: marked, forwarded in
+// order and zeroed on both sides (cheaply where the device is a
+// [ZeroRanger]).
+func (p *Primary) Trim(off, length int64) error { return p.zero(off, length) }
+
+// zeroChunk bounds one Zero record: a sync acknowledgement of a long
+// range must not take longer than failover-time on the peer.
+const zeroChunk = 8 << 20
+
+func (p *Primary) zero(off, length int64) error {
+	for length > 0 {
+		n := min(length, zeroChunk-off%zeroChunk)
+		if err := p.write(msgZero, nil, off, n); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
 
 // Flush implements nbd.Backend: the local device is synced and, with a
 // peer, a flush goes down the stream after every write before it; in sync
@@ -579,7 +597,17 @@ func (p *Primary) Run(ctx context.Context, dial func(context.Context) (net.Conn,
 	}
 }
 
+// ZeroRanger is a device that zeroes a range without writing every byte
+// (fallocate on an image file, BLKZEROOUT on a block device); writeZeroes
+// uses it when the device has it and it works.
+type ZeroRanger interface {
+	ZeroRange(off, length int64) error
+}
+
 func writeZeroes(dev sdcard.BlockDevice, off, length int64) error {
+	if z, ok := dev.(ZeroRanger); ok && z.ZeroRange(off, length) == nil {
+		return nil
+	}
 	z := make([]byte, min(length, 1<<20))
 	for length > 0 {
 		n := min(length, int64(len(z)))

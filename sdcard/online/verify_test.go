@@ -22,18 +22,25 @@ func TestVerify(t *testing.T) {
 			pn, sn := newNode(size), newNode(size)
 			r := rand.New(rand.NewPCG(7, 8))
 			pn.dev.WriteAt(randBytes(r, size), 0)
-			p := openPrimary(t, pn, mode)
+			// A failover-time no loaded test machine reaches: the peer is
+			// never dropped under the writers.
+			p, err := OpenPrimary(Config{Device: pn.dev, Store: pn.store, Replication: mode, FailoverTime: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
 			s, _ := OpenSecondary(sn.dev, sn.store, nil)
 			connect(t, p, s)
 			waitInSync(t, p)
-			ctx := context.Background()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
 
 			var wg sync.WaitGroup
 			stop := make(chan struct{})
 			for w := range 3 {
 				wg.Go(func() {
 					r := rand.New(rand.NewPCG(9, uint64(w)))
-					for {
+					for range 2000 {
 						select {
 						case <-stop:
 							return
@@ -160,5 +167,54 @@ func TestResolveKeepOnPrimary(t *testing.T) {
 	}
 	if err := p.Resolve(true); !errors.Is(err, ErrNoSplitBrain) {
 		t.Fatalf("resolve without a split brain: %v", err)
+	}
+}
+
+// TRIM and WRITE_ZEROES reach the secondary: both copies read back the
+// same (zeroes) over the range, in both modes, and a trim while the peer
+// is away is marked dirty and resynced.
+func TestTrimOnBothSides(t *testing.T) {
+	for _, mode := range []Replication{Sync, Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			const size = 24 << 20
+			pn, sn := newNode(size), newNode(size)
+			r := rand.New(rand.NewPCG(11, 12))
+			pn.dev.WriteAt(randBytes(r, size), 0)
+			p := openPrimary(t, pn, mode)
+			s, _ := OpenSecondary(sn.dev, sn.store, nil)
+			cut := connect(t, p, s)
+			waitInSync(t, p)
+			ctx := context.Background()
+			if err := p.Trim(4096, 9<<20); err != nil { // over two zero records
+				t.Fatal(err)
+			}
+			if err := p.Zero(20<<20, 8192, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(pn.dev.Bytes(), sn.dev.Bytes()) {
+				t.Fatal("the copies differ after a trim")
+			}
+			if !bytes.Equal(sn.dev.Bytes()[4096:4096+9<<20], make([]byte, 9<<20)) {
+				t.Fatal("the trimmed range is not zero on the secondary")
+			}
+			cut()
+			for s.Attached() {
+				time.Sleep(time.Millisecond)
+			}
+			if err := p.Trim(16<<20, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			if d := p.Status().Dirty; d < 256 {
+				t.Fatalf("a trim without the peer marked %d blocks dirty", d)
+			}
+			connect(t, p, s)
+			waitInSync(t, p)
+			if !bytes.Equal(pn.dev.Bytes(), sn.dev.Bytes()) {
+				t.Fatal("the copies differ after the resync of a trim")
+			}
+		})
 	}
 }

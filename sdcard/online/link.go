@@ -21,6 +21,7 @@ func Dialer(addr string, pairKey []byte, timeout time.Duration) (func(context.Co
 	if err != nil {
 		return nil, err
 	}
+	conf.DynamicRecordSizingDisabled = true // full 16 KiB records from the start
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout, KeepAliveConfig: keepAlive}, Config: conf}
 	return func(ctx context.Context) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -40,15 +40,13 @@ type rec struct {
 
 func (r *rec) acked() bool { return r.ok.Load() }
 
-// enqueue numbers and queues a record. Called with the Primary's mu held:
-// the order of the queue is the order of the calls.
+// enqueue numbers and queues a record; data becomes the record's (the
+// caller copies it first, outside the lock). Called with the Primary's
+// mu held: the order of the queue is the order of the calls.
 func (pc *peerConn) enqueue(h header, data []byte, from, to uint64) *rec {
 	pc.seq++
 	h.seq = pc.seq
-	r := &rec{h: h, from: from, to: to, done: make(chan struct{})}
-	if data != nil {
-		r.data = slices.Clone(data)
-	}
+	r := &rec{h: h, data: data, from: from, to: to, done: make(chan struct{})}
 	pc.pending = append(pc.pending, r)
 	pc.queued += int64(len(data))
 	select {
@@ -132,6 +130,7 @@ func (p *Primary) attach(c net.Conn) error {
 		p.dirty.setRange(uint64(e)*blocksPerExtent, uint64(e+1)*blocksPerExtent)
 	}
 	p.peer, p.synced = pc, false
+	p.hasPeer.Store(true)
 	p.splitBrain, p.keepLocal = false, false
 	dirty := p.dirty.count
 	p.mu.Unlock()
@@ -152,6 +151,7 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 		return
 	}
 	p.peer, p.synced = nil, false
+	p.hasPeer.Store(false)
 	for _, r := range pc.pending {
 		if r.to > r.from {
 			p.dirty.setRange(r.from, r.to)
@@ -172,6 +172,7 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 func (p *Primary) sender(pc *peerConn) {
 	w := bufio.NewWriterSize(pc.c, 256<<10)
 	var batch []*rec
+	hdr := make([]byte, 0, headerLen)
 	for {
 		p.mu.Lock()
 		if p.peer != pc {
@@ -195,7 +196,7 @@ func (p *Primary) sender(pc *peerConn) {
 			if h.typ == msgWrite {
 				h.length = uint32(len(r.data))
 			}
-			if _, err = w.Write(h.append(make([]byte, 0, headerLen))); err != nil {
+			if _, err = w.Write(h.append(hdr[:0])); err != nil {
 				break
 			}
 			if h.typ == msgWrite {
@@ -268,7 +269,6 @@ const resyncChunk = 1 << 20
 // generation, the bitmap file is cleared and the peer is in sync.
 func (p *Primary) resync(pc *peerConn) {
 	var next uint64
-	buf := make([]byte, resyncChunk)
 	for {
 		p.mu.Lock()
 		if p.peer != pc {
@@ -291,10 +291,11 @@ func (p *Primary) resync(pc *peerConn) {
 			p.dirty.clear(k)
 		}
 		p.mu.Unlock()
-		_, err := p.dev.ReadAt(buf[:length], off)
+		buf := make([]byte, length)
+		_, err := p.dev.ReadAt(buf, off)
 		p.mu.Lock()
 		if err == nil && p.peer == pc {
-			pc.enqueue(header{typ: msgWrite, off: uint64(off)}, buf[:length], i, j)
+			pc.enqueue(header{typ: msgWrite, off: uint64(off)}, buf, i, j)
 		} else {
 			p.dirty.setRange(i, j)
 		}

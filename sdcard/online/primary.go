@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pairguard/pairguard/sdcard"
@@ -135,7 +136,10 @@ type Primary struct {
 	ranges map[uint64][2]int64
 	nextID uint64
 	peer   *peerConn
-	synced bool // the peer completed a resync on this connection
+	// hasPeer mirrors peer != nil for a look without mu (a write copies
+	// its data for the stream before taking mu).
+	hasPeer atomic.Bool
+	synced  bool // the peer completed a resync on this connection
 	// splitBrain: the last peer was refused because the generations
 	// diverged; keepLocal: the operator chose this node's data (Resolve),
 	// so the next such peer is resynced in full instead.
@@ -279,6 +283,12 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	defer p.alEnd(first, last)
 	p.waitRoom(length)
 
+	// The stream's copy of the data is made before taking mu (the
+	// caller's buffer is reused once the write is acknowledged).
+	var copied []byte
+	if typ == msgWrite && p.hasPeer.Load() {
+		copied = slices.Clone(data)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -289,7 +299,10 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	var r *rec
 	from, to := blockRange(off, length)
 	if pc != nil {
-		r = pc.enqueue(header{typ: typ, off: uint64(off), length: uint32(length)}, data, from, to)
+		if typ == msgWrite && copied == nil {
+			copied = slices.Clone(data) // a peer attached meanwhile
+		}
+		r = pc.enqueue(header{typ: typ, off: uint64(off), length: uint32(length)}, copied, from, to)
 	} else {
 		p.dirty.setRange(from, to)
 	}

@@ -22,13 +22,7 @@ func TestVerify(t *testing.T) {
 			pn, sn := newNode(size), newNode(size)
 			r := rand.New(rand.NewPCG(7, 8))
 			pn.dev.WriteAt(randBytes(r, size), 0)
-			// A failover-time no loaded test machine reaches: the peer is
-			// never dropped under the writers.
-			p, err := OpenPrimary(Config{Device: pn.dev, Store: pn.store, Replication: mode, FailoverTime: time.Minute})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Close() })
+			p := openPatient(t, pn, mode)
 			s, _ := OpenSecondary(sn.dev, sn.store, nil)
 			connect(t, p, s)
 			waitInSync(t, p)
@@ -180,7 +174,7 @@ func TestTrimOnBothSides(t *testing.T) {
 			pn, sn := newNode(size), newNode(size)
 			r := rand.New(rand.NewPCG(11, 12))
 			pn.dev.WriteAt(randBytes(r, size), 0)
-			p := openPrimary(t, pn, mode)
+			p := openPatient(t, pn, mode)
 			s, _ := OpenSecondary(sn.dev, sn.store, nil)
 			cut := connect(t, p, s)
 			waitInSync(t, p)
@@ -217,4 +211,16 @@ func TestTrimOnBothSides(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openPatient opens a primary with a failover-time no loaded test
+// machine reaches: the peer is never dropped for being slow.
+func openPatient(t *testing.T, n node, mode Replication) *Primary {
+	t.Helper()
+	p, err := OpenPrimary(Config{Device: n.dev, Store: n.store, Replication: mode, FailoverTime: time.Minute, ActiveExtents: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }

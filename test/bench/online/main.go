@@ -2,6 +2,7 @@
 // plugin, with fio's nbd engine on the same image file (as root):
 //
 //	go run ./test/bench/online [-size 256M] [-runtime 8s] [-rate 1gbit] [-dir DIR]
+//	    [-only SETUP] [-job JOB] [-profile DIR]
 //
 // Setups, one after the other: nbdkit (file plugin), Pairguard without a
 // peer, Pairguard async and Pairguard sync to a peer in another network
@@ -34,6 +35,8 @@ var jobs = []job{
 	{"rand 4k QD16", "randwrite", "4k", 16},
 }
 
+var only, onlyJob, profile string
+
 type result struct {
 	MBps, IOPS, P50, P99 float64 // MB/s, IOPS, µs
 }
@@ -43,6 +46,9 @@ func main() {
 	runtime := flag.Duration("runtime", 8*time.Second, "fio runtime per job")
 	rate := flag.String("rate", "1gbit", "tc tbf rate of the link to the peer")
 	dir := flag.String("dir", "", "directory for images (default: a temporary one)")
+	flag.StringVar(&only, "only", "", "run only the setups whose name contains this")
+	flag.StringVar(&onlyJob, "job", "", "run only the jobs whose name contains this (the others print 0)")
+	flag.StringVar(&profile, "profile", "", "write the Pairguard nodes' CPU profiles into this directory")
 	flag.Parse()
 	if err := run(*size, *runtime, *rate, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -87,9 +93,14 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 			os.MkdirAll(st+"s", 0o700)
 			var spare *online.Node
 			args := []string{"-dev", img, "-state", st + "m", "-sock", sock, "-replication", repl}
+			sargs := []string{"-dev", simg, "-state", st + "s", "-listen", online.SpareAddr + ":" + online.Port}
+			if profile != "" {
+				args = append(args, "-cpuprofile", filepath.Join(profile, fmt.Sprintf("main%d.pprof", n)))
+				sargs = append(sargs, "-cpuprofile", filepath.Join(profile, fmt.Sprintf("spare%d.pprof", n)))
+			}
 			if peer != "" {
 				var err error
-				spare, err = bed.Start(bed.Spare, fmt.Sprintf("spare%d", n), "-dev", simg, "-state", st+"s", "-listen", online.SpareAddr+":"+online.Port)
+				spare, err = bed.Start(bed.Spare, fmt.Sprintf("spare%d", n), sargs...)
 				if err != nil {
 					return nil, err
 				}
@@ -130,6 +141,9 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 	}
 	fmt.Printf("| setup | seq 1M QD8 MB/s | 4k QD1 IOPS | p50 µs | p99 µs | 4k QD16 IOPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|---|---|\n")
 	for i, s := range setups {
+		if !strings.Contains(s.name, only) {
+			continue
+		}
 		sock := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
 		stop, err := s.start(sock)
 		if err != nil {
@@ -137,6 +151,10 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		}
 		var rs []result
 		for _, j := range jobs {
+			if !strings.Contains(j.name, onlyJob) {
+				rs = append(rs, result{})
+				continue
+			}
 			r, err := fio(sock, j, runtime, size)
 			if err != nil {
 				stop()

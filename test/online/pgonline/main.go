@@ -6,6 +6,8 @@
 //	pgonline -dev IMG -state DIR -sock SOCK [-peer HOST:PORT] [-replication sync|async] [-key HEX]
 //	pgonline -dev IMG -state DIR -listen :PORT [-sock SOCK] [-key HEX]
 //
+// -cpuprofile FILE writes a CPU profile until the node stops (SIGTERM).
+//
 // With -listen the node is the secondary; SIGUSR1 makes it take over: it
 // stops accepting the stream and serves its copy on -sock as a primary
 // without peer. It prints "ready" on stdout once it serves (or listens),
@@ -21,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -45,7 +48,18 @@ func run() error {
 	repl := flag.String("replication", "sync", "sync or async")
 	keyHex := flag.String("key", "000102030405060708090a0b0c0d0e0f", "pair key, hex")
 	failover := flag.Duration("failover-time", 500*time.Millisecond, "failover-time")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until the node stops")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	key, err := hex.DecodeString(*keyHex)
 	if err != nil {
 		return err

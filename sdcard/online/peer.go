@@ -24,6 +24,7 @@ type peerConn struct {
 	queued  int64
 	gen     sdcard.GenInfo // the primary's, as sent in Start
 	wake    chan struct{}  // the sender has work
+	behind  chan struct{}  // the resync has work again (fallBehind)
 	room    chan struct{}  // an acknowledgement freed queue room
 	dead    chan struct{}  // closed when dropped
 	once    sync.Once
@@ -115,7 +116,8 @@ func (p *Primary) attach(c net.Conn) error {
 	}
 	_ = c.SetDeadline(time.Time{})
 
-	pc := &peerConn{c: c, gen: local, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), dead: make(chan struct{})}
+	pc := &peerConn{c: c, gen: local, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), dead: make(chan struct{}),
+		behind: make(chan struct{}, 1)}
 	p.mu.Lock()
 	if p.closed || p.peer != nil {
 		p.mu.Unlock()
@@ -129,7 +131,7 @@ func (p *Primary) attach(c net.Conn) error {
 	for e := range p.active {
 		p.dirty.setRange(uint64(e)*blocksPerExtent, uint64(e+1)*blocksPerExtent)
 	}
-	p.peer, p.synced = pc, false
+	p.peer, p.synced, p.behind = pc, false, true
 	p.hasPeer.Store(true)
 	p.splitBrain, p.keepLocal = false, false
 	dirty := p.dirty.count
@@ -265,18 +267,56 @@ func (p *Primary) receiver(pc *peerConn) {
 // resyncChunk is the most a resync record carries.
 const resyncChunk = 1 << 20
 
+// fallBehind: an async write finds the queue to the peer full, so it is
+// only marked dirty (DRBD's pull-ahead): the writer does not wait for
+// the line. The first such write sends a Resync (the secondary is
+// inconsistent from then on, as it will miss writes that later ones
+// overtake) and wakes the resync, which sends the dirty blocks once
+// there is room and ends with a Done. Called with mu held.
+func (p *Primary) fallBehind(pc *peerConn) {
+	if p.behind {
+		return
+	}
+	p.behind, p.synced = true, false
+	pc.enqueue(header{typ: msgResync}, nil, 0, 0)
+	select {
+	case pc.behind <- struct{}{}:
+	default:
+	}
+	p.log.Info("peer behind: async writes are marked and resynced once the queue drains")
+}
+
 // resync sends every dirty block, then Done; once the secondary took the
-// generation, the bitmap file is cleared and the peer is in sync.
+// generation, the bitmap file is cleared and the peer is in sync. It
+// runs again each time the peer falls behind, until the peer goes.
 func (p *Primary) resync(pc *peerConn) {
+	for p.resyncOnce(pc) {
+		select {
+		case <-pc.behind:
+		case <-pc.dead:
+			return
+		}
+	}
+}
+
+// resyncOnce runs one resync; false when the peer went.
+func (p *Primary) resyncOnce(pc *peerConn) bool {
 	var next uint64
+scan:
 	for {
 		p.mu.Lock()
 		if p.peer != pc {
 			p.mu.Unlock()
-			return
+			return false
 		}
 		i := p.dirty.next(next)
 		if i >= p.dirty.n {
+			if p.dirty.count > 0 {
+				// Marked behind the scan meanwhile: another pass.
+				p.mu.Unlock()
+				next = 0
+				continue
+			}
 			p.mu.Unlock()
 			break
 		}
@@ -305,13 +345,13 @@ func (p *Primary) resync(pc *peerConn) {
 		p.mu.Unlock()
 		if err != nil {
 			p.drop(pc, fmt.Errorf("resync read: %w", err))
-			return
+			return false
 		}
 		for full {
 			select {
 			case <-pc.room:
 			case <-pc.dead:
-				return
+				return false
 			}
 			p.mu.Lock()
 			full = p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
@@ -322,13 +362,25 @@ func (p *Primary) resync(pc *peerConn) {
 	p.mu.Lock()
 	if p.peer != pc {
 		p.mu.Unlock()
-		return
+		return false
+	}
+	if p.dirty.count > 0 { // marked between the scan and here
+		p.mu.Unlock()
+		next = 0
+		goto scan
+	}
+	// Nothing dirty: the Done makes the secondary consistent; a write
+	// marked after it sends a new Resync behind it.
+	p.behind = false
+	select {
+	case <-pc.behind: // a kick of this round
+	default:
 	}
 	r := pc.enqueue(header{typ: msgDone}, nil, 0, 0)
 	p.mu.Unlock()
 	<-r.done
 	if !r.acked() {
-		return
+		return false
 	}
 	// The secondary holds the generation: the bitmap is relative to it
 	// from now on.
@@ -341,14 +393,15 @@ func (p *Primary) resync(pc *peerConn) {
 	}
 	if err != nil {
 		p.drop(pc, fmt.Errorf("after resync: %w", err))
-		return
+		return false
 	}
 	p.mu.Lock()
-	if p.peer == pc {
+	if p.peer == pc && !p.behind {
 		p.synced = true
 	}
 	p.mu.Unlock()
 	p.log.Info("peer in sync", "gen", pc.gen.String())
+	return true
 }
 
 // clearBitmapFile zeroes the persisted bitmap once nothing is dirty, as

@@ -73,8 +73,10 @@ type Config struct {
 	// ActiveExtents is the size of the activity log (default 64, 256 MiB
 	// of hot data resynced after a crash).
 	ActiveExtents int
-	// MaxQueue bounds the bytes queued to the peer (default 64 MiB);
-	// in async mode a write waits for room at most FailoverTime.
+	// MaxQueue bounds the bytes queued to the peer (default 64 MiB): in
+	// sync mode a write waits for room at most FailoverTime; in async
+	// mode a write finding it full is only marked dirty and the peer
+	// falls behind until the resync caught up (DRBD's pull-ahead).
 	MaxQueue int64
 	// Logger receives peer events; nil discards them.
 	Logger *slog.Logger
@@ -140,6 +142,9 @@ type Primary struct {
 	// its data for the stream before taking mu).
 	hasPeer atomic.Bool
 	synced  bool // the peer completed a resync on this connection
+	// behind: the secondary is inconsistent on this connection (its
+	// resync runs, or async writes were only marked: fallBehind).
+	behind bool
 	// splitBrain: the last peer was refused because the generations
 	// diverged; keepLocal: the operator chose this node's data (Resolve),
 	// so the next such peer is resynced in full instead.
@@ -298,6 +303,10 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	pc := p.peer
 	var r *rec
 	from, to := blockRange(off, length)
+	if pc != nil && p.cfg.Replication == Async && pc.queued > 0 && pc.queued+int64(len(data)) > p.cfg.MaxQueue {
+		p.fallBehind(pc)
+		pc = nil // only marked, as without the peer
+	}
 	if pc != nil {
 		if typ == msgWrite && copied == nil {
 			copied = slices.Clone(data) // a peer attached meanwhile
@@ -368,6 +377,9 @@ func (p *Primary) lockRange(off, length int64) uint64 {
 // waitRoom makes a write wait while the peer's queue is full, at most
 // FailoverTime, after which the peer is dropped.
 func (p *Primary) waitRoom(n int64) {
+	if p.cfg.Replication == Async {
+		return // an async write finding the queue full is only marked
+	}
 	p.mu.Lock()
 	pc := p.peer
 	if pc == nil || pc.queued+n <= p.cfg.MaxQueue || pc.queued == 0 {
@@ -638,16 +650,30 @@ var ErrNoPeer = errors.New("online: no peer attached")
 
 // Drain waits until every write acknowledged so far is synced on the peer,
 // in either mode: a flush goes down the stream behind them and its
-// acknowledgement is awaited, bounded by ctx. A planned handover (swap)
-// drains first, so it loses no acknowledged write even in async mode.
+// acknowledgement is awaited, bounded by ctx; a peer behind (resyncing,
+// or async writes only marked) is waited for until it caught up. A
+// planned handover (swap) drains first, so it loses no acknowledged write
+// even in async mode.
 func (p *Primary) Drain(ctx context.Context) error {
-	p.mu.Lock()
-	pc := p.peer
+	var pc *peerConn
 	var r *rec
-	if pc != nil {
-		r = pc.enqueue(header{typ: msgFlush}, nil, 0, 0)
+	for {
+		p.mu.Lock()
+		pc = p.peer
+		if pc != nil && p.synced {
+			r = pc.enqueue(header{typ: msgFlush}, nil, 0, 0)
+		}
+		p.mu.Unlock()
+		if pc == nil || r != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("online: drain: the peer is still catching up: %w", ctx.Err())
+		case <-pc.dead:
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	p.mu.Unlock()
 	if err := p.dev.Sync(); err != nil {
 		return err
 	}

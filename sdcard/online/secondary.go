@@ -203,6 +203,16 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 				return err
 			}
 			s.log.Info("in sync with the primary", "gen", pgen.String())
+		case msgResync:
+			s.mu.Lock()
+			s.meta.Gen.Data = sdcard.DataInconsistent
+			s.meta.BitmapValid = false
+			err := s.meta.Save()
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			s.log.Info("the primary is ahead: inconsistent until it caught up")
 		case msgVerify:
 			sums, err := s.verifySums(h, data)
 			if err != nil {

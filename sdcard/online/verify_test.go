@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pairguard/pairguard/sdcard"
 )
 
 // Verify finds exactly the blocks that differ, and none while writes run
@@ -223,4 +225,57 @@ func openPatient(t *testing.T, n node, mode Replication) *Primary {
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// gateDev holds writes while its lock is held.
+type gateDev struct {
+	*countDev
+	hold *sync.RWMutex
+}
+
+func (g gateDev) WriteAt(b []byte, off int64) (int, error) {
+	g.hold.RLock()
+	defer g.hold.RUnlock()
+	return g.countDev.WriteAt(b, off)
+}
+
+// An async primary whose queue to the peer is full does not wait for it:
+// the writes are marked, the peer falls behind (inconsistent, not in
+// sync, still connected), and once it catches up both copies match.
+func TestAsyncFallsBehindAndCatchesUp(t *testing.T) {
+	const size = 16 << 20
+	pn, sn := newNode(size), newNode(size)
+	gate := gateDev{sn.dev, new(sync.RWMutex)}
+	p, err := OpenPrimary(Config{Device: pn.dev, Store: pn.store, Replication: Async,
+		FailoverTime: 300 * time.Millisecond, MaxQueue: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	s, _ := OpenSecondary(gate, sn.store, nil)
+	connect(t, p, s)
+	waitInSync(t, p)
+	gate.hold.Lock() // the secondary's writes wait from now on
+
+	r := rand.New(rand.NewPCG(13, 14))
+	for i := range 100 {
+		if _, err := p.WriteAt(randBytes(r, 64<<10), int64(i%200)*(64<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 100 writes of 64 KiB: far beyond the queue, none waited for the
+	// held secondary (a wait would have dropped it after failover-time).
+	st := p.Status()
+	if !st.Connected || st.InSync || st.Queued > 256<<10+resyncChunk+64<<10 {
+		gate.hold.Unlock()
+		t.Fatalf("status after writes beyond the queue: %+v", st)
+	}
+	gate.hold.Unlock()
+	waitInSync(t, p)
+	if !bytes.Equal(pn.dev.Bytes(), sn.dev.Bytes()) {
+		t.Fatal("the copies differ after catching up")
+	}
+	if g := s.Gen(); g.Data != sdcard.DataUpToDate || g.Current != p.Status().Gen.Current {
+		t.Fatalf("secondary after catching up: %v", g)
+	}
 }

@@ -14,7 +14,7 @@ import (
 //	secondary                        primary
 //	Hello{gen info}          ──▶
 //	                         ◀──     Start{gen info, resync flag}  (or close: split brain, peer newer)
-//	                         ◀──     Write / Zero / Flush / Done / Verify, numbered 1, 2, 3…
+//	                         ◀──     Write / Zero / Flush / Done / Verify / Resync, numbered 1, 2, 3…
 //	Ack{seq}…                ──▶     (in order: the secondary applies one at a time)
 //
 // A Write or Zero is acknowledged once applied to the secondary's device,
@@ -23,7 +23,9 @@ import (
 // primary's generation as its own, up to date. A Verify (offset, length:
 // a range of whole 64 KiB verify blocks, the last one possibly short at
 // the device's end) is answered by an Ack whose payload is the SHA-256 of
-// each block, read after everything before it was applied.
+// each block, read after everything before it was applied. A Resync (an
+// async primary fell behind: some writes were only marked dirty) makes
+// the secondary inconsistent again until the next Done.
 //
 // Byte map of a frame header (little endian), then length bytes of payload
 // for Hello, Start, Write and an Ack of a Verify:
@@ -46,6 +48,7 @@ const (
 	msgDone
 	msgAck
 	msgVerify
+	msgResync
 )
 
 const flagResync = 1
@@ -78,7 +81,7 @@ func readHeader(r io.Reader, buf []byte) (header, error) {
 	}
 	le := binary.LittleEndian
 	h := header{typ: msgType(buf[0]), flags: buf[1], length: le.Uint32(buf[4:]), seq: le.Uint64(buf[8:]), off: le.Uint64(buf[16:])}
-	if h.typ == msgInvalid || h.typ > msgVerify || buf[2] != 0 || buf[3] != 0 {
+	if h.typ == msgInvalid || h.typ > msgResync || buf[2] != 0 || buf[3] != 0 {
 		return header{}, fmt.Errorf("%w: frame type %d", ErrProtocol, buf[0])
 	}
 	if h.typ != msgZero && h.typ != msgVerify && h.length > maxPayload {

@@ -21,7 +21,7 @@ type peerConn struct {
 	// in order; sent is how many of them went out.
 	pending []*rec
 	sent    int
-	queued  int64
+	queued  atomic.Int64   // changed under mu; read without it for a hint
 	gen     sdcard.GenInfo // the primary's, as sent in Start
 	wake    chan struct{}  // the sender has work
 	behind  chan struct{}  // the resync has work again (fallBehind)
@@ -49,7 +49,7 @@ func (pc *peerConn) enqueue(h header, data []byte, from, to uint64) *rec {
 	h.seq = pc.seq
 	r := &rec{h: h, data: data, from: from, to: to, done: make(chan struct{})}
 	pc.pending = append(pc.pending, r)
-	pc.queued += int64(len(data))
+	pc.queued.Add(int64(len(data)))
 	select {
 	case pc.wake <- struct{}{}:
 	default:
@@ -132,7 +132,7 @@ func (p *Primary) attach(c net.Conn) error {
 		p.dirty.setRange(uint64(e)*blocksPerExtent, uint64(e+1)*blocksPerExtent)
 	}
 	p.peer, p.synced, p.behind = pc, false, true
-	p.hasPeer.Store(true)
+	p.peerHint.Store(pc)
 	p.splitBrain, p.keepLocal = false, false
 	dirty := p.dirty.count
 	p.mu.Unlock()
@@ -153,7 +153,7 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 		return
 	}
 	p.peer, p.synced = nil, false
-	p.hasPeer.Store(false)
+	p.peerHint.Store(nil)
 	for _, r := range pc.pending {
 		if r.to > r.from {
 			p.dirty.setRange(r.from, r.to)
@@ -253,7 +253,9 @@ func (p *Primary) receiver(pc *peerConn) {
 		pc.pending[0] = nil
 		pc.pending = pc.pending[1:]
 		pc.sent--
-		pc.queued -= int64(len(r.data))
+		pc.queued.Add(-int64(len(r.data)))
+		putBuf(r.data) // the peer applied it: the sender is done with it
+		r.data = nil
 		r.ok.Store(true)
 		close(r.done)
 		p.mu.Unlock()
@@ -331,7 +333,7 @@ scan:
 			p.dirty.clear(k)
 		}
 		p.mu.Unlock()
-		buf := make([]byte, length)
+		buf := getBuf(int(length))
 		_, err := p.dev.ReadAt(buf, off)
 		p.mu.Lock()
 		if err == nil && p.peer == pc {
@@ -341,7 +343,7 @@ scan:
 		}
 		delete(p.ranges, id)
 		p.cond.Broadcast()
-		full := p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
+		full := p.peer == pc && pc.queued.Load() > min(p.cfg.MaxQueue, 8<<20)
 		p.mu.Unlock()
 		if err != nil {
 			p.drop(pc, fmt.Errorf("resync read: %w", err))
@@ -354,7 +356,7 @@ scan:
 				return false
 			}
 			p.mu.Lock()
-			full = p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
+			full = p.peer == pc && pc.queued.Load() > min(p.cfg.MaxQueue, 8<<20)
 			p.mu.Unlock()
 		}
 		next = j
@@ -423,4 +425,36 @@ func (p *Primary) clearBitmapFile(pc *peerConn) error {
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	return err
+}
+
+// Buffers of the records' data, by size class (4 KiB to 1 MiB): a 1 MiB
+// write is copied once for the stream, into memory that needs no fresh
+// pages.
+var recPools [9]sync.Pool
+
+func poolClass(n int) int {
+	for i := range recPools {
+		if n <= 4096<<i {
+			return i
+		}
+	}
+	return -1
+}
+
+func getBuf(n int) []byte {
+	i := poolClass(n)
+	if i < 0 {
+		return make([]byte, n)
+	}
+	if b, ok := recPools[i].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 4096<<i)
+}
+
+func putBuf(b []byte) {
+	if i := poolClass(cap(b)); i >= 0 && cap(b) == 4096<<i {
+		b = b[:cap(b)]
+		recPools[i].Put(&b)
+	}
 }

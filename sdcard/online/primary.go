@@ -138,10 +138,11 @@ type Primary struct {
 	ranges map[uint64][2]int64
 	nextID uint64
 	peer   *peerConn
-	// hasPeer mirrors peer != nil for a look without mu (a write copies
-	// its data for the stream before taking mu).
-	hasPeer atomic.Bool
-	synced  bool // the peer completed a resync on this connection
+	// peerHint mirrors peer for a look without mu (a write copies its
+	// data for the stream before taking mu, unless it will only be
+	// marked).
+	peerHint atomic.Pointer[peerConn]
+	synced   bool // the peer completed a resync on this connection
 	// behind: the secondary is inconsistent on this connection (its
 	// resync runs, or async writes were only marked: fallBehind).
 	behind bool
@@ -291,8 +292,9 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	// The stream's copy of the data is made before taking mu (the
 	// caller's buffer is reused once the write is acknowledged).
 	var copied []byte
-	if typ == msgWrite && p.hasPeer.Load() {
-		copied = slices.Clone(data)
+	if hint := p.peerHint.Load(); typ == msgWrite && hint != nil && !p.queueFull(hint, len(data)) {
+		copied = getBuf(len(data))
+		copy(copied, data)
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -303,13 +305,18 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	pc := p.peer
 	var r *rec
 	from, to := blockRange(off, length)
-	if pc != nil && p.cfg.Replication == Async && pc.queued > 0 && pc.queued+int64(len(data)) > p.cfg.MaxQueue {
+	if pc != nil && p.queueFull(pc, len(data)) {
 		p.fallBehind(pc)
 		pc = nil // only marked, as without the peer
 	}
+	if pc == nil && copied != nil {
+		putBuf(copied)
+		copied = nil
+	}
 	if pc != nil {
 		if typ == msgWrite && copied == nil {
-			copied = slices.Clone(data) // a peer attached meanwhile
+			copied = getBuf(len(data)) // the queue drained or a peer attached meanwhile
+			copy(copied, data)
 		}
 		r = pc.enqueue(header{typ: typ, off: uint64(off), length: uint32(length)}, copied, from, to)
 	} else {
@@ -331,6 +338,13 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 		return err
 	}
 	return p.settle(pc, r)
+}
+
+// queueFull reports whether an async write of n bytes finds the queue to
+// pc full (it is then only marked: fallBehind).
+func (p *Primary) queueFull(pc *peerConn, n int) bool {
+	q := pc.queued.Load()
+	return p.cfg.Replication == Async && q > 0 && q+int64(n) > p.cfg.MaxQueue
 }
 
 // ensureGen persists a new generation if one is due: the first
@@ -382,7 +396,7 @@ func (p *Primary) waitRoom(n int64) {
 	}
 	p.mu.Lock()
 	pc := p.peer
-	if pc == nil || pc.queued+n <= p.cfg.MaxQueue || pc.queued == 0 {
+	if pc == nil || pc.queued.Load()+n <= p.cfg.MaxQueue || pc.queued.Load() == 0 {
 		p.mu.Unlock()
 		return
 	}
@@ -399,7 +413,7 @@ func (p *Primary) waitRoom(n int64) {
 			return
 		}
 		p.mu.Lock()
-		ok := p.peer != pc || pc.queued+n <= p.cfg.MaxQueue
+		ok := p.peer != pc || pc.queued.Load()+n <= p.cfg.MaxQueue
 		p.mu.Unlock()
 		if ok {
 			return
@@ -569,7 +583,7 @@ func (p *Primary) Status() Status {
 	s := Status{Connected: p.peer != nil, InSync: p.peer != nil && p.synced, Dirty: p.dirty.count, Gen: g,
 		Active: len(p.active), SplitBrain: p.splitBrain}
 	if p.peer != nil {
-		s.Queued = p.peer.queued
+		s.Queued = p.peer.queued.Load()
 	}
 	return s
 }

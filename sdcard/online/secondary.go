@@ -93,12 +93,14 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 	if !s.busy.TryLock() {
 		return errors.New("online: another primary is attached")
 	}
-	defer s.busy.Unlock()
+	// Attached goes false only after busy is free: a caller that waited
+	// for it can attach the next primary.
 	defer func() {
 		s.mu.Lock()
 		s.attached = false
 		s.mu.Unlock()
 	}()
+	defer s.busy.Unlock()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 

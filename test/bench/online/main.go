@@ -7,8 +7,8 @@
 // Setups, one after the other: nbdkit (file plugin), Pairguard without a
 // peer, Pairguard async and Pairguard sync to a peer in another network
 // namespace over a veth shaped with tc tbf. Jobs: sequential 1 MiB writes
-// (QD 8), 4 KiB random writes at QD 1 and 16. It prints a Markdown table
-// and the load average.
+// (QD 8), 4 KiB random writes at QD 1 and 16. It prints a Markdown table,
+// the link's round trip (ping) and the load average.
 package main
 
 import (
@@ -165,6 +165,11 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		stop()
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", s.name, rs[0].MBps,
 			rs[1].IOPS, rs[1].P50, rs[1].P99, rs[2].IOPS, rs[2].P50, rs[2].P99)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", bed.Main, "ping", "-q", "-c", "50", "-i", "0.01", online.SpareAddr).Output(); err == nil {
+		if i := strings.Index(string(out), "rtt "); i >= 0 {
+			fmt.Printf("\nlink round trip (ping, min/avg/max/mdev): %s", out[i:])
+		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nload average: %s", load)

@@ -37,9 +37,20 @@ type rec struct {
 	from, to uint64 // dirty blocks covered by a Write or Zero
 	done     chan struct{}
 	ok       atomic.Bool
+	refs     atomic.Int32 // the data's users: sender and receiver
 }
 
 func (r *rec) acked() bool { return r.ok.Load() }
+
+// release is called by the sender once it wrote the data and by the
+// receiver once the peer acknowledged it; the second call returns the
+// buffer to the pool. (The acknowledgement implies the sender is done,
+// but over the network, where the race detector cannot see it.)
+func (r *rec) release() {
+	if r.refs.Add(-1) == 0 {
+		putBuf(r.data)
+	}
+}
 
 // enqueue numbers and queues a record; data becomes the record's (the
 // caller copies it first, outside the lock). Called with the Primary's
@@ -48,6 +59,7 @@ func (pc *peerConn) enqueue(h header, data []byte, from, to uint64) *rec {
 	pc.seq++
 	h.seq = pc.seq
 	r := &rec{h: h, data: data, from: from, to: to, done: make(chan struct{})}
+	r.refs.Store(2)
 	pc.pending = append(pc.pending, r)
 	pc.queued.Add(int64(len(data)))
 	select {
@@ -205,6 +217,7 @@ func (p *Primary) sender(pc *peerConn) {
 				if _, err = w.Write(r.data); err != nil {
 					break
 				}
+				r.release() // copied into the buffer or written
 			}
 		}
 		if err == nil {
@@ -254,8 +267,7 @@ func (p *Primary) receiver(pc *peerConn) {
 		pc.pending = pc.pending[1:]
 		pc.sent--
 		pc.queued.Add(-int64(len(r.data)))
-		putBuf(r.data) // the peer applied it: the sender is done with it
-		r.data = nil
+		r.release() // the peer applied it
 		r.ok.Store(true)
 		close(r.done)
 		p.mu.Unlock()

@@ -3,6 +3,7 @@ package online
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -135,28 +136,11 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 		return err
 	}
 
-	acks := make(chan ack, 4096)
-	ackErr := make(chan error, 1)
-	go func() {
-		w := bufio.NewWriter(c)
-		var err error
-		for a := range acks {
-			if err == nil {
-				_, err = w.Write(header{typ: msgAck, seq: a.seq, length: uint32(len(a.payload))}.append(make([]byte, 0, headerLen)))
-			}
-			if err == nil && len(a.payload) > 0 {
-				_, err = w.Write(a.payload)
-			}
-			if err == nil && len(acks) == 0 {
-				err = w.Flush()
-			}
-		}
-		ackErr <- err
-	}()
-	defer func() {
-		close(acks)
-		<-ackErr
-	}()
+	// Acknowledgements are written here, in order, and flushed unless
+	// the next record is already here in full (applying it is quick):
+	// no hand-over to another goroutine on a write's round trip.
+	aw := bufio.NewWriter(c)
+	ackBuf := make([]byte, 0, headerLen)
 
 	data := make([]byte, 0, 1<<20)
 	var want uint64 = 1
@@ -227,13 +211,32 @@ func (s *Secondary) Serve(ctx context.Context, c net.Conn) error {
 		s.mu.Lock()
 		s.applied++
 		s.mu.Unlock()
-		acks <- ack{h.seq, reply}
+		if _, err := aw.Write(header{typ: msgAck, seq: h.seq, length: uint32(len(reply))}.append(ackBuf[:0])); err != nil {
+			return err
+		}
+		if _, err := aw.Write(reply); err != nil {
+			return err
+		}
+		if !nextBuffered(br) {
+			if err := aw.Flush(); err != nil {
+				return err
+			}
+		}
 	}
 }
 
-type ack struct {
-	seq     uint64
-	payload []byte
+// nextBuffered reports whether the next record, header and payload, is
+// already in br's buffer.
+func nextBuffered(br *bufio.Reader) bool {
+	b, err := br.Peek(min(headerLen, br.Buffered()))
+	if err != nil || len(b) < headerLen {
+		return false
+	}
+	n := headerLen
+	if t := msgType(b[0]); t == msgWrite || t == msgStart {
+		n += int(binary.LittleEndian.Uint32(b[4:]))
+	}
+	return br.Buffered() >= n
 }
 
 // verifySums answers a Verify: the sums of its blocks, read now (after

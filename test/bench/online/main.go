@@ -7,7 +7,8 @@
 // Setups, one after the other: nbdkit (file plugin), Pairguard without a
 // peer, Pairguard async and Pairguard sync to a peer in another network
 // namespace over a veth shaped with tc tbf. Jobs: sequential 1 MiB writes
-// (QD 8), 4 KiB random writes at QD 1 and 16. It prints a Markdown table,
+// (QD 8), 4 KiB random writes at QD 1 and 16 (latency: fio's total, lat_ns,
+// submission to completion). It prints a Markdown table,
 // the link's round trip (ping) and the load average.
 package main
 
@@ -180,7 +181,7 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 func fio(sock string, j job, runtime time.Duration, size string) (result, error) {
 	out, err := exec.Command("fio", "--name=pg", "--ioengine=nbd", "--uri=nbd+unix:///?socket="+sock,
 		"--rw="+j.rw, "--bs="+j.bs, fmt.Sprintf("--iodepth=%d", j.depth), "--size="+size,
-		"--time_based", fmt.Sprintf("--runtime=%ds", int(runtime.Seconds())), "--randrepeat=0",
+		"--time_based", fmt.Sprintf("--runtime=%ds", int(runtime.Seconds())), "--randrepeat=0", "--lat_percentiles=1",
 		"--output-format=json").Output()
 	if err != nil {
 		return result{}, fmt.Errorf("fio: %w: %s", err, out)
@@ -190,9 +191,12 @@ func fio(sock string, j job, runtime time.Duration, size string) (result, error)
 			Write struct {
 				BW   float64 `json:"bw_bytes"`
 				IOPS float64 `json:"iops"`
-				Clat struct {
+				// lat_ns: submission to completion (clat_ns leaves out
+				// the submission, which the nbd engine's writes can
+				// include the whole round trip in).
+				Lat struct {
 					Pct map[string]float64 `json:"percentile"`
-				} `json:"clat_ns"`
+				} `json:"lat_ns"`
 			} `json:"write"`
 		} `json:"jobs"`
 	}
@@ -203,5 +207,5 @@ func fio(sock string, j job, runtime time.Duration, size string) (result, error)
 		return result{}, fmt.Errorf("fio output: %v", err)
 	}
 	w := v.Jobs[0].Write
-	return result{MBps: w.BW / 1e6, IOPS: w.IOPS, P50: w.Clat.Pct["50.000000"] / 1e3, P99: w.Clat.Pct["99.000000"] / 1e3}, nil
+	return result{MBps: w.BW / 1e6, IOPS: w.IOPS, P50: w.Lat.Pct["50.000000"] / 1e3, P99: w.Lat.Pct["99.000000"] / 1e3}, nil
 }

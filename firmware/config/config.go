@@ -127,18 +127,19 @@ type Heartbeat struct {
 
 // Datastore is the [datastore] table; optional.
 type Datastore struct {
-	Device      string   `toml:"device"`      // block device or image file
-	BlockSize   int      `toml:"block-size"`  // default 65536
-	Mode        string   `toml:"mode"`        // online | periodic (default periodic)
-	Interval    Duration `toml:"interval"`    // periodic scan interval (default 60s)
-	Replication string   `toml:"replication"` // sync | async (default sync)
-	Port        int      `toml:"port"`        // TCP port on LAN 2 (default 7788)
-	Bandwidth   string   `toml:"bandwidth"`   // limit such as "50M" bytes/s (default: none)
-	Freeze      string   `toml:"freeze"`      // mountpoint to FIFREEZE during a periodic scan
-	SplitBrain  string   `toml:"split-brain"` // discard-zero-changes | manual (default discard-zero-changes)
-	Compression string   `toml:"compression"` // off | zstd: compress the data this node sends (default off)
-	NBDSocket   string   `toml:"nbd-socket"`  // mode online: the export's Unix socket on the primary
-	NBDDevice   string   `toml:"nbd-device"`  // mode online: /dev/nbdN attached to the export on the primary
+	Device       string   `toml:"device"`        // block device or image file
+	BlockSize    int      `toml:"block-size"`    // default 65536
+	Mode         string   `toml:"mode"`          // online | periodic (default periodic)
+	Interval     Duration `toml:"interval"`      // periodic scan interval (default 60s)
+	Replication  string   `toml:"replication"`   // sync | async (default sync)
+	Port         int      `toml:"port"`          // TCP port on LAN 2 (default 7788)
+	Bandwidth    string   `toml:"bandwidth"`     // limit such as "50M" bytes/s (default: none)
+	Freeze       string   `toml:"freeze"`        // mountpoint to FIFREEZE during a periodic scan
+	SplitBrain   string   `toml:"split-brain"`   // discard-zero-changes | manual (default discard-zero-changes)
+	OnCongestion string   `toml:"on-congestion"` // block | pull-ahead: an async write finding the peer's queue full waits, or is only marked (default block)
+	Compression  string   `toml:"compression"`   // off | zstd: compress the data this node sends (default off)
+	NBDSocket    string   `toml:"nbd-socket"`    // mode online: the export's Unix socket on the primary
+	NBDDevice    string   `toml:"nbd-device"`    // mode online: /dev/nbdN attached to the export on the primary
 }
 
 // GARP is the [garp] table.

@@ -94,6 +94,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"nbd-socket periodic", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nnbd-socket = \"/run/x\"\n", "datastore.nbd-socket", 4},
 		{"split-brain", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\nsplit-brain = \"keep-primary\"\n", "datastore.split-brain", 4},
 		{"compression", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\ncompression = \"gzip\"\n", "datastore.compression", 4},
+		{"on-congestion", "mode = \"independent\"\n[datastore]\ndevice = \"/x\"\non-congestion = \"drop\"\n", "datastore.on-congestion", 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -171,6 +171,7 @@ func (c *Config) defaults() {
 		set(&d.Mode, "periodic")
 		setD(&d.Interval, time.Minute)
 		set(&d.Replication, "sync")
+		set(&d.OnCongestion, "block")
 		set(&d.SplitBrain, "discard-zero-changes")
 		set(&d.Compression, "off")
 		setI(&d.Port, DefaultMirrorPort)
@@ -376,6 +377,9 @@ func (c *Config) checkDatastore(p *problems, paired bool) {
 		p.bad("datastore.compression", "must be off or zstd, not %q", d.Compression)
 	}
 	p.atLeast("datastore.interval", d.Interval, MinScanInterval)
+	if d.OnCongestion != "block" && d.OnCongestion != "pull-ahead" {
+		p.bad("datastore.on-congestion", "must be block or pull-ahead, not %q", d.OnCongestion)
+	}
 	if d.Replication != "sync" && d.Replication != "async" {
 		p.bad("datastore.replication", "must be sync or async, not %q", d.Replication)
 	}

@@ -359,8 +359,13 @@ func (s *datastore) Verify(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return verifyText(blocks), nil
+}
+
+// verifyText is verify's answer for the blocks that differ.
+func verifyText(blocks []uint64) string {
 	if len(blocks) == 0 {
-		return "identical: every block matches the peer's\n", nil
+		return "identical: every block matches the peer's\n"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d blocks differ:", len(blocks))
@@ -372,7 +377,7 @@ func (s *datastore) Verify(ctx context.Context) (string, error) {
 		fmt.Fprintf(&b, " %d", n)
 	}
 	b.WriteString("\n")
-	return b.String(), nil
+	return b.String()
 }
 
 // Resolve ends a split brain, keeping this node's data or the peer's.

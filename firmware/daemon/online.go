@@ -39,6 +39,7 @@ type onlineMirror struct {
 	key               []byte              // the pair key (tests), when tls is nil
 	tls               *sdcard.TLSIdentity // the node's mirror identity
 	repl              online.Replication
+	pullAhead         bool // [datastore] on-congestion = "pull-ahead"
 	failover          time.Duration
 	connectionWait    time.Duration
 	listen, peer      string
@@ -78,7 +79,7 @@ func newOnlineMirror(c *config.Config, log *slog.Logger, book *logbook.Book, id 
 		return nil, err
 	}
 	m := &onlineMirror{
-		device: d.Device, stateDir: c.StateDir, key: c.Key, tls: id, repl: repl,
+		device: d.Device, stateDir: c.StateDir, key: c.Key, tls: id, repl: repl, pullAhead: d.OnCongestion == "pull-ahead",
 		failover: c.Heartbeat.FailoverTime.Duration, connectionWait: c.Heartbeat.ConnectionWait.Duration,
 		nbdSocket: d.NBDSocket, nbdDev: d.NBDDevice,
 		bootstrap: c.Engine.Mode == engine.ModeMain, log: log, book: book,
@@ -198,6 +199,8 @@ func (m *onlineMirror) state() (engine.DataChanged, engine.MirrorChanged, bool) 
 		st := p.Status()
 		g = st.Gen
 		switch {
+		case st.SplitBrain:
+			ms.State = engine.MirrorSplitBrain
 		case st.InSync:
 			ms = engine.MirrorChanged{State: engine.MirrorInSync, Percent: 100}
 		case st.Connected:
@@ -271,7 +274,7 @@ func (m *onlineMirror) startRoleLocked() {
 		m.wg.Go(func() { _ = s.Run(ctx, l) })
 		return
 	}
-	p, err := online.OpenPrimary(online.Config{Device: m.dev, Store: store, Replication: m.repl,
+	p, err := online.OpenPrimary(online.Config{Device: m.dev, Store: store, Replication: m.repl, PullAhead: m.pullAhead,
 		FailoverTime: m.failover, Logger: m.log})
 	if err != nil {
 		m.note("datastore", "cannot serve the datastore as primary: "+err.Error())
@@ -411,11 +414,39 @@ func (m *onlineMirror) Flush(ctx context.Context) error {
 var errOnlineContinuous = errors.New("mode online replicates every write; there are no rounds")
 
 func (m *onlineMirror) Sync() error { return errOnlineContinuous }
-func (m *onlineMirror) Verify(context.Context) (string, error) {
-	return "", errors.New("verify is not available in mode online yet")
+
+// Verify compares both sides through the stream (on the primary).
+func (m *onlineMirror) Verify(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	p := m.p
+	m.mu.Unlock()
+	if p == nil {
+		return "", errors.New("run verify on the primary: this node only applies its stream")
+	}
+	blocks, err := p.Verify(ctx)
+	if err != nil {
+		return "", err
+	}
+	return verifyText(blocks), nil
 }
-func (m *onlineMirror) Resolve(context.Context, bool) error {
-	return errors.New("resolve is not available in mode online yet")
+
+// Resolve ends a split brain: --keep-local on the primary, or
+// --discard-local on the secondary.
+func (m *onlineMirror) Resolve(_ context.Context, keepLocal bool) error {
+	m.mu.Lock()
+	p, s := m.p, m.s
+	m.mu.Unlock()
+	switch {
+	case p != nil:
+		return p.Resolve(keepLocal)
+	case s != nil:
+		old, err := s.Resolve(keepLocal)
+		if err == nil {
+			m.note("mirror", fmt.Sprintf("split brain resolved: local generation %016x discarded (operator)", old.Current))
+		}
+		return err
+	}
+	return errors.New("the datastore is not open")
 }
 
 // Status reports the write path for `status`.

@@ -28,7 +28,9 @@ func Dialer(addr string, pairKey []byte, timeout time.Duration) (func(context.Co
 // change while the Primary runs (a teach-in): each dial uses the identity
 // current then, and fails with sdcard.ErrNoIdentity while there is none.
 func DialerIdentity(addr string, id *sdcard.TLSIdentity, timeout time.Duration) func(context.Context) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout, KeepAliveConfig: keepAlive}, Config: id.Config()}
+	conf := id.Config().Clone()             // the identity's callbacks read the current keys
+	conf.DynamicRecordSizingDisabled = true // full 16 KiB records from the start
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout, KeepAliveConfig: keepAlive}, Config: conf}
 	return func(ctx context.Context) (net.Conn, error) {
 		if !id.Ready() {
 			return nil, fmt.Errorf("online: dial %s: %w", addr, sdcard.ErrNoIdentity)

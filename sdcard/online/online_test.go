@@ -236,6 +236,9 @@ func TestReconnectResyncsDirtyOnly(t *testing.T) {
 	if st := p.Status(); st.Connected || st.Gen.Current == g1 {
 		t.Fatalf("after the cut: %+v", st)
 	}
+	for s.Attached() { // the old stream's end
+		time.Sleep(time.Millisecond)
+	}
 	before := s.Applied()
 	connect(t, p, s)
 	waitInSync(t, p)

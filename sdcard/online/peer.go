@@ -21,9 +21,10 @@ type peerConn struct {
 	// in order; sent is how many of them went out.
 	pending []*rec
 	sent    int
-	queued  int64
+	queued  atomic.Int64   // changed under mu; read without it for a hint
 	gen     sdcard.GenInfo // the primary's, as sent in Start
 	wake    chan struct{}  // the sender has work
+	behind  chan struct{}  // the resync has work again (fallBehind)
 	room    chan struct{}  // an acknowledgement freed queue room
 	dead    chan struct{}  // closed when dropped
 	once    sync.Once
@@ -32,24 +33,35 @@ type peerConn struct {
 type rec struct {
 	h        header
 	data     []byte
+	reply    []byte // the payload of the acknowledgement (a Verify's sums)
 	from, to uint64 // dirty blocks covered by a Write or Zero
 	done     chan struct{}
 	ok       atomic.Bool
+	refs     atomic.Int32 // the data's users: sender and receiver
 }
 
 func (r *rec) acked() bool { return r.ok.Load() }
 
-// enqueue numbers and queues a record. Called with the Primary's mu held:
-// the order of the queue is the order of the calls.
+// release is called by the sender once it wrote the data and by the
+// receiver once the peer acknowledged it; the second call returns the
+// buffer to the pool. (The acknowledgement implies the sender is done,
+// but over the network, where the race detector cannot see it.)
+func (r *rec) release() {
+	if r.refs.Add(-1) == 0 {
+		putBuf(r.data)
+	}
+}
+
+// enqueue numbers and queues a record; data becomes the record's (the
+// caller copies it first, outside the lock). Called with the Primary's
+// mu held: the order of the queue is the order of the calls.
 func (pc *peerConn) enqueue(h header, data []byte, from, to uint64) *rec {
 	pc.seq++
 	h.seq = pc.seq
-	r := &rec{h: h, from: from, to: to, done: make(chan struct{})}
-	if data != nil {
-		r.data = slices.Clone(data)
-	}
+	r := &rec{h: h, data: data, from: from, to: to, done: make(chan struct{})}
+	r.refs.Store(2)
 	pc.pending = append(pc.pending, r)
-	pc.queued += int64(len(data))
+	pc.queued.Add(int64(len(data)))
 	select {
 	case pc.wake <- struct{}{}:
 	default:
@@ -97,7 +109,18 @@ func (p *Primary) attach(c net.Conn) error {
 	bitmapOK := remote.Current == local.Current || (p.meta.BitmapValid && remote.Current == p.meta.SyncedGen)
 	p.genMu.Unlock()
 	switch d := sdcard.Decide(local, remote); d {
-	case sdcard.DirFromRemote, sdcard.DirSplitBrain:
+	case sdcard.DirSplitBrain:
+		p.mu.Lock()
+		keep := p.keepLocal
+		p.splitBrain = !keep
+		p.mu.Unlock()
+		if !keep {
+			return fmt.Errorf("%w: local %v, peer %v: %v", ErrRefused, local, remote, d)
+		}
+		// resolve --keep-local: the peer's diverged data goes.
+		bitmapOK = false
+		p.log.Warn("split brain resolved: the peer's diverged generation is overwritten", "peer-gen", remote.String())
+	case sdcard.DirFromRemote:
 		return fmt.Errorf("%w: local %v, peer %v: %v", ErrRefused, local, remote, d)
 	}
 	if err := writeFrame(c, header{typ: msgStart, flags: flagResync}, appendGen(nil, local)); err != nil {
@@ -105,7 +128,8 @@ func (p *Primary) attach(c net.Conn) error {
 	}
 	_ = c.SetDeadline(time.Time{})
 
-	pc := &peerConn{c: c, gen: local, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), dead: make(chan struct{})}
+	pc := &peerConn{c: c, gen: local, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), dead: make(chan struct{}),
+		behind: make(chan struct{}, 1)}
 	p.mu.Lock()
 	if p.closed || p.peer != nil {
 		p.mu.Unlock()
@@ -119,7 +143,9 @@ func (p *Primary) attach(c net.Conn) error {
 	for e := range p.active {
 		p.dirty.setRange(uint64(e)*blocksPerExtent, uint64(e+1)*blocksPerExtent)
 	}
-	p.peer, p.synced = pc, false
+	p.peer, p.synced, p.behind = pc, false, true
+	p.peerHint.Store(pc)
+	p.splitBrain, p.keepLocal = false, false
 	dirty := p.dirty.count
 	p.mu.Unlock()
 	p.log.Info("peer attached", "peer", c.RemoteAddr().String(), "gen", local.String(), "peer-gen", remote.String(), "resync-blocks", dirty, "full", !bitmapOK)
@@ -139,6 +165,7 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 		return
 	}
 	p.peer, p.synced = nil, false
+	p.peerHint.Store(nil)
 	for _, r := range pc.pending {
 		if r.to > r.from {
 			p.dirty.setRange(r.from, r.to)
@@ -159,6 +186,7 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 func (p *Primary) sender(pc *peerConn) {
 	w := bufio.NewWriterSize(pc.c, 256<<10)
 	var batch []*rec
+	hdr := make([]byte, 0, headerLen)
 	for {
 		p.mu.Lock()
 		if p.peer != pc {
@@ -182,13 +210,14 @@ func (p *Primary) sender(pc *peerConn) {
 			if h.typ == msgWrite {
 				h.length = uint32(len(r.data))
 			}
-			if _, err = w.Write(h.append(make([]byte, 0, headerLen))); err != nil {
+			if _, err = w.Write(h.append(hdr[:0])); err != nil {
 				break
 			}
 			if h.typ == msgWrite {
 				if _, err = w.Write(r.data); err != nil {
 					break
 				}
+				r.release() // copied into the buffer or written
 			}
 		}
 		if err == nil {
@@ -209,6 +238,10 @@ func (p *Primary) receiver(pc *peerConn) {
 		if err == nil && h.typ != msgAck {
 			err = fmt.Errorf("%w: type %d from the secondary", ErrProtocol, h.typ)
 		}
+		var reply []byte
+		if err == nil && h.length > 0 {
+			reply, err = readPayload(br, h)
+		}
 		if err != nil {
 			p.drop(pc, fmt.Errorf("receive: %w", err))
 			return
@@ -224,10 +257,17 @@ func (p *Primary) receiver(pc *peerConn) {
 			return
 		}
 		r := pc.pending[0]
+		if (r.h.typ == msgVerify) != (reply != nil) {
+			p.mu.Unlock()
+			p.drop(pc, fmt.Errorf("%w: acknowledgement %d with %d bytes", ErrProtocol, h.seq, len(reply)))
+			return
+		}
+		r.reply = reply
 		pc.pending[0] = nil
 		pc.pending = pc.pending[1:]
 		pc.sent--
-		pc.queued -= int64(len(r.data))
+		pc.queued.Add(-int64(len(r.data)))
+		r.release() // the peer applied it
 		r.ok.Store(true)
 		close(r.done)
 		p.mu.Unlock()
@@ -241,19 +281,56 @@ func (p *Primary) receiver(pc *peerConn) {
 // resyncChunk is the most a resync record carries.
 const resyncChunk = 1 << 20
 
+// fallBehind: an async write finds the queue to the peer full, so it is
+// only marked dirty (DRBD's pull-ahead): the writer does not wait for
+// the line. The first such write sends a Resync (the secondary is
+// inconsistent from then on, as it will miss writes that later ones
+// overtake) and wakes the resync, which sends the dirty blocks once
+// there is room and ends with a Done. Called with mu held.
+func (p *Primary) fallBehind(pc *peerConn) {
+	if p.behind {
+		return
+	}
+	p.behind, p.synced = true, false
+	pc.enqueue(header{typ: msgResync}, nil, 0, 0)
+	select {
+	case pc.behind <- struct{}{}:
+	default:
+	}
+	p.log.Info("peer behind: async writes are marked and resynced once the queue drains")
+}
+
 // resync sends every dirty block, then Done; once the secondary took the
-// generation, the bitmap file is cleared and the peer is in sync.
+// generation, the bitmap file is cleared and the peer is in sync. It
+// runs again each time the peer falls behind, until the peer goes.
 func (p *Primary) resync(pc *peerConn) {
+	for p.resyncOnce(pc) {
+		select {
+		case <-pc.behind:
+		case <-pc.dead:
+			return
+		}
+	}
+}
+
+// resyncOnce runs one resync; false when the peer went.
+func (p *Primary) resyncOnce(pc *peerConn) bool {
 	var next uint64
-	buf := make([]byte, resyncChunk)
+scan:
 	for {
 		p.mu.Lock()
 		if p.peer != pc {
 			p.mu.Unlock()
-			return
+			return false
 		}
 		i := p.dirty.next(next)
 		if i >= p.dirty.n {
+			if p.dirty.count > 0 {
+				// Marked behind the scan meanwhile: another pass.
+				p.mu.Unlock()
+				next = 0
+				continue
+			}
 			p.mu.Unlock()
 			break
 		}
@@ -268,29 +345,30 @@ func (p *Primary) resync(pc *peerConn) {
 			p.dirty.clear(k)
 		}
 		p.mu.Unlock()
-		_, err := p.dev.ReadAt(buf[:length], off)
+		buf := getBuf(int(length))
+		_, err := p.dev.ReadAt(buf, off)
 		p.mu.Lock()
 		if err == nil && p.peer == pc {
-			pc.enqueue(header{typ: msgWrite, off: uint64(off)}, buf[:length], i, j)
+			pc.enqueue(header{typ: msgWrite, off: uint64(off)}, buf, i, j)
 		} else {
 			p.dirty.setRange(i, j)
 		}
 		delete(p.ranges, id)
 		p.cond.Broadcast()
-		full := p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
+		full := p.peer == pc && pc.queued.Load() > min(p.cfg.MaxQueue, 8<<20)
 		p.mu.Unlock()
 		if err != nil {
 			p.drop(pc, fmt.Errorf("resync read: %w", err))
-			return
+			return false
 		}
 		for full {
 			select {
 			case <-pc.room:
 			case <-pc.dead:
-				return
+				return false
 			}
 			p.mu.Lock()
-			full = p.peer == pc && pc.queued > min(p.cfg.MaxQueue, 8<<20)
+			full = p.peer == pc && pc.queued.Load() > min(p.cfg.MaxQueue, 8<<20)
 			p.mu.Unlock()
 		}
 		next = j
@@ -298,13 +376,25 @@ func (p *Primary) resync(pc *peerConn) {
 	p.mu.Lock()
 	if p.peer != pc {
 		p.mu.Unlock()
-		return
+		return false
+	}
+	if p.dirty.count > 0 { // marked between the scan and here
+		p.mu.Unlock()
+		next = 0
+		goto scan
+	}
+	// Nothing dirty: the Done makes the secondary consistent; a write
+	// marked after it sends a new Resync behind it.
+	p.behind = false
+	select {
+	case <-pc.behind: // a kick of this round
+	default:
 	}
 	r := pc.enqueue(header{typ: msgDone}, nil, 0, 0)
 	p.mu.Unlock()
 	<-r.done
 	if !r.acked() {
-		return
+		return false
 	}
 	// The secondary holds the generation: the bitmap is relative to it
 	// from now on.
@@ -317,14 +407,15 @@ func (p *Primary) resync(pc *peerConn) {
 	}
 	if err != nil {
 		p.drop(pc, fmt.Errorf("after resync: %w", err))
-		return
+		return false
 	}
 	p.mu.Lock()
-	if p.peer == pc {
+	if p.peer == pc && !p.behind {
 		p.synced = true
 	}
 	p.mu.Unlock()
 	p.log.Info("peer in sync", "gen", pc.gen.String())
+	return true
 }
 
 // clearBitmapFile zeroes the persisted bitmap once nothing is dirty, as
@@ -346,4 +437,36 @@ func (p *Primary) clearBitmapFile(pc *peerConn) error {
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	return err
+}
+
+// Buffers of the records' data, by size class (4 KiB to 1 MiB): a 1 MiB
+// write is copied once for the stream, into memory that needs no fresh
+// pages.
+var recPools [9]sync.Pool
+
+func poolClass(n int) int {
+	for i := range recPools {
+		if n <= 4096<<i {
+			return i
+		}
+	}
+	return -1
+}
+
+func getBuf(n int) []byte {
+	i := poolClass(n)
+	if i < 0 {
+		return make([]byte, n)
+	}
+	if b, ok := recPools[i].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 4096<<i)
+}
+
+func putBuf(b []byte) {
+	if i := poolClass(cap(b)); i >= 0 && cap(b) == 4096<<i {
+		b = b[:cap(b)]
+		recPools[i].Put(&b)
+	}
 }

@@ -1,13 +1,16 @@
 package online
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pairguard/pairguard/sdcard"
@@ -70,9 +73,16 @@ type Config struct {
 	// ActiveExtents is the size of the activity log (default 64, 256 MiB
 	// of hot data resynced after a crash).
 	ActiveExtents int
-	// MaxQueue bounds the bytes queued to the peer (default 64 MiB);
-	// in async mode a write waits for room at most FailoverTime.
+	// MaxQueue bounds the bytes queued to the peer (default 64 MiB): a
+	// write finding it full waits for room at most FailoverTime (then the
+	// peer is dropped), except an async write with PullAhead.
 	MaxQueue int64
+	// PullAhead (async only; DRBD's on-congestion pull-ahead): an async
+	// write finding the queue full is only marked dirty, and the peer
+	// falls behind, inconsistent, until the resync caught up. The writer
+	// never waits for the line, but a peer behind cannot take over.
+	// Without it the peer stays consistent and only lags.
+	PullAhead bool
 	// Logger receives peer events; nil discards them.
 	Logger *slog.Logger
 }
@@ -133,7 +143,18 @@ type Primary struct {
 	ranges map[uint64][2]int64
 	nextID uint64
 	peer   *peerConn
-	synced bool // the peer completed a resync on this connection
+	// peerHint mirrors peer for a look without mu (a write copies its
+	// data for the stream before taking mu, unless it will only be
+	// marked).
+	peerHint atomic.Pointer[peerConn]
+	synced   bool // the peer completed a resync on this connection
+	// behind: the secondary is inconsistent on this connection (its
+	// resync runs, or async writes were only marked: fallBehind).
+	behind bool
+	// splitBrain: the last peer was refused because the generations
+	// diverged; keepLocal: the operator chose this node's data (Resolve),
+	// so the next such peer is resynced in full instead.
+	splitBrain, keepLocal bool
 }
 
 type extent struct {
@@ -192,12 +213,30 @@ func (p *Primary) WriteAt(b []byte, off int64) (int, error) {
 	return len(b), nil
 }
 
-// Zero implements nbd.Backend: zeroes are written on both sides.
-func (p *Primary) Zero(off, length int64, _ bool) error { return p.write(msgZero, nil, off, length) }
+// Zero implements nbd.Backend: the range is zeroed on both sides.
+func (p *Primary) Zero(off, length int64, _ bool) error { return p.zero(off, length) }
 
-// Trim implements nbd.Backend by doing nothing on either side (TRIM is a
-// hint; doing it on one side only would make the copies differ).
-func (p *Primary) Trim(off, length int64) error { return nil }
+// Trim implements nbd.Backend. A TRIM is a hint, but the two copies must
+// stay the same, so it is done as WRITE_ZEROES: marked, forwarded in
+// order and zeroed on both sides (cheaply where the device is a
+// [ZeroRanger]).
+func (p *Primary) Trim(off, length int64) error { return p.zero(off, length) }
+
+// zeroChunk bounds one Zero record: a sync acknowledgement of a long
+// range must not take longer than failover-time on the peer.
+const zeroChunk = 8 << 20
+
+func (p *Primary) zero(off, length int64) error {
+	for length > 0 {
+		n := min(length, zeroChunk-off%zeroChunk)
+		if err := p.write(msgZero, nil, off, n); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
 
 // Flush implements nbd.Backend: the local device is synced and, with a
 // peer, a flush goes down the stream after every write before it; in sync
@@ -255,6 +294,13 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	defer p.alEnd(first, last)
 	p.waitRoom(length)
 
+	// The stream's copy of the data is made before taking mu (the
+	// caller's buffer is reused once the write is acknowledged).
+	var copied []byte
+	if hint := p.peerHint.Load(); typ == msgWrite && hint != nil && !p.queueFull(hint, len(data)) {
+		copied = getBuf(len(data))
+		copy(copied, data)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -264,8 +310,20 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	pc := p.peer
 	var r *rec
 	from, to := blockRange(off, length)
+	if pc != nil && p.queueFull(pc, len(data)) {
+		p.fallBehind(pc)
+		pc = nil // only marked, as without the peer
+	}
+	if pc == nil && copied != nil {
+		putBuf(copied)
+		copied = nil
+	}
 	if pc != nil {
-		r = pc.enqueue(header{typ: typ, off: uint64(off), length: uint32(length)}, data, from, to)
+		if typ == msgWrite && copied == nil {
+			copied = getBuf(len(data)) // the queue drained or a peer attached meanwhile
+			copy(copied, data)
+		}
+		r = pc.enqueue(header{typ: typ, off: uint64(off), length: uint32(length)}, copied, from, to)
 	} else {
 		p.dirty.setRange(from, to)
 	}
@@ -285,6 +343,13 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 		return err
 	}
 	return p.settle(pc, r)
+}
+
+// queueFull reports whether an async write of n bytes finds the queue to
+// pc full (it is then only marked: fallBehind).
+func (p *Primary) queueFull(pc *peerConn, n int) bool {
+	q := pc.queued.Load()
+	return p.cfg.Replication == Async && p.cfg.PullAhead && q > 0 && q+int64(n) > p.cfg.MaxQueue
 }
 
 // ensureGen persists a new generation if one is due: the first
@@ -331,9 +396,12 @@ func (p *Primary) lockRange(off, length int64) uint64 {
 // waitRoom makes a write wait while the peer's queue is full, at most
 // FailoverTime, after which the peer is dropped.
 func (p *Primary) waitRoom(n int64) {
+	if p.cfg.Replication == Async && p.cfg.PullAhead {
+		return // an async write finding the queue full is only marked
+	}
 	p.mu.Lock()
 	pc := p.peer
-	if pc == nil || pc.queued+n <= p.cfg.MaxQueue || pc.queued == 0 {
+	if pc == nil || pc.queued.Load()+n <= p.cfg.MaxQueue || pc.queued.Load() == 0 {
 		p.mu.Unlock()
 		return
 	}
@@ -350,7 +418,7 @@ func (p *Primary) waitRoom(n int64) {
 			return
 		}
 		p.mu.Lock()
-		ok := p.peer != pc || pc.queued+n <= p.cfg.MaxQueue
+		ok := p.peer != pc || pc.queued.Load()+n <= p.cfg.MaxQueue
 		p.mu.Unlock()
 		if ok {
 			return
@@ -504,6 +572,9 @@ type Status struct {
 	Queued int64
 	Gen    sdcard.GenInfo
 	Active int
+	// SplitBrain: the peer was refused, its generations diverged from
+	// this node's; it lasts until a peer attaches.
+	SplitBrain bool
 }
 
 // Status returns the current status.
@@ -514,9 +585,10 @@ func (p *Primary) Status() Status {
 	p.genMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Connected: p.peer != nil, InSync: p.peer != nil && p.synced, Dirty: p.dirty.count, Gen: g, Active: len(p.active)}
+	s := Status{Connected: p.peer != nil, InSync: p.peer != nil && p.synced, Dirty: p.dirty.count, Gen: g,
+		Active: len(p.active), SplitBrain: p.splitBrain}
 	if p.peer != nil {
-		s.Queued = p.peer.queued
+		s.Queued = p.peer.queued.Load()
 	}
 	return s
 }
@@ -569,7 +641,17 @@ func (p *Primary) Run(ctx context.Context, dial func(context.Context) (net.Conn,
 	}
 }
 
+// ZeroRanger is a device that zeroes a range without writing every byte
+// (fallocate on an image file, BLKZEROOUT on a block device); writeZeroes
+// uses it when the device has it and it works.
+type ZeroRanger interface {
+	ZeroRange(off, length int64) error
+}
+
 func writeZeroes(dev sdcard.BlockDevice, off, length int64) error {
+	if z, ok := dev.(ZeroRanger); ok && z.ZeroRange(off, length) == nil {
+		return nil
+	}
 	z := make([]byte, min(length, 1<<20))
 	for length > 0 {
 		n := min(length, int64(len(z)))
@@ -587,16 +669,30 @@ var ErrNoPeer = errors.New("online: no peer attached")
 
 // Drain waits until every write acknowledged so far is synced on the peer,
 // in either mode: a flush goes down the stream behind them and its
-// acknowledgement is awaited, bounded by ctx. A planned handover (swap)
-// drains first, so it loses no acknowledged write even in async mode.
+// acknowledgement is awaited, bounded by ctx; a peer behind (resyncing,
+// or async writes only marked) is waited for until it caught up. A
+// planned handover (swap) drains first, so it loses no acknowledged write
+// even in async mode.
 func (p *Primary) Drain(ctx context.Context) error {
-	p.mu.Lock()
-	pc := p.peer
+	var pc *peerConn
 	var r *rec
-	if pc != nil {
-		r = pc.enqueue(header{typ: msgFlush}, nil, 0, 0)
+	for {
+		p.mu.Lock()
+		pc = p.peer
+		if pc != nil && p.synced {
+			r = pc.enqueue(header{typ: msgFlush}, nil, 0, 0)
+		}
+		p.mu.Unlock()
+		if pc == nil || r != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("online: drain: the peer is still catching up: %w", ctx.Err())
+		case <-pc.dead:
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	p.mu.Unlock()
 	if err := p.dev.Sync(); err != nil {
 		return err
 	}
@@ -611,5 +707,106 @@ func (p *Primary) Drain(ctx context.Context) error {
 	if !r.acked() {
 		return ErrNoPeer
 	}
+	return nil
+}
+
+// VerifyBlock is the unit `pairguard verify` compares and reports.
+const VerifyBlock = 64 << 10
+
+// maxVerify is the most one Verify record covers.
+const maxVerify = 1 << 20
+
+// ErrNotInSync: Verify needs a peer attached and resynced.
+var ErrNotInSync = errors.New("online: the peer is not attached and in sync")
+
+// Verify compares both sides (`pairguard verify`): range by range, a
+// Verify record goes down the stream, so the secondary hashes its copy
+// after every write before it, while the primary hashes the same range
+// with writes to it held back until the record is queued and the range
+// read. It returns the numbers of the VerifyBlock-sized blocks that
+// differ. Writes go on meanwhile, in either mode.
+func (p *Primary) Verify(ctx context.Context) ([]uint64, error) {
+	buf := make([]byte, maxVerify)
+	var diff []uint64
+	for off := int64(0); off < p.size; off += maxVerify {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := min(maxVerify, p.size-off)
+		p.mu.Lock()
+		id := p.lockRange(off, n)
+		pc := p.peer
+		var r *rec
+		if pc != nil && p.synced {
+			r = pc.enqueue(header{typ: msgVerify, off: uint64(off), length: uint32(n)}, nil, 0, 0)
+		}
+		if r == nil {
+			delete(p.ranges, id)
+			p.cond.Broadcast()
+		}
+		p.mu.Unlock()
+		if r == nil {
+			return nil, ErrNotInSync
+		}
+		_, err := p.dev.ReadAt(buf[:n], off)
+		p.mu.Lock()
+		delete(p.ranges, id)
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		local := appendSums(nil, buf[:n])
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if !r.acked() {
+			return nil, fmt.Errorf("%w: the peer was dropped during verify", ErrNotInSync)
+		}
+		if len(r.reply) != len(local) {
+			err := fmt.Errorf("%w: %d bytes of sums for %d", ErrProtocol, len(r.reply), len(local))
+			p.drop(pc, err)
+			return nil, err
+		}
+		for i := 0; i < len(local); i += sha256.Size {
+			if !bytes.Equal(local[i:i+sha256.Size], r.reply[i:i+sha256.Size]) {
+				diff = append(diff, uint64(off/VerifyBlock)+uint64(i/sha256.Size))
+			}
+		}
+	}
+	return diff, nil
+}
+
+// appendSums appends the SHA-256 of each VerifyBlock of b (the last one
+// possibly short).
+func appendSums(out, b []byte) []byte {
+	for len(b) > 0 {
+		n := min(len(b), VerifyBlock)
+		sum := sha256.Sum256(b[:n])
+		out = append(out, sum[:]...)
+		b = b[n:]
+	}
+	return out
+}
+
+// Resolve ends a split brain on the primary (`pairguard resolve`).
+// keepLocal true keeps this node's data: the refused peer is taken at its
+// next attempt (within a second) and resynced in full, its diverged
+// writes overwritten. keepLocal false cannot be done on the node that
+// serves the datastore: the secondary discards its own (resolve
+// --discard-local there), or this node is demoted first.
+func (p *Primary) Resolve(keepLocal bool) error {
+	if !keepLocal {
+		return errors.New("online: the primary keeps its data: run resolve --discard-local on the secondary, or resolve --keep-local here")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.splitBrain {
+		return ErrNoSplitBrain
+	}
+	p.keepLocal = true
+	p.log.Warn("split brain: the operator keeps this node's data; the peer's next attach resyncs it in full")
 	return nil
 }

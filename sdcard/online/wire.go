@@ -14,16 +14,21 @@ import (
 //	secondary                        primary
 //	Hello{gen info}          ──▶
 //	                         ◀──     Start{gen info, resync flag}  (or close: split brain, peer newer)
-//	                         ◀──     Write / Zero / Flush / Done, numbered 1, 2, 3…
+//	                         ◀──     Write / Zero / Flush / Done / Verify / Resync, numbered 1, 2, 3…
 //	Ack{seq}…                ──▶     (in order: the secondary applies one at a time)
 //
 // A Write or Zero is acknowledged once applied to the secondary's device,
 // a Flush once the secondary's device is synced (after everything before
 // it), a Done (end of a resync) once the secondary persisted the
-// primary's generation as its own, up to date.
+// primary's generation as its own, up to date. A Verify (offset, length:
+// a range of whole 64 KiB verify blocks, the last one possibly short at
+// the device's end) is answered by an Ack whose payload is the SHA-256 of
+// each block, read after everything before it was applied. A Resync (an
+// async primary fell behind: some writes were only marked dirty) makes
+// the secondary inconsistent again until the next Done.
 //
 // Byte map of a frame header (little endian), then length bytes of payload
-// for Hello, Start and Write:
+// for Hello, Start, Write and an Ack of a Verify:
 //
 //	0  type u8 | flags u8 | zero u16
 //	4  length u32 (payload bytes; the range for Zero)
@@ -42,6 +47,8 @@ const (
 	msgFlush
 	msgDone
 	msgAck
+	msgVerify
+	msgResync
 )
 
 const flagResync = 1
@@ -74,10 +81,10 @@ func readHeader(r io.Reader, buf []byte) (header, error) {
 	}
 	le := binary.LittleEndian
 	h := header{typ: msgType(buf[0]), flags: buf[1], length: le.Uint32(buf[4:]), seq: le.Uint64(buf[8:]), off: le.Uint64(buf[16:])}
-	if h.typ == msgInvalid || h.typ > msgAck || buf[2] != 0 || buf[3] != 0 {
+	if h.typ == msgInvalid || h.typ > msgResync || buf[2] != 0 || buf[3] != 0 {
 		return header{}, fmt.Errorf("%w: frame type %d", ErrProtocol, buf[0])
 	}
-	if h.typ != msgZero && h.length > maxPayload {
+	if h.typ != msgZero && h.typ != msgVerify && h.length > maxPayload {
 		return header{}, fmt.Errorf("%w: payload of %d bytes", ErrProtocol, h.length)
 	}
 	return h, nil

@@ -1,7 +1,8 @@
-// Package online holds what the namespace test and the benchmark of the
-// online replication share: two network namespaces joined by a veth pair
-// (optionally shaped with tc tbf), pgonline nodes started in them, and a
-// minimal NBD client that knows which writes were acknowledged.
+// Package online holds what the benchmark and the namespace tests of the
+// online replication use: two network namespaces joined by a veth pair
+// (optionally shaped with tc tbf) with pgonline nodes started in them, for
+// the benchmark, and a minimal NBD client that knows which writes were
+// acknowledged (test/pair's TestOnlinePowerLoss, on real daemons).
 package online
 
 import (

@@ -9,8 +9,8 @@ import (
 )
 
 // Client is a minimal NBD client (fixed newstyle, NBD_OPT_EXPORT_NAME,
-// one request at a time): enough to know exactly which writes the server
-// acknowledged.
+// one request at a time, or a batch of writes in flight together):
+// enough to know exactly which writes the server acknowledged.
 type Client struct {
 	c      net.Conn
 	Size   uint64
@@ -96,6 +96,62 @@ func (cl *Client) Write(p []byte, off uint64, fua bool) error {
 		f = flagFUA
 	}
 	return cl.do(cmdWrite, f, off, uint32(len(p)), p, nil)
+}
+
+// BatchWrite is one write of a batch.
+type BatchWrite struct {
+	Off  uint64
+	Data []byte
+	FUA  bool
+	// Acked is set when the server answered the write without error.
+	Acked bool
+}
+
+// WriteBatch sends every write of ws at once (all in flight together),
+// then reads the replies, which may come in any order, and marks the
+// writes acknowledged. It returns the first error (a connection that
+// ends mid-batch leaves the unanswered writes unacknowledged).
+func (cl *Client) WriteBatch(ws []BatchWrite) error {
+	first := cl.cookie + 1
+	var b []byte
+	for i := range ws {
+		w := &ws[i]
+		w.Acked = false
+		var f uint16
+		if w.FUA {
+			f = flagFUA
+		}
+		cl.cookie++
+		b = binary.BigEndian.AppendUint32(b, 0x25609513)
+		b = binary.BigEndian.AppendUint16(b, f)
+		b = binary.BigEndian.AppendUint16(b, cmdWrite)
+		b = binary.BigEndian.AppendUint64(b, cl.cookie)
+		b = binary.BigEndian.AppendUint64(b, w.Off)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(w.Data)))
+		b = append(b, w.Data...)
+	}
+	if _, err := cl.c.Write(b); err != nil {
+		return err
+	}
+	var firstErr error
+	for range ws {
+		var r [16]byte
+		if _, err := io.ReadFull(cl.c, r[:]); err != nil {
+			return err
+		}
+		i := binary.BigEndian.Uint64(r[8:]) - first
+		if binary.BigEndian.Uint32(r[:]) != 0x67446698 || i >= uint64(len(ws)) || ws[i].Acked {
+			return errors.New("nbd: bad reply")
+		}
+		if e := binary.BigEndian.Uint32(r[4:]); e != 0 {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("nbd: error %d", e)
+			}
+			continue
+		}
+		ws[i].Acked = true
+	}
+	return firstErr
 }
 
 // Read reads len(p) bytes at off.

@@ -1,145 +1,206 @@
 package pair
 
 import (
-	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/test/netns"
 	"github.com/pairguard/pairguard/test/online"
 )
 
-var onlineRuns = flag.Int("online-runs", 3, "power-loss runs of TestOnlinePowerLoss (the issue asks for at least 20)")
+// onlineRuns is the number of power cuts of TestOnlinePowerLoss: 3 by
+// default, PAIRGUARD_POWERLOSS_RUNS=20 (or -online-runs 20) for the
+// issue's 20.
+var onlineRuns = flag.Int("online-runs", envInt("PAIRGUARD_POWERLOSS_RUNS", 3), "power-loss runs of TestOnlinePowerLoss")
 
-// TestOnlinePowerLoss: clients write through the main's NBD socket in
-// sync mode, the main loses power (SIGKILL) while writes are being
-// acknowledged, the spare takes over and serves its copy through its own
-// socket: every write a client saw acknowledged must read back from it.
-// The nodes are pgonline (the write path and NBD server without the rest
-// of the daemon) in two namespaces on a veth link.
-func TestOnlinePowerLoss(t *testing.T) {
-	if bin == "" {
-		t.Skip("namespaces unavailable")
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
 	}
-	dir := t.TempDir()
-	pg, err := online.Build(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bed, err := online.NewBed(dir, pg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bed.Close() })
-	total := 0
-	for run := range *onlineRuns {
-		n := onlinePowerLossRun(t, bed, filepath.Join(dir, fmt.Sprint(run)), uint64(run))
-		total += n
-		t.Logf("run %d: %d acknowledged writes, all on the spare", run, n)
-	}
-	t.Logf("%d runs, %d acknowledged writes, 0 lost", *onlineRuns, total)
+	return def
 }
 
-func onlinePowerLossRun(t *testing.T, bed *online.Bed, dir string, seed uint64) int {
+const onlineImage = 32 << 20
+
+// onlineConfig gives n a datastore in mode online with sync replication,
+// exported on its own Unix socket, and returns the socket's path.
+func onlineConfig(t *testing.T, p *netns.Pair, n *netns.Node, replication string) string {
 	t.Helper()
-	const size = 32 << 20
-	const block = 4096
-	const conns = 4
-	for _, d := range []string{"m", "s"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
+	n.Image = filepath.Join(n.Dir, "datastore.img")
+	sock := filepath.Join(n.Dir, "nbd.sock")
+	extra := fmt.Sprintf("\n[datastore]\ndevice = %q\nmode = \"online\"\nreplication = %q\nnbd-socket = %q\n",
+		n.Image, replication, sock)
+	if err := p.WriteConfig(n, netns.Options{Extra: extra}); err != nil {
+		t.Fatal(err)
+	}
+	return sock
+}
+
+// waitMirror polls n until its mirror state is state.
+func waitMirror(t *testing.T, p *netns.Pair, n *netns.Node, state string, timeout time.Duration) {
+	t.Helper()
+	var st netns.Status
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if st, err = p.Status(n); err == nil && st.Mirror.State == state {
+			return
 		}
 	}
-	img := make([]byte, size)
-	rand.Read(img)
-	mimg, simg := filepath.Join(dir, "main.img"), filepath.Join(dir, "spare.img")
-	os.WriteFile(mimg, img, 0o600)
-	os.WriteFile(simg, make([]byte, size), 0o600)
-	msock, ssock := filepath.Join(dir, "main.sock"), filepath.Join(dir, "spare.sock")
-	spare, err := bed.Start(bed.Spare, fmt.Sprintf("spare%d", seed), "-dev", simg, "-state", filepath.Join(dir, "s"),
-		"-listen", online.SpareAddr+":"+online.Port, "-sock", ssock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spare.Stop()
-	main, err := bed.Start(bed.Main, fmt.Sprintf("main%d", seed), "-dev", mimg, "-state", filepath.Join(dir, "m"),
-		"-sock", msock, "-peer", online.SpareAddr+":"+online.Port, "-replication", "sync")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer main.Kill()
+	t.Fatalf("%s: mirror %+v data %+v after %v, want %s", n.Name, st.Mirror, st.Data, timeout, state)
+}
 
-	type write struct {
-		off  uint64
-		data []byte
+// dialExport connects to an NBD socket, retrying while the export comes up.
+func dialExport(t *testing.T, sock string, timeout time.Duration) *online.Client {
+	t.Helper()
+	var err error
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(20 * time.Millisecond) {
+		var cl *online.Client
+		if cl, err = online.Dial(sock); err == nil {
+			return cl
+		}
 	}
-	acked := make([][]write, conns)
+	t.Fatalf("no export on %s after %v: %v", sock, timeout, err)
+	return nil
+}
+
+// TestOnlinePowerLoss: two real daemons in namespaces, datastore in mode
+// online with sync replication. Clients write batches through the main's
+// NBD socket (every batch in flight at once, some writes FUA); the
+// instant one client's batch is acknowledged the main loses power (its
+// links go down, the daemon is SIGKILLed) while the other clients'
+// writes are still in flight. The spare takes over and serves its copy on
+// its own socket: every write a client saw acknowledged must read back
+// from it, byte for byte (by hash). Each region of the image is written
+// at most once per run, so an acknowledged write has exactly one right
+// content.
+func TestOnlinePowerLoss(t *testing.T) {
+	if bin == "" {
+		t.Skip(netns.Available())
+	}
+	total := 0
+	for run := range *onlineRuns {
+		t.Run(strconv.Itoa(run), func(t *testing.T) {
+			n := onlinePowerLossRun(t, uint64(run)+uint64(time.Now().UnixNano()))
+			total += n
+		})
+	}
+	if !t.Failed() {
+		t.Logf("%d runs, %d acknowledged writes, 0 lost", *onlineRuns, total)
+	}
+}
+
+func onlinePowerLossRun(t *testing.T, seed uint64) int {
+	const (
+		slot  = 16 << 10 // a write covers the start of one slot
+		slots = onlineImage / slot
+		conns = 4
+	)
+	p := setup(t, netns.Options{})
+	msock := onlineConfig(t, p, p.Main, "sync")
+	ssock := onlineConfig(t, p, p.Spare, "sync")
+	img := make([]byte, onlineImage)
+	rand.Read(img)
+	if err := os.WriteFile(p.Main.Image, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Spare.Image, make([]byte, onlineImage), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startPair(t, p)
+	waitMirror(t, p, p.Main, "in-sync", 60*time.Second)
+
+	r := mrand.New(mrand.NewPCG(seed, 0))
+	order := r.Perm(slots)
+	trigger := 1 + r.IntN(12) // the batch of client 0 after which the power goes
+	type acked struct {
+		off uint64
+		n   int
+		sum [32]byte
+	}
+	var (
+		mu     sync.Mutex
+		all    []acked
+		cutErr error
+		once   sync.Once
+	)
+	cut := func() { once.Do(func() { cutErr = p.PowerOff(p.Main) }) }
 	var wg sync.WaitGroup
 	for c := range conns {
-		cl, err := online.Dial(msock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		cl := dialExport(t, msock, 10*time.Second)
+		wg.Go(func() {
 			defer cl.Close()
-			r := mrand.New(mrand.NewPCG(seed, uint64(c)))
-			// Connection c writes blocks c, c+conns, ...: each block once.
-			for i := uint64(c); i*block < size; i += conns {
-				p := make([]byte, block)
-				binary.LittleEndian.PutUint64(p, seed<<32|i)
-				for j := 8; j < block; j += 8 {
-					binary.LittleEndian.PutUint64(p[j:], r.Uint64())
+			r := mrand.New(mrand.NewPCG(seed, uint64(c+1)))
+			next := c // client c writes the slots order[c], order[c+conns], ...
+			for batch := 1; ; batch++ {
+				ws := make([]online.BatchWrite, 1+r.IntN(16))
+				k := 0
+				for ; k < len(ws) && next < slots; k++ {
+					n := []int{4 << 10, 8 << 10, 16 << 10}[r.IntN(3)]
+					d := make([]byte, n)
+					binary.LittleEndian.PutUint64(d, seed)
+					for j := 8; j < n; j += 8 {
+						binary.LittleEndian.PutUint64(d[j:], r.Uint64())
+					}
+					ws[k] = online.BatchWrite{Off: uint64(order[next]) * slot, Data: d, FUA: r.IntN(8) == 0}
+					next += conns
 				}
-				if cl.Write(p, i*block, r.IntN(4) == 0) != nil {
+				ws = ws[:k]
+				var err error
+				if len(ws) > 0 {
+					err = cl.WriteBatch(ws)
+				}
+				if c == 0 && (batch == trigger || len(ws) == 0) {
+					cut() // the instant this batch is acknowledged
+				}
+				mu.Lock()
+				for _, w := range ws {
+					if w.Acked {
+						all = append(all, acked{w.Off, len(w.Data), sha256.Sum256(w.Data)})
+					}
+				}
+				mu.Unlock()
+				if err != nil || len(ws) == 0 {
 					return
 				}
-				acked[c] = append(acked[c], write{i * block, p})
 			}
-		}()
+		})
 	}
-	time.Sleep(time.Duration(50+mrand.IntN(250)) * time.Millisecond)
-	main.Kill()
 	wg.Wait()
-
-	if err := spare.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	cut()
+	if cutErr != nil {
+		t.Fatal(cutErr)
+	}
+	if _, err := p.WaitRole(p.Spare, "primary", 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := spare.Wait("primary", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := online.Dial(ssock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := dialExport(t, ssock, 10*time.Second)
 	defer cl.Close()
-	n, lost := 0, 0
-	got := make([]byte, block)
-	for _, ws := range acked {
-		for _, w := range ws {
-			n++
-			if err := cl.Read(got, w.off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, w.data) {
-				lost++
-			}
+	lost := 0
+	for _, w := range all {
+		got := make([]byte, w.n)
+		if err := cl.Read(got, w.off); err != nil {
+			t.Fatalf("read %d bytes at %d from the spare: %v", w.n, w.off, err)
+		}
+		if sha256.Sum256(got) != w.sum {
+			lost++
 		}
 	}
 	if lost > 0 {
-		t.Fatalf("%d of %d acknowledged writes missing on the spare", lost, n)
+		t.Fatalf("%d of %d acknowledged writes missing on the spare", lost, len(all))
 	}
-	if n == 0 {
+	if len(all) == 0 {
 		t.Fatal("no write was acknowledged before the power cut")
 	}
-	return n
+	t.Logf("%d acknowledged writes (power cut after client 0's batch %d), all on the spare", len(all), trigger)
+	return len(all)
 }

@@ -2,12 +2,14 @@
 // plugin, with fio's nbd engine on the same image file (as root):
 //
 //	go run ./test/bench/online [-size 256M] [-runtime 8s] [-rate 1gbit] [-dir DIR]
+//	    [-only SETUP] [-job JOB] [-profile DIR]
 //
 // Setups, one after the other: nbdkit (file plugin), Pairguard without a
 // peer, Pairguard async and Pairguard sync to a peer in another network
 // namespace over a veth shaped with tc tbf. Jobs: sequential 1 MiB writes
-// (QD 8), 4 KiB random writes at QD 1 and 16. It prints a Markdown table
-// and the load average.
+// (QD 8), 4 KiB random writes at QD 1 and 16 (latency: fio's total, lat_ns,
+// submission to completion). It prints a Markdown table,
+// the link's round trip (ping) and the load average.
 package main
 
 import (
@@ -34,6 +36,8 @@ var jobs = []job{
 	{"rand 4k QD16", "randwrite", "4k", 16},
 }
 
+var only, onlyJob, profile string
+
 type result struct {
 	MBps, IOPS, P50, P99 float64 // MB/s, IOPS, µs
 }
@@ -43,6 +47,9 @@ func main() {
 	runtime := flag.Duration("runtime", 8*time.Second, "fio runtime per job")
 	rate := flag.String("rate", "1gbit", "tc tbf rate of the link to the peer")
 	dir := flag.String("dir", "", "directory for images (default: a temporary one)")
+	flag.StringVar(&only, "only", "", "run only the setups whose name contains this")
+	flag.StringVar(&onlyJob, "job", "", "run only the jobs whose name contains this (the others print 0)")
+	flag.StringVar(&profile, "profile", "", "write the Pairguard nodes' CPU profiles into this directory")
 	flag.Parse()
 	if err := run(*size, *runtime, *rate, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -79,17 +86,22 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		start func(sock string) (stop func(), err error)
 	}
 	n := 0
-	pg := func(peer, repl string) func(string) (func(), error) {
+	pg := func(peer, repl string, extra ...string) func(string) (func(), error) {
 		return func(sock string) (func(), error) {
 			n++
 			st := filepath.Join(dir, fmt.Sprintf("state%d", n))
 			os.MkdirAll(st+"m", 0o700)
 			os.MkdirAll(st+"s", 0o700)
 			var spare *online.Node
-			args := []string{"-dev", img, "-state", st + "m", "-sock", sock, "-replication", repl}
+			args := append([]string{"-dev", img, "-state", st + "m", "-sock", sock, "-replication", repl}, extra...)
+			sargs := []string{"-dev", simg, "-state", st + "s", "-listen", online.SpareAddr + ":" + online.Port}
+			if profile != "" {
+				args = append(args, "-cpuprofile", filepath.Join(profile, fmt.Sprintf("main%d.pprof", n)))
+				sargs = append(sargs, "-cpuprofile", filepath.Join(profile, fmt.Sprintf("spare%d.pprof", n)))
+			}
 			if peer != "" {
 				var err error
-				spare, err = bed.Start(bed.Spare, fmt.Sprintf("spare%d", n), "-dev", simg, "-state", st+"s", "-listen", online.SpareAddr+":"+online.Port)
+				spare, err = bed.Start(bed.Spare, fmt.Sprintf("spare%d", n), sargs...)
 				if err != nil {
 					return nil, err
 				}
@@ -126,10 +138,14 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		}},
 		{"pairguard, no peer", pg("", "sync")},
 		{"pairguard async, peer over " + rate, pg("peer", "async")},
+		{"pairguard async pull-ahead, peer over " + rate, pg("peer", "async", "-on-congestion", "pull-ahead")},
 		{"pairguard sync, peer over " + rate, pg("peer", "sync")},
 	}
 	fmt.Printf("| setup | seq 1M QD8 MB/s | 4k QD1 IOPS | p50 µs | p99 µs | 4k QD16 IOPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|---|---|\n")
 	for i, s := range setups {
+		if !strings.Contains(s.name, only) {
+			continue
+		}
 		sock := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
 		stop, err := s.start(sock)
 		if err != nil {
@@ -137,6 +153,10 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		}
 		var rs []result
 		for _, j := range jobs {
+			if !strings.Contains(j.name, onlyJob) {
+				rs = append(rs, result{})
+				continue
+			}
 			r, err := fio(sock, j, runtime, size)
 			if err != nil {
 				stop()
@@ -148,6 +168,11 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", s.name, rs[0].MBps,
 			rs[1].IOPS, rs[1].P50, rs[1].P99, rs[2].IOPS, rs[2].P50, rs[2].P99)
 	}
+	if out, err := exec.Command("ip", "netns", "exec", bed.Main, "ping", "-q", "-c", "50", "-i", "0.01", online.SpareAddr).Output(); err == nil {
+		if i := strings.Index(string(out), "rtt "); i >= 0 {
+			fmt.Printf("\nlink round trip (ping, min/avg/max/mdev): %s", out[i:])
+		}
+	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nload average: %s", load)
 	fmt.Printf("date: %s\n", time.Now().UTC().Format(time.RFC3339))
@@ -157,7 +182,7 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 func fio(sock string, j job, runtime time.Duration, size string) (result, error) {
 	out, err := exec.Command("fio", "--name=pg", "--ioengine=nbd", "--uri=nbd+unix:///?socket="+sock,
 		"--rw="+j.rw, "--bs="+j.bs, fmt.Sprintf("--iodepth=%d", j.depth), "--size="+size,
-		"--time_based", fmt.Sprintf("--runtime=%ds", int(runtime.Seconds())), "--randrepeat=0",
+		"--time_based", fmt.Sprintf("--runtime=%ds", int(runtime.Seconds())), "--randrepeat=0", "--lat_percentiles=1",
 		"--output-format=json").Output()
 	if err != nil {
 		return result{}, fmt.Errorf("fio: %w: %s", err, out)
@@ -167,9 +192,12 @@ func fio(sock string, j job, runtime time.Duration, size string) (result, error)
 			Write struct {
 				BW   float64 `json:"bw_bytes"`
 				IOPS float64 `json:"iops"`
-				Clat struct {
+				// lat_ns: submission to completion (clat_ns leaves out
+				// the submission, which the nbd engine's writes can
+				// include the whole round trip in).
+				Lat struct {
 					Pct map[string]float64 `json:"percentile"`
-				} `json:"clat_ns"`
+				} `json:"lat_ns"`
 			} `json:"write"`
 		} `json:"jobs"`
 	}
@@ -180,5 +208,5 @@ func fio(sock string, j job, runtime time.Duration, size string) (result, error)
 		return result{}, fmt.Errorf("fio output: %v", err)
 	}
 	w := v.Jobs[0].Write
-	return result{MBps: w.BW / 1e6, IOPS: w.IOPS, P50: w.Clat.Pct["50.000000"] / 1e3, P99: w.Clat.Pct["99.000000"] / 1e3}, nil
+	return result{MBps: w.BW / 1e6, IOPS: w.IOPS, P50: w.Lat.Pct["50.000000"] / 1e3, P99: w.Lat.Pct["99.000000"] / 1e3}, nil
 }

@@ -6,6 +6,8 @@
 //	pgonline -dev IMG -state DIR -sock SOCK [-peer HOST:PORT] [-replication sync|async] [-key HEX]
 //	pgonline -dev IMG -state DIR -listen :PORT [-sock SOCK] [-key HEX]
 //
+// -cpuprofile FILE writes a CPU profile until the node stops (SIGTERM).
+//
 // With -listen the node is the secondary; SIGUSR1 makes it take over: it
 // stops accepting the stream and serves its copy on -sock as a primary
 // without peer. It prints "ready" on stdout once it serves (or listens),
@@ -21,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -43,9 +46,21 @@ func run() error {
 	peer := flag.String("peer", "", "secondary's address (primary); none: no peer")
 	listen := flag.String("listen", "", "listen address (secondary)")
 	repl := flag.String("replication", "sync", "sync or async")
+	congestion := flag.String("on-congestion", "block", "block or pull-ahead (async)")
 	keyHex := flag.String("key", "000102030405060708090a0b0c0d0e0f", "pair key, hex")
 	failover := flag.Duration("failover-time", 500*time.Millisecond, "failover-time")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until the node stops")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	key, err := hex.DecodeString(*keyHex)
 	if err != nil {
 		return err
@@ -63,7 +78,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	cfg := online.Config{Device: d, Store: store, Replication: mode, FailoverTime: *failover, Logger: log}
+	if *congestion != "block" && *congestion != "pull-ahead" {
+		return fmt.Errorf("-on-congestion: want block or pull-ahead, not %q", *congestion)
+	}
+	cfg := online.Config{Device: d, Store: store, Replication: mode, PullAhead: *congestion == "pull-ahead",
+		FailoverTime: *failover, Logger: log}
 
 	if *listen != "" {
 		s, err := online.OpenSecondary(d, store, log)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -34,10 +35,18 @@ type frame struct {
 
 // sess is one connection's state, owned by the Run goroutine.
 type sess struct {
-	fc   *frameConn
-	in   chan frame
-	ctx  context.Context
-	pool *bufPool
+	fc *frameConn
+	in chan frame
+	// conn is the connection under fc. During a round this node receives,
+	// the session goroutine reads the frames itself (direct), without the
+	// hand-off to and from the reader goroutine for every frame; the
+	// reader goroutine stops after it delivers a RoundStart and waits on
+	// resume.
+	conn   net.Conn
+	direct bool
+	resume chan struct{}
+	ctx    context.Context
+	pool   *bufPool
 	// zstd: the peer negotiated alpnCompressed (it reads compressed
 	// records and may send them); compress: this node sends them.
 	zstd, compress bool
@@ -72,6 +81,7 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		io.Writer
 	}{c, newLimitWriter(ctx, c, m.cfg.BandwidthLimit)}
 	s := &sess{fc: newFrameConn(rw), in: make(chan frame, framesAhead), ctx: ctx,
+		conn: c, resume: make(chan struct{}),
 		pool:  newBufPool(dataHeader+m.geom.BlockSize, framesAhead+2),
 		codec: codec{block: m.geom.BlockSize, level: zstd.EncoderLevel(m.cfg.ZstdLevel)}}
 	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == alpnCompressed {
@@ -90,6 +100,13 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 			}
 			if err != nil {
 				return
+			}
+			if t == msgRoundStart { // the session goroutine reads the round
+				select {
+				case <-s.resume:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
@@ -331,6 +348,8 @@ func (m *Mirror) peerRequest(s *sess, f frame) error {
 	case msgHello:
 		return m.peerHello(s, f.p, false)
 	case msgRoundStart:
+		s.direct = true
+		defer s.resumeReader()
 		rs, err := decodeRoundStart(f.p)
 		if err != nil {
 			return err
@@ -362,8 +381,35 @@ func (m *Mirror) peerRequest(s *sess, f frame) error {
 	return fmt.Errorf("sdcard: unexpected %v", f.t)
 }
 
+// resumeReader ends the direct reading of a round: the reader goroutine
+// reads the frames again.
+func (s *sess) resumeReader() {
+	s.direct = false
+	_ = s.conn.SetReadDeadline(time.Time{})
+	select {
+	case s.resume <- struct{}{}:
+	case <-s.ctx.Done():
+	}
+}
+
+// errNoAnswer is a peer that sent no frame within the reply timeout.
+var errNoAnswer = errors.New("sdcard: peer did not answer in time")
+
 // next waits for the next frame.
 func (m *Mirror) next(s *sess, timeout time.Duration) (frame, error) {
+	if s.direct {
+		_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
+		t, p, err := s.fc.readFrame(s.pool)
+		switch {
+		case err == nil:
+			return frame{t: t, p: p}, nil
+		case s.ctx.Err() != nil:
+			return frame{}, s.ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return frame{}, errNoAnswer
+		}
+		return frame{}, err
+	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -373,7 +419,7 @@ func (m *Mirror) next(s *sess, timeout time.Duration) (frame, error) {
 		}
 		return f, nil
 	case <-t.C:
-		return frame{}, errors.New("sdcard: peer did not answer in time")
+		return frame{}, errNoAnswer
 	case <-s.ctx.Done():
 		return frame{}, s.ctx.Err()
 	}
@@ -393,6 +439,9 @@ func (m *Mirror) expect(s *sess) (frame, error) {
 				return f, err
 			}
 		case msgRoundStart, msgVerifyReq:
+			if f.t == msgRoundStart && !s.direct { // the reader goroutine stopped after it
+				s.resumeReader()
+			}
 			if err := s.fc.write(msgBusy, []byte("busy")); err != nil {
 				return f, err
 			}

@@ -234,8 +234,32 @@ func (m *Mirror) goInPlace(g Geometry) error {
 // node inconsistent with the committed journal kept for a retry.
 func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap, post *postSums) error {
 	gen := GenInfo{Current: src.Current, History: src.History, Data: DataUpToDate}
+	// The digest of the device as the round leaves it reads the blocks
+	// the round changed in part; it runs while the device's fsync waits
+	// for the disk (the content is written by then).
+	var base Sum
+	var ok bool
+	done := make(chan struct{})
+	started := false
+	startBase := func() {
+		if !started {
+			started = true
+			go func() {
+				defer close(done)
+				base, ok = m.targetBase(g, pre, touched, post)
+			}()
+		}
+	}
+	wait := func() {
+		if started {
+			<-done
+		}
+	}
 	if inPlace {
-		if err := m.dev.Sync(); err != nil {
+		startBase()
+		err := m.dev.Sync()
+		wait()
+		if err != nil {
 			return err
 		}
 	} else {
@@ -245,11 +269,14 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		if err := m.markInconsistent(); err != nil {
 			return err
 		}
-		if _, _, err := m.journal.Apply(m.dev, g, true); err != nil {
+		_, _, err := m.journal.Apply(syncHook{m.dev, startBase}, g, true)
+		wait()
+		if err != nil {
 			return err
 		}
+		startBase() // when Apply had nothing to sync
+		wait()
 	}
-	base, ok := m.targetBase(g, pre, touched, post)
 	m.mu.Lock()
 	m.meta.Gen = gen
 	m.meta.BitmapValid = false
@@ -265,6 +292,17 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		return err
 	}
 	return m.journal.Reset()
+}
+
+// syncHook calls before when its device is asked to sync.
+type syncHook struct {
+	BlockDevice
+	before func()
+}
+
+func (d syncHook) Sync() error {
+	d.before()
+	return d.BlockDevice.Sync()
 }
 
 // markInconsistent persists the data state inconsistent.

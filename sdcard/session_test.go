@@ -1,0 +1,76 @@
+package sdcard
+
+import (
+	"crypto/tls"
+	"testing"
+	"time"
+)
+
+// A sender that stops in the middle of a round: the target, which reads
+// the round's frames itself, still gives up after the reply timeout and
+// drops the connection instead of waiting forever.
+func TestTargetRoundReplyTimeout(t *testing.T) {
+	const size = 1 << 20
+	la, lb := freeAddrs(t) // b listens (la < lb dials)
+	b := newNode(t, NewMemDevice(size), lb, la, func(c *MirrorConfig) { c.ReplyTimeout = 300 * time.Millisecond })
+	b.start(t)
+	conf, err := TLSConfig(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = conf.Clone()
+	conf.NextProtos = []string{alpnCompressed}
+	var c *tls.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err = tls.Dial("tcp", lb, conf)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer c.Close()
+	fc := newFrameConn(c)
+	typ, p, err := fc.readFrame(nil)
+	if err != nil || typ != msgHello {
+		t.Fatalf("first frame %v, %v", typ, err)
+	}
+	peer, err := decodeHello(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := helloMsg{Version: peer.Version, NodeID: 99, Size: peer.Size, BlockSize: peer.BlockSize, Hash: peer.Hash,
+		Primary: true, Gen: GenInfo{Current: 7, Data: DataUpToDate}}
+	if err := fc.write(msgHello, h.append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.write(msgRoundStart, encodeRoundStart(roundStartMsg{Round: 1, Mode: RoundBitmap, Source: h})); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.writeData(dataMsg{Block: 0, Sub: wholeBlock, Bytes: make([]byte, peer.BlockSize)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Send nothing more: the target must close within its reply timeout.
+	start := time.Now()
+	c.SetReadDeadline(start.Add(10 * time.Second))
+	for {
+		typ, _, err := fc.readFrame(nil)
+		if err != nil {
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Fatalf("the target closed after %v (reply timeout 300ms): %v", waited, err)
+			}
+			break
+		}
+		if typ != msgHello {
+			t.Fatalf("unexpected %v from the target", typ)
+		}
+	}
+	if s := b.m.Status(); s.State == MirrorInSync {
+		t.Fatalf("status %+v after an unfinished round", s)
+	}
+}

@@ -35,13 +35,16 @@
 // synced too (so a FUA write, which the NBD server turns into a write
 // and a flush, is durable on both). In async mode the write is
 // acknowledged after the local write; the queue to the peer is bounded
-// (MaxQueue). A write that finds it full is not held back by the line:
-// it is only marked dirty and the peer falls behind (DRBD's pull-ahead):
-// a Resync record makes the secondary inconsistent (it would otherwise
-// hold later writes without earlier ones), the resync sends the marked
-// blocks once there is room, and a Done makes it consistent again; a
-// drain (swap) waits for that. In sync mode a write waits for room at
-// most failover-time. A TRIM is
+// (MaxQueue). A write that finds it full waits for room, at most
+// failover-time (then the peer is dropped), in sync mode and, by default,
+// in async mode too: the peer only lags and stays consistent. With
+// PullAhead (on-congestion = "pull-ahead") an async write that finds it
+// full is not held back by the line: it is only marked dirty and the
+// peer falls behind (DRBD's pull-ahead): a Resync record makes the
+// secondary inconsistent (it would otherwise hold later writes without
+// earlier ones), the resync sends the marked blocks once there is room,
+// and a Done makes it consistent again; a drain (swap) waits for that.
+// A TRIM is
 // done as a WRITE_ZEROES (in records of at most 8 MiB, zeroed through
 // [ZeroRanger] where the device has it): the copies stay the same, which
 // a hint done on one side only, or a discard whose result the card

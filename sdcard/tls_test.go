@@ -44,6 +44,9 @@ func tlsHandshake(t *testing.T, server, client *tls.Config) (serr, cerr error) {
 	b.SetDeadline(time.Now().Add(5 * time.Second))
 	c := tls.Client(b, client)
 	cerr = c.Handshake()
+	if cerr == nil && c.ConnectionState().Version != tls.VersionTLS13 {
+		cerr = errors.New("not TLS 1.3")
+	}
 	if cerr == nil {
 		_, cerr = c.Write([]byte{1})
 		if cerr == nil {

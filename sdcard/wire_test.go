@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"reflect"
 	"testing"
-	"time"
 )
 
 func TestWireRoundTrip(t *testing.T) {
@@ -80,47 +78,7 @@ func FuzzFrame(f *testing.F) {
 func TestTLSPinsPairKey(t *testing.T) {
 	good, _ := TLSConfig(testKey)
 	other, _ := TLSConfig([]byte("another pair's key, 32 bytes...."))
-	handshake := func(server, client *tls.Config) (error, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		errc := make(chan error, 1)
-		go func() {
-			a, err := l.Accept()
-			if err != nil {
-				errc <- err
-				return
-			}
-			defer a.Close()
-			a.SetDeadline(time.Now().Add(5 * time.Second))
-			s := tls.Server(a, server)
-			err = s.Handshake()
-			if err == nil {
-				_, err = s.Read(make([]byte, 1))
-			}
-			errc <- err
-		}()
-		b, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
-		b.SetDeadline(time.Now().Add(5 * time.Second))
-		c := tls.Client(b, client)
-		cerr := c.Handshake()
-		if cerr == nil {
-			_, cerr = c.Write([]byte{1})
-			if cerr == nil && c.ConnectionState().Version != tls.VersionTLS13 {
-				cerr = errors.New("not TLS 1.3")
-			}
-		}
-		if cerr != nil {
-			b.Close()
-		}
-		return <-errc, cerr
-	}
+	handshake := func(server, client *tls.Config) (error, error) { return tlsHandshake(t, server, client) }
 	if s, c := handshake(good, good); s != nil || c != nil {
 		t.Fatalf("same key: server %v, client %v", s, c)
 	}

@@ -2,16 +2,15 @@ package arbiter
 
 import (
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"sync"
 	"time"
+
+	"github.com/pairguard/pairguard/firmware/frame/hmackey"
 )
 
 // ProtocolVersion is the version of the arbiter protocol this package speaks.
@@ -83,46 +82,26 @@ func ParseKey(s string) ([]byte, error) {
 // big-endian, of SHA-256("pairguard arbiter pair id\x00" || key). The
 // arbiter knows only the derived key, so the id is computed from it.
 func PairID(arbiterKey []byte) uint32 {
-	h := sha256.New()
-	h.Write([]byte("pairguard arbiter pair id\x00"))
-	h.Write(arbiterKey)
-	var sum [sha256.Size]byte
-	return binary.BigEndian.Uint32(h.Sum(sum[:0]))
+	return hmackey.PairID("pairguard arbiter pair id", arbiterKey)
 }
 
 // Key is an arbiter key prepared for authentication; safe for concurrent use.
 type Key struct {
-	mu   sync.Mutex
-	mac  hash.Hash
-	sum  [sha256.Size]byte
+	mac  *hmackey.MAC
 	pair uint32
 }
 
 // NewKey prepares an arbiter key (DeriveKey's result, not the pair key).
 func NewKey(arbiterKey []byte) *Key {
-	return &Key{mac: hmac.New(sha256.New, arbiterKey), pair: PairID(arbiterKey)}
+	return &Key{mac: hmackey.New(arbiterKey), pair: PairID(arbiterKey)}
 }
 
 // PairID returns the pair id of the key.
 func (k *Key) PairID() uint32 { return k.pair }
 
-func (k *Key) seal(b []byte) {
-	n := len(b) - AuthLen
-	k.mu.Lock()
-	k.mac.Reset()
-	k.mac.Write(b[:n])
-	copy(b[n:], k.mac.Sum(k.sum[:0]))
-	k.mu.Unlock()
-}
+func (k *Key) seal(b []byte) { k.mac.Seal(b, AuthLen) }
 
-func (k *Key) verify(b []byte) bool {
-	n := len(b) - AuthLen
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.mac.Reset()
-	k.mac.Write(b[:n])
-	return hmac.Equal(b[n:], k.mac.Sum(k.sum[:0]))
-}
+func (k *Key) verify(b []byte) bool { return k.mac.Verify(b, AuthLen) }
 
 // Type is the type of a datagram; requests and replies share one numbering
 // so that neither can be taken for the other.

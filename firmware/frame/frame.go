@@ -34,14 +34,12 @@
 package frame
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"sync"
+
+	"github.com/pairguard/pairguard/firmware/frame/hmackey"
 )
 
 // EtherType is the Ethernet type of failover-line frames (IEEE 802 local
@@ -364,9 +362,7 @@ const (
 // Key is a pair key prepared for authenticating frames. It is safe for
 // concurrent use; authentication is serialised by a mutex.
 type Key struct {
-	mu   sync.Mutex
-	mac  hash.Hash
-	sum  [sha256.Size]byte
+	mac  *hmackey.MAC
 	pair uint32
 }
 
@@ -374,44 +370,23 @@ type Key struct {
 // authentication. The caller rejects empty or weak secrets when validating
 // the configuration.
 func NewKey(secret []byte) *Key {
-	return &Key{mac: hmac.New(sha256.New, secret), pair: PairID(secret)}
+	return &Key{mac: hmackey.New(secret), pair: PairID(secret)}
 }
 
 // PairID returns the pair id derived from the pair key: the first four
 // bytes, big-endian, of SHA-256("pairguard pair id\x00" || secret).
-func PairID(secret []byte) uint32 {
-	h := sha256.New()
-	h.Write([]byte("pairguard pair id\x00"))
-	h.Write(secret)
-	var sum [sha256.Size]byte
-	return binary.BigEndian.Uint32(h.Sum(sum[:0]))
-}
+func PairID(secret []byte) uint32 { return hmackey.PairID("pairguard pair id", secret) }
 
 // PairID returns the pair id derived from the key's secret.
 func (k *Key) PairID() uint32 { return k.pair }
 
 // seal writes the authenticator of b[:len(b)-AuthLen] into the last AuthLen
 // bytes of b.
-func (k *Key) seal(b []byte) {
-	n := len(b) - AuthLen
-	k.mu.Lock()
-	k.mac.Reset()
-	k.mac.Write(b[:n])
-	copy(b[n:], k.mac.Sum(k.sum[:0]))
-	k.mu.Unlock()
-}
+func (k *Key) seal(b []byte) { k.mac.Seal(b, AuthLen) }
 
 // verify reports whether the last AuthLen bytes of b authenticate the rest,
 // in constant time.
-func (k *Key) verify(b []byte) bool {
-	n := len(b) - AuthLen
-	k.mu.Lock()
-	k.mac.Reset()
-	k.mac.Write(b[:n])
-	ok := hmac.Equal(k.mac.Sum(k.sum[:0])[:AuthLen], b[n:])
-	k.mu.Unlock()
-	return ok
-}
+func (k *Key) verify(b []byte) bool { return k.mac.Verify(b, AuthLen) }
 
 // AppendBinary appends the encoded frame to dst, authenticated under key,
 // and returns the extended slice. It allocates nothing when dst has Len

@@ -2,11 +2,15 @@ package frame
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"hash"
 	"io"
 	"testing"
+
+	"github.com/pairguard/pairguard/firmware/frame/hmackey"
 )
 
 var testSecret = []byte("correct horse battery staple")
@@ -236,7 +240,7 @@ func (c countingHash) Write(p []byte) (int, error) { *c.n += len(p); return c.Ha
 func TestNoHMACBeforeCheapChecks(t *testing.T) {
 	hashed := 0
 	key := NewKey(testSecret)
-	key.mac = countingHash{key.mac, &hashed}
+	key.mac = hmackey.NewHash(countingHash{hmac.New(sha256.New, testSecret), &hashed})
 	good := mustEncode(t, testFrame(), key)
 	foreign := testFrame()
 	foreign.PairID++

@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X github.com/pairguard/pairguard/firmware/daemon.Version=$(VERSION)
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)'
 
-.PHONY: all build arm64 armv7 test unit test-arm wireshark deps demo hil hil-ci hil-powercut fuzz bench cover clean help
+.PHONY: all build arm64 armv7 test unit test-arm wireshark deps bench-deps demo hil hil-ci hil-powercut fuzz bench cover clean help
 
 all: build
 
@@ -24,6 +24,10 @@ armv7:
 # deps installs what the tests and the demo need on a Debian machine (as root).
 deps:
 	@bash test/deps.sh
+
+# bench-deps adds the tools the side-by-side benchmarks in test/bench need.
+bench-deps:
+	@bash test/bench/deps.sh
 
 # test: every unit test, the pairs in network namespaces (root), the fuzz
 # seeds, the cross builds and the QEMU pair's cold-boot, power-loss and online-filesystem scenarios.
@@ -89,3 +93,4 @@ help:
 	@echo "make hil        every QEMU hardware-in-the-loop scenario (root)"
 	@echo "make fuzz       fuzz the frame decoder (FUZZTIME=5m)"
 	@echo "make bench      benchmarks"
+	@echo "make bench-deps the tools test/bench compares with (keepalived, rsync, ...; root)"

@@ -94,10 +94,12 @@ type Daemon struct {
 	role, prev engine.Role
 	failing    map[string]bool // health checks failing now, by name
 	faults     faultRetry
-	// writeEpoch persists the epoch (the state dir; tests inject failures).
-	writeEpoch func(uint64) error
-	follow     followers
-	deferred   []engine.Event // faults found while applying actions
+	// writeEpoch persists the epoch, writeReserved the reserved epoch
+	// (the state dir; tests inject failures).
+	writeEpoch    func(uint64) error
+	writeReserved func(uint64) error
+	follow        followers
+	deferred      []engine.Event // faults found while applying actions
 
 	holds        bool // the service address is on the interface
 	releaseErr   error
@@ -156,7 +158,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 		mirror:   noMirror{},
 		panelDev: deps.Panel,
 	}
-	d.writeEpoch = d.state.raiseEpoch
+	d.writeEpoch, d.writeReserved = d.state.raiseEpoch, d.state.raiseReserved
 	d.faults.init()
 	if d.nodeID, err = d.state.nodeID(); err != nil {
 		return nil, err
@@ -181,6 +183,12 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The reserved epoch may have been claimed before a crash: a floor
+	// for this run's claims, not the current epoch.
+	reserved, _, err := d.state.readUint(reservedFile)
+	if err != nil {
+		return nil, err
+	}
 	if d.book, err = logbook.Open(cfg.StateDir, cfg.Logbook.Entries); err != nil {
 		return nil, err
 	}
@@ -189,6 +197,7 @@ func New(cfg *config.Config, deps Deps, log *slog.Logger) (*Daemon, error) {
 	ecfg.NodeID = d.nodeID
 	ecfg.Software = Version
 	ecfg.BootID = d.bootID
+	ecfg.ReservedEpoch = reserved
 	ecfg.Unpaired = d.pair != nil && rec == nil
 	d.cfg.Engine.Unpaired = ecfg.Unpaired
 	if ecfg.Nonce, err = newNonce(); err != nil {
@@ -464,7 +473,28 @@ func (d *Daemon) apply(acts []engine.Action) {
 		switch a := acts[i].(type) {
 		case engine.ReserveEpoch:
 			d.wg.Go(func() {
-				d.queue(engine.EpochReserved{Epoch: a.Epoch, Err: d.writeEpoch(a.Epoch)})
+				t0 := time.Now()
+				err := d.writeReserved(a.Epoch)
+				if err != nil {
+					// The engine then persists a claim's epoch before the
+					// address, as without a reservation.
+					d.log.Warn("cannot reserve the next epoch", "epoch", a.Epoch, "err", err)
+				} else {
+					d.log.Debug("epoch reserved", "epoch", a.Epoch, "took", time.Since(t0))
+				}
+				d.queue(engine.EpochReserved{Epoch: a.Epoch, Err: err})
+			})
+		case engine.RecordEpoch:
+			// The claim is covered by the reserved record: the epoch
+			// file follows, off the critical path.
+			d.wg.Go(func() {
+				t0 := time.Now()
+				if err := d.writeEpoch(a.Epoch); err != nil {
+					d.log.Error("cannot persist the epoch", "epoch", a.Epoch, "err", err)
+					d.queue(engine.FaultChanged{Reason: faultStateDir, Active: true})
+					return
+				}
+				d.log.Debug("epoch persisted after the claim", "epoch", a.Epoch, "took", time.Since(t0))
 			})
 		case engine.PersistEpoch:
 			t0 := time.Now()

@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pairguard/pairguard/test/netns"
 )
 
 // HBWatch records, in the spare's namespace, when the main's heartbeats
@@ -13,11 +16,16 @@ import (
 // keepalived's VRRP adverts (IP protocol 112). The last arrival before the
 // spare's first answer is where the standby's silence started, so the
 // takeover's own cost is measured from there: first answer - (last
-// heartbeat + detection time).
+// heartbeat + detection time). It also records the spare's first
+// gratuitous ARP for the service address (sent, sender and target address
+// alike), which splits that cost into the spare's part (detection's end to
+// the announcement) and the client's (the announcement to the first answer).
 type HBWatch struct {
 	fd   int
+	svc  [4]byte
 	mu   sync.Mutex
 	last time.Time
+	garp time.Time
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -26,7 +34,7 @@ const etherTypePairguard = 0x88B5
 
 // StartHBWatch opens a packet socket on every interface of ns.
 func StartHBWatch(ns string) (*HBWatch, error) {
-	w := &HBWatch{fd: -1, done: make(chan struct{})}
+	w := &HBWatch{fd: -1, svc: netip.MustParseAddr(netns.ServiceAddr).As4(), done: make(chan struct{})}
 	err := inNS(ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
@@ -61,10 +69,22 @@ func (w *HBWatch) run() {
 		if err != nil || n < 14 {
 			continue
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype == unix.PACKET_OUTGOING {
+		ll, ok := from.(*unix.SockaddrLinklayer)
+		if !ok {
 			continue
 		}
 		et := binary.BigEndian.Uint16(buf[12:14])
+		if ll.Pkttype == unix.PACKET_OUTGOING {
+			// ARP for IPv4: sender address at 14+14, target at 14+24.
+			if et == unix.ETH_P_ARP && n >= 42 && [4]byte(buf[28:32]) == w.svc && [4]byte(buf[38:42]) == w.svc {
+				w.mu.Lock()
+				if w.garp.IsZero() {
+					w.garp = at
+				}
+				w.mu.Unlock()
+			}
+			continue
+		}
 		hb := et == etherTypePairguard || (et == unix.ETH_P_IP && n >= 34 && buf[14+9] == 112)
 		if hb {
 			w.mu.Lock()
@@ -79,6 +99,14 @@ func (w *HBWatch) Last() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.last
+}
+
+// GARP returns when the spare sent its first gratuitous ARP for the
+// service address (zero: none seen).
+func (w *HBWatch) GARP() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.garp
 }
 
 // Close stops the watch.

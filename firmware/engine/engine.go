@@ -23,7 +23,7 @@
 //
 // Epochs on disk. The current epoch (Status, frames) is the one the node
 // last claimed or adopted; the daemon keeps it in the state dir. Apart
-// from it, a secondary that knows its peer keeps the epoch its next claim
+// from it, a secondary following a live peer keeps the epoch its next claim
 // would take reserved in a record of its own (ReserveEpoch, in the
 // background, as soon as it is needed: peer up, a new epoch adopted), so
 // that the claim finds it on disk and does not wait for an fsync. The
@@ -615,10 +615,12 @@ func (e *Engine) nextEpoch() uint64 {
 }
 
 // reserveEpoch keeps the next claim's epoch in the reserved record while
-// the node is a secondary that knows its peer (the peer up or falling
-// silent): the fsync is then done long before a takeover, not on it.
+// the node is a secondary following a live peer (up, or falling silent
+// but not yet down): the fsync is then done long before a takeover, not on
+// it. Not with the peer down or unknown: a node that steps down alone (at
+// a stop) would only raise the floor of its next start.
 func (e *Engine) reserveEpoch() {
-	if e.role != RoleSecondary || !e.peerHeard || e.reserving || e.now < e.reserveAfter {
+	if e.role != RoleSecondary || e.peerState != PeerUp || !e.peerHeard || e.reserving || e.now < e.reserveAfter {
 		return
 	}
 	if want := e.nextEpoch(); e.reserved < want && e.onDisk < want {

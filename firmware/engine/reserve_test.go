@@ -182,3 +182,32 @@ func TestFailedReservationFallsBack(t *testing.T) {
 		t.Errorf("%d reservations over %v (%v of them with the main dead), want at most %d", n, s.now, s.now-start, most)
 	}
 }
+
+// A primary that steps down with its peer dead (the daemon stopping)
+// reserves nothing: it follows no live peer, and a reservation would only
+// raise the floor of its next start (it claimed 4 instead of 3 after a
+// restart in test/pair's TestRestartKeepsEpoch).
+func TestNoReservationWithoutLivePeer(t *testing.T) {
+	s := formedPair(t)
+	sp := s.nodes[1]
+	s.powerOff(0)
+	s.run(2 * time.Second)
+	if st := sp.e.Status(); st.Role != RolePrimary || st.Peer.State != PeerDown {
+		t.Fatalf("spare %s with peer %s, want primary with the peer down", st.Role, st.Peer.State)
+	}
+	sp.actions = nil
+	s.step(1, CommandIssued{Cmd: CmdShutdown})
+	s.run(100 * time.Millisecond) // the to-secondary hook, then the daemon exits
+	if s.role(1) != RoleSecondary {
+		t.Fatalf("stopping primary is %s, want secondary", s.role(1))
+	}
+	if n := countActions[ReserveEpoch](sp.actions); n != 0 || sp.reserved != 2 {
+		t.Errorf("%d reservations after stepping down alone, reserved %d; want none, 2", n, sp.reserved)
+	}
+	s.powerOff(1)
+	s.boot(1)
+	s.run(3 * time.Second)
+	if e := sp.e.Status().Epoch; e != 3 || s.role(1) != RolePrimary {
+		t.Errorf("restarted spare: %s epoch %d, want primary 3", s.role(1), e)
+	}
+}

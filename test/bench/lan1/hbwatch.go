@@ -25,7 +25,7 @@ type HBWatch struct {
 	svc  [4]byte
 	mu   sync.Mutex
 	last time.Time
-	garp time.Time
+	garp []time.Time // the spare's gratuitous ARPs, in order
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -78,8 +78,8 @@ func (w *HBWatch) run() {
 			// ARP for IPv4: sender address at 14+14, target at 14+24.
 			if et == unix.ETH_P_ARP && n >= 42 && [4]byte(buf[28:32]) == w.svc && [4]byte(buf[38:42]) == w.svc {
 				w.mu.Lock()
-				if w.garp.IsZero() {
-					w.garp = at
+				if len(w.garp) < 1000 {
+					w.garp = append(w.garp, at)
 				}
 				w.mu.Unlock()
 			}
@@ -102,11 +102,16 @@ func (w *HBWatch) Last() time.Time {
 }
 
 // GARP returns when the spare sent its first gratuitous ARP for the
-// service address (zero: none seen).
-func (w *HBWatch) GARP() time.Time {
+// service address after t (zero: none seen).
+func (w *HBWatch) GARP(t time.Time) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.garp
+	for _, a := range w.garp {
+		if a.After(t) {
+			return a
+		}
+	}
+	return time.Time{}
 }
 
 // Close stops the watch.

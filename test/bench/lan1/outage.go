@@ -193,7 +193,7 @@ func powerLoss(b *Bed, probe *Probe, hb *HBWatch, i int) (gap, error) {
 	if h := hb.Last(); !h.IsZero() && h.Before(at) {
 		g.since = at.Sub(h)
 	}
-	if a := hb.GARP(); !a.IsZero() && a.Before(at) && a.After(start) {
+	if a := hb.GARP(start); !a.IsZero() && a.Before(at) {
 		g.garp = at.Sub(a)
 	}
 	if os.Getenv("PG_LAN1_TRACE") != "" && b.S.Impl == Pairguard {
@@ -202,7 +202,7 @@ func powerLoss(b *Bed, probe *Probe, hb *HBWatch, i int) (gap, error) {
 			log = log[len(log)-6000:]
 		}
 		fmt.Fprintf(os.Stderr, "-- last main reply %s, spare's first %s, main's last heartbeat at the spare %s, spare's first gratuitous ARP %s; spare's log:\n%s\n",
-			last.Format("15:04:05.000000"), at.Format("15:04:05.000000"), hb.Last().Format("15:04:05.000000"), hb.GARP().Format("15:04:05.000000"), log)
+			last.Format("15:04:05.000000"), at.Format("15:04:05.000000"), hb.Last().Format("15:04:05.000000"), hb.GARP(start).Format("15:04:05.000000"), log)
 	}
 	return g, b.Reset()
 }

@@ -99,6 +99,7 @@ type Daemon struct {
 	writeEpoch    func(uint64) error
 	writeReserved func(uint64) error
 	follow        followers
+	drain         *drainer       // drain mode (drain.go); nil: receive goroutines
 	deferred      []engine.Event // faults found while applying actions
 
 	holds        bool // the service address is on the interface
@@ -263,11 +264,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	d.wg.Go(d.runHooks)
 	d.goFlushLogbook(loopCtx)
-	if d.deps.LAN2 != nil {
-		d.goRecv(loopCtx, d.deps.LAN2, engine.PathLAN2)
-	}
-	if d.deps.LAN1 != nil {
-		d.goRecv(loopCtx, d.deps.LAN1, engine.PathLAN1)
+	if useDrain(d.cfg.Engine.Interval, d.deps.LAN2, d.deps.LAN1) {
+		d.startDrain(loopCtx) // drain.go
+	} else {
+		if d.deps.LAN2 != nil {
+			d.goRecv(loopCtx, d.deps.LAN2, engine.PathLAN2)
+		}
+		if d.deps.LAN1 != nil {
+			d.goRecv(loopCtx, d.deps.LAN1, engine.PathLAN1)
+		}
 	}
 	for _, w := range d.deps.Links {
 		d.goLink(loopCtx, w)
@@ -321,6 +326,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.finish()
 		case <-wake.c: // the engine's next due time or the regular tick
 			wake.fired(d)
+			d.drainFrames() // drain mode: the frames that came in meanwhile
 			d.apply(d.eng.Tick(d.mono()))
 			d.pairTick()
 		case <-second.C:

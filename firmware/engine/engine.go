@@ -319,6 +319,11 @@ func (e *Engine) Status() Status {
 	return s
 }
 
+// Now returns the time of the last Step, StepFrame or Tick: the engine's
+// time only goes forward, so a caller dating an event in the past (a
+// frame's arrival) dates it no earlier.
+func (e *Engine) Now() time.Duration { return e.now }
+
 // Role returns the current role.
 func (e *Engine) Role() Role { return e.role }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -41,6 +42,9 @@ func StartHBWatch(ns string) (*HBWatch, error) {
 			return err
 		}
 		w.fd = fd
+		if err := stampOn(fd); err != nil {
+			return err
+		}
 		tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	})
@@ -57,15 +61,14 @@ func StartHBWatch(ns string) (*HBWatch, error) {
 
 func (w *HBWatch) run() {
 	defer w.wg.Done()
-	buf := make([]byte, 2048)
+	buf, oob := make([]byte, 2048), make([]byte, 256)
 	for {
 		select {
 		case <-w.done:
 			return
 		default:
 		}
-		n, from, err := unix.Recvfrom(w.fd, buf, 0)
-		at := time.Now()
+		n, from, at, err := recvStamped(w.fd, buf, oob)
 		if err != nil || n < 14 {
 			continue
 		}
@@ -119,4 +122,29 @@ func (w *HBWatch) Close() {
 	close(w.done)
 	w.wg.Wait()
 	unix.Close(w.fd)
+}
+
+// stampOn asks the kernel to date the frames a socket receives
+// (SO_TIMESTAMPNS): the bench's own scheduling then does not move the
+// times it measures.
+func stampOn(fd int) error {
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+}
+
+// recvStamped is recvfrom with the kernel's arrival time of the frame
+// (now when the kernel gave none).
+func recvStamped(fd int, buf, oob []byte) (int, unix.Sockaddr, time.Time, error) {
+	n, oobn, _, from, err := unix.Recvmsg(fd, buf, oob, 0)
+	at := time.Now()
+	if err != nil {
+		return 0, nil, at, err
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			at = time.Unix(int64(ts.Sec), int64(ts.Nsec))
+		}
+	}
+	return n, from, at, nil
 }

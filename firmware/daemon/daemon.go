@@ -316,6 +316,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-done:
+			d.drainFrames()
 			done = nil
 			stopping = true
 			d.log.Info("stopping", "role", d.eng.Role())
@@ -326,22 +327,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.finish()
 		case <-wake.c: // the engine's next due time or the regular tick
 			wake.fired(d)
-			d.drainFrames() // drain mode: the frames that came in meanwhile
+			// Drain mode (drain.go): the frames that came in meanwhile
+			// go first, here and before every other event, so that the
+			// engine never judges the peer without them.
+			d.drainFrames()
 			d.apply(d.eng.Tick(d.mono()))
 			d.pairTick()
 		case <-second.C:
+			d.drainFrames()
 			d.everySecond()
 		case r := <-d.rx:
 			d.receive(r)
 		case <-d.in.ready:
+			d.drainFrames()
 			for _, ev := range d.in.take() {
 				d.step(ev)
 			}
 		case f := <-d.ctl:
+			d.drainFrames()
 			f()
 		case next := <-d.reload:
+			d.drainFrames()
 			d.applyReload(next)
 		case ev := <-d.buttonEvents():
+			d.drainFrames()
 			d.pressed(ev)
 		}
 		d.publishPanel()

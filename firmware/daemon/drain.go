@@ -18,7 +18,9 @@ import (
 // poller (rawether.ListenQuiet), so a frame arriving wakes nobody; the
 // loop takes the queued frames whenever it wakes up anyway (to send a
 // heartbeat, at the peer's failover-time, at its regular tick), before it
-// ticks the engine. Each frame counts from the time the kernel received
+// ticks the engine, and before it hands the engine any other event (a
+// probe's result, a command): the engine never judges the peer's silence
+// without the frames already queued. Each frame counts from the time the kernel received
 // it, so the peer's silence, and so a takeover, is timed as before: the
 // wake timer is armed for the failover-time counted from the frames
 // taken so far, and the frames that came in meanwhile are taken first.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/drivers/rawether"
 	"github.com/pairguard/pairguard/drivers/rawether/rawethertest"
 	"github.com/pairguard/pairguard/firmware/config"
 )
@@ -57,6 +58,47 @@ dir = %q
 	waitFor(t, "spare primary", func() bool { return s.report(t).Role == "primary" })
 	if r := s.report(t); r.Epoch != 2 || len(s.addrs.Addresses()) != 1 {
 		t.Errorf("spare after takeover: epoch %d, addresses %v", r.Epoch, s.addrs.Addresses())
+	}
+}
+
+// In drain mode the frames already queued go to the engine before any
+// other event (here: a status command): an ARP probe's result or a command
+// never finds the peer silent while its frames wait in the socket. Before,
+// they waited for the next wake-up (up to an interval).
+func TestDrainBeforeEvents(t *testing.T) {
+	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
+	dir := t.TempDir()
+	src := fmt.Sprintf(`mode = "spare"
+state-dir = %q
+pair-key = "daemon-test-pair-key-0001"
+[lan1]
+interface = "l1"
+service-address = "192.168.5.10/24"
+[lan2]
+interface = "l2"
+[heartbeat]
+interval = "5ms"
+failover-time = "200ms"
+connection-wait-time = "10s"
+[hooks]
+dir = %q
+`, dir, filepath.Join(dir, "hooks"))
+	c, err := config.Parse("spare.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startNodeConfig(t, c, lan2, lan1, 2, nil)
+	waitFor(t, "running", func() bool { return s.report(t).Role == "starting" })
+	if s.d.drain == nil {
+		t.Fatal("not in drain mode at 5 ms")
+	}
+	evil := lan2.Port("evil", mac(9))
+	for i := range 50 {
+		before := s.report(t).Frames.Short
+		evil.Send(rawether.Broadcast, []byte("PG\x01"))
+		if got := s.report(t).Frames.Short; got != before+1 {
+			t.Fatalf("frame %d: %d short frames counted after the status command, want %d", i, got, before+1)
+		}
 	}
 }
 

@@ -39,6 +39,7 @@ func allocsPerFrame(t testing.TB) (send, recv float64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.wg.Wait) // the replay marks are written in the background, into the temp dir
 	info := engine.PeerInfo{Kind: engine.FrameHeartbeat, NodeID: 7, BootID: 1, Nonce: 9, Mode: engine.ModeSpare,
 		Role: engine.RoleSecondary, Epoch: 3, Data: engine.DataUpToDate, Software: "1.0.0"}
 	act := engine.Send{Info: info, LAN2: true, LAN1: true}
@@ -79,6 +80,7 @@ func TestLoopAllocsPerFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.wg.Wait) // the replay marks are written in the background, into the temp dir
 	d.apply(d.eng.Start(d.mono()))
 	info := engine.PeerInfo{Kind: engine.FrameHeartbeat, NodeID: 7, BootID: 1, Nonce: 9, Mode: engine.ModeSpare,
 		Role: engine.RoleSecondary, Epoch: 0, Data: engine.DataUpToDate, Software: Version}

@@ -42,6 +42,7 @@ const (
 // wireState is the daemon's state of the frame paths.
 type wireState struct {
 	mu       sync.Mutex // replay persistence, shared by the receive goroutines
+	saveMu   sync.Mutex // one writer of the replay marks at a time (apart from mu: the loop never waits for an fsync)
 	peerBoot uint64     // the highest peer boot id persisted
 	saved    time.Time  // when the replay marks were last written
 
@@ -238,8 +239,8 @@ func (d *Daemon) persistReplay(node, boot uint64) {
 	// In the background: in drain mode decode runs on the loop, and an
 	// fsync there would delay the heartbeats.
 	d.wg.Go(func() {
-		w.mu.Lock() // one writer at a time
-		defer w.mu.Unlock()
+		w.saveMu.Lock()
+		defer w.saveMu.Unlock()
 		if err := d.state.saveReplay(d.replay, d.nodeID); err != nil {
 			d.log.Warn("cannot persist the peer's replay marks", "err", err)
 		}

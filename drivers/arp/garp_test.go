@@ -108,6 +108,28 @@ func TestGARPSchedule(t *testing.T) {
 	}
 }
 
+// StartNow sends the first announcement before it returns; the schedule
+// goes on from the second, as Start's.
+func TestGARPStartNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{start: time.Now()}
+		g, err := NewGARP(r, GARPConfig{Repeat: 3, Interval: time.Second, Refresh: 10 * time.Second}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.StartNow(svc, otherMAC)
+		if got := r.times(); !slices.Equal(got, ms(0)) {
+			t.Fatalf("announcements when StartNow returned: %v, want the first", got)
+		}
+		time.Sleep(25 * time.Second)
+		synctest.Wait()
+		g.Stop()
+		if got, want := r.times(), ms(0, 1000, 2000, 12000, 22000); !slices.Equal(got, want) {
+			t.Errorf("announcements at %v, want %v", got, want)
+		}
+	})
+}
+
 func TestGARPRestartAndErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var logs bytes.Buffer

@@ -118,6 +118,20 @@ type Conn interface {
 	Close() error
 }
 
+// ErrNoFrame is returned by a Drainer's RecvNow when no frame is queued.
+var ErrNoFrame = errors.New("rawether: no frame queued")
+
+// Drainer is a Conn whose socket no thread waits on (ListenQuiet): the
+// frames queue up in the kernel until the owner takes them with RecvNow,
+// each with its arrival time.
+type Drainer interface {
+	Conn
+	// RecvNow returns at once: the next queued frame as Recv does, with
+	// the time the kernel received it, or an error wrapping ErrNoFrame
+	// when none is queued.
+	RecvNow(buf []byte) (n int, src net.HardwareAddr, at time.Time, err error)
+}
+
 // LinkEvent is a change of the state of a watched link.
 type LinkEvent struct {
 	// Name is the interface name.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pairguard/pairguard/drivers/rawether"
 	"github.com/pairguard/pairguard/firmware/engine"
 	"github.com/pairguard/pairguard/firmware/frame"
 )
@@ -39,6 +41,7 @@ func allocsPerFrame(t testing.TB) (send, recv float64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.wg.Wait) // the replay marks are written in the background, into the temp dir
 	info := engine.PeerInfo{Kind: engine.FrameHeartbeat, NodeID: 7, BootID: 1, Nonce: 9, Mode: engine.ModeSpare,
 		Role: engine.RoleSecondary, Epoch: 3, Data: engine.DataUpToDate, Software: "1.0.0"}
 	act := engine.Send{Info: info, LAN2: true, LAN1: true}
@@ -79,6 +82,7 @@ func TestLoopAllocsPerFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.wg.Wait) // the replay marks are written in the background, into the temp dir
 	d.apply(d.eng.Start(d.mono()))
 	info := engine.PeerInfo{Kind: engine.FrameHeartbeat, NodeID: 7, BootID: 1, Nonce: 9, Mode: engine.ModeSpare,
 		Role: engine.RoleSecondary, Epoch: 0, Data: engine.DataUpToDate, Software: Version}
@@ -115,5 +119,69 @@ func TestLoopAllocsPerFrame(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, step); n != 0 {
 		t.Errorf("allocations per received frame on the loop: %v, want 0", n)
+	}
+}
+
+// queueConn is a drainable failover line whose queue the test fills.
+type queueConn struct {
+	nopConn
+	queue [][]byte
+	src   net.HardwareAddr
+}
+
+func (c *queueConn) RecvNow(buf []byte) (int, net.HardwareAddr, time.Time, error) {
+	if len(c.queue) == 0 {
+		return 0, nil, time.Time{}, rawether.ErrNoFrame
+	}
+	n := copy(buf, c.queue[0])
+	c.queue = c.queue[1:]
+	return n, c.src, time.Now(), nil
+}
+
+// Drain mode's part of a received heartbeat, from the socket's queue to
+// the engine's step: no allocation either.
+func TestDrainAllocsPerFrame(t *testing.T) {
+	cfg := testConfig(t, "main", t.TempDir())
+	lan2, lan1 := &queueConn{src: mac(7)}, &queueConn{src: mac(7)}
+	d, err := New(cfg, Deps{LAN2: lan2, LAN1: lan1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.wg.Wait)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if !useDrain(2*time.Millisecond, lan2, lan1) {
+		t.Fatal("queueConn is not drainable")
+	}
+	d.startDrain(ctx)
+	d.apply(d.eng.Start(d.mono()))
+	info := engine.PeerInfo{Kind: engine.FrameHeartbeat, NodeID: 7, BootID: 1, Nonce: 9, Mode: engine.ModeSpare,
+		Role: engine.RoleSecondary, Epoch: 0, Data: engine.DataUpToDate, Software: Version}
+	f := frameFrom(info, d.key.Load().PairID())
+	var seq uint64
+	bufs := make([][]byte, 1)
+	step := func() {
+		seq++
+		f.Seq = seq
+		bufs[0], _ = f.AppendBinary(bufs[0][:0], d.key.Load())
+		lan2.queue = bufs
+		d.drainFrames()
+	}
+	for range 50 {
+		step()
+	}
+	var own frame.Frame
+	if err := frame.Decode(lan2.last, d.key.Load(), &own); err != nil {
+		t.Fatal(err)
+	}
+	f.Echo = own.Nonce
+	for range 50 {
+		step()
+	}
+	if st := d.eng.Status(); st.Peer.State != engine.PeerUp {
+		t.Fatalf("peer %v, want up", st.Peer.State)
+	}
+	if n := testing.AllocsPerRun(200, step); n != 0 {
+		t.Errorf("allocations per drained frame: %v, want 0", n)
 	}
 }

@@ -37,14 +37,22 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		}
 	}
 	if cfg.Engine.Mode != engine.ModeIndependent {
-		lan2, err := rawether.Listen(cfg.LAN2.Interface, frame.EtherType, listenFilter(cfg))
+		// At short intervals the loop takes the frames when it wakes up
+		// anyway, from sockets no thread waits on (drain.go).
+		listen := rawether.Listen
+		if cfg.Engine.Interval <= drainMax {
+			listen = func(ifname string, etherType uint16, f *rawether.Filter) (rawether.Conn, error) {
+				return rawether.ListenQuiet(ifname, etherType, f)
+			}
+		}
+		lan2, err := listen(cfg.LAN2.Interface, frame.EtherType, listenFilter(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("lan2.interface %q: %w", cfg.LAN2.Interface, err)
 		}
 		deps.LAN2 = lan2
 		deps.Closers = append(deps.Closers, lan2.Close)
 		if cfg.LAN1.Interface != "" {
-			lan1, err := rawether.Listen(cfg.LAN1.Interface, frame.EtherType, listenFilter(cfg))
+			lan1, err := listen(cfg.LAN1.Interface, frame.EtherType, listenFilter(cfg))
 			if err != nil {
 				log.Warn("no heartbeats on LAN 1; a cut failover line will look like a dead peer to the guard's first check", "interface", cfg.LAN1.Interface, "err", err)
 			} else {

@@ -17,24 +17,34 @@ import (
 )
 
 // stateDir holds the small files that must survive a restart: the node id,
-// the epoch, the boot counter and the peer's replay marks. Every write is
+// the epoch and the reserved epoch, the boot counter and the peer's replay marks. Every write is
 // write-fsync-rename followed by an fsync of the directory, so a power cut
 // leaves the old or the new value.
 type stateDir string
 
-// epochMu serialises writers of the epoch file: a reservation in the
-// background and a claim in the loop.
-var epochMu sync.Mutex
+// epochMu and reservedMu serialise the writers of the epoch file and of
+// the reserved record: the loop (a claim's PersistEpoch) and the
+// background writes. Apart, so that a claim never waits for a reservation.
+var epochMu, reservedMu sync.Mutex
 
 // raiseEpoch writes v as the epoch unless the file already holds more.
-func (d stateDir) raiseEpoch(v uint64) error {
-	epochMu.Lock()
-	defer epochMu.Unlock()
-	cur, _, err := d.readUint("epoch")
+func (d stateDir) raiseEpoch(v uint64) error { return d.raise("epoch", &epochMu, v) }
+
+// raiseReserved writes v to the reserved record ("epoch-reserved": the
+// epoch a claim would take, written ahead of it; see the engine's package
+// doc) unless it already holds more.
+func (d stateDir) raiseReserved(v uint64) error { return d.raise(reservedFile, &reservedMu, v) }
+
+const reservedFile = "epoch-reserved"
+
+func (d stateDir) raise(name string, mu *sync.Mutex, v uint64) error {
+	mu.Lock()
+	defer mu.Unlock()
+	cur, _, err := d.readUint(name)
 	if err == nil && cur >= v {
 		return nil
 	}
-	return d.writeUint("epoch", v)
+	return d.writeUint(name, v)
 }
 
 func (d stateDir) path(name string) string { return filepath.Join(string(d), name) }

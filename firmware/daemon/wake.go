@@ -56,6 +56,11 @@ func (w *wakeTimer) arm(d *Daemon) {
 		w.tick = d.mono() + tickFor(d.cfg.Engine.Interval)
 	}
 	due := d.eng.NextDue()
+	if d.drain != nil {
+		// Drain mode: a wake-up for the probe alone mostly finds the
+		// frame that ends the silence in the queue (drain.go).
+		due = d.eng.NextDueJoin(d.cfg.Engine.ProbeTimeout / 2)
+	}
 	if due == 0 || w.tick < due {
 		due = w.tick
 	}

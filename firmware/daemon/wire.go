@@ -42,6 +42,7 @@ const (
 // wireState is the daemon's state of the frame paths.
 type wireState struct {
 	mu       sync.Mutex // replay persistence, shared by the receive goroutines
+	saveMu   sync.Mutex // one writer of the replay marks at a time (apart from mu: the loop never waits for an fsync)
 	peerBoot uint64     // the highest peer boot id persisted
 	saved    time.Time  // when the replay marks were last written
 
@@ -235,27 +236,36 @@ func (d *Daemon) persistReplay(node, boot uint64) {
 	}
 	w.peerBoot = max(w.peerBoot, boot)
 	w.saved = now
-	if err := d.state.saveReplay(d.replay, d.nodeID); err != nil {
-		d.log.Warn("cannot persist the peer's replay marks", "err", err)
-	}
+	// In the background: in drain mode decode runs on the loop, and an
+	// fsync there would delay the heartbeats.
+	d.wg.Go(func() {
+		w.saveMu.Lock()
+		defer w.saveMu.Unlock()
+		if err := d.state.saveReplay(d.replay, d.nodeID); err != nil {
+			d.log.Warn("cannot persist the peer's replay marks", "err", err)
+		}
+	})
 }
 
 // receive handles on the loop what a receive goroutine handed over.
-func (d *Daemon) receive(r received) {
+func (d *Daemon) receive(r received) { d.receiveAt(r, d.mono()) }
+
+// receiveAt is receive for a frame that arrived at engine time now.
+func (d *Daemon) receiveAt(r received, now time.Duration) {
 	if r.raw != nil {
 		d.feedCaptures(r.path, r.src, r.raw, false)
 	}
 	switch {
 	case r.link != nil:
-		d.apply(d.eng.Step(d.mono(), engine.FaultChanged{Reason: faultLAN2Missing, Active: r.link.fault}))
+		d.apply(d.eng.Step(now, engine.FaultChanged{Reason: faultLAN2Missing, Active: r.link.fault}))
 	case r.pair != nil:
 		d.pairReceived(r)
 	case r.settings != nil:
 		d.settingsReceived(r)
 	case r.version != 0:
-		d.apply(d.eng.Step(d.mono(), engine.PeerIncompatible{Path: r.path, Version: r.version}))
+		d.apply(d.eng.Step(now, engine.PeerIncompatible{Path: r.path, Version: r.version}))
 	case r.ok:
-		d.apply(d.countDrops(d.eng.StepFrame(d.mono(), engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)})))
+		d.apply(d.countDrops(d.eng.StepFrame(now, engine.FrameReceived{Path: r.path, Peer: peerInfo(&r.f)})))
 	}
 }
 

@@ -10,7 +10,15 @@ import "time"
 // for it, so that heartbeats leave and a dead peer is noticed on time
 // rather than at the next quarter-interval tick; its regular tick still
 // covers every other wait.
-func (e *Engine) NextDue() time.Duration {
+func (e *Engine) NextDue() time.Duration { return e.NextDueJoin(0) }
+
+// NextDueJoin is NextDue for a caller that would rather start the ARP
+// probe up to join late than wake up for it alone: a probe start due that
+// much or less before the next heartbeat waits for it. The daemon in drain
+// mode (it sees the frames that arrived meanwhile only when it wakes up)
+// passes a part of probe-time, out of the probe's lead of 2 x probe-time;
+// failover-time and the heartbeats are never late.
+func (e *Engine) NextDueJoin(join time.Duration) time.Duration {
 	var due time.Duration
 	at := func(t time.Duration) {
 		if t > e.now && (due == 0 || t < due) {
@@ -38,7 +46,11 @@ func (e *Engine) NextDue() time.Duration {
 		at(e.roleSince + e.cfg.FailoverTime)
 	}
 	if e.role == RoleSecondary {
-		at(silentSince + e.cfg.FailoverTime - 2*e.cfg.ProbeTimeout)
+		probe := silentSince + e.cfg.FailoverTime - 2*e.cfg.ProbeTimeout
+		if send := min(e.nextLAN2, e.nextLAN1); probe < send && send-probe <= join {
+			probe = send
+		}
+		at(probe)
 	}
 	if e.role == RolePrimary && e.cfg.Arbiter.Enabled && e.lease.until > 0 {
 		// A primary without its peer steps down the release margin

@@ -128,3 +128,37 @@ func TestNextDueLAN2Silence(t *testing.T) {
 		t.Fatalf("failover-line-down %v after the last LAN 2 frame, want at most %v", got, limit)
 	}
 }
+
+// NextDueJoin moves a probe start due shortly before the next heartbeat to
+// that heartbeat, and nothing else.
+func TestNextDueJoin(t *testing.T) {
+	s := formedPair(t)
+	sp := s.nodes[1]
+	e := sp.e
+	cfg := sp.cfg
+	silent := max(e.heardLAN2, e.heardLAN1)
+	probe := silent + cfg.FailoverTime - 2*cfg.ProbeTimeout
+	send := min(e.nextLAN2, e.nextLAN1)
+	// Walk the clock to just before the probe's start with the heartbeat
+	// due after it (no frame arrives: the main is off).
+	s.powerOff(0)
+	e.now = probe - time.Millisecond
+	e.nextLAN2, e.nextLAN1 = probe+10*time.Millisecond, probe+10*time.Millisecond
+	send = e.nextLAN2
+	if got := e.NextDue(); got != probe {
+		t.Fatalf("NextDue %v, want the probe's start %v", got, probe)
+	}
+	if got := e.NextDueJoin(10 * time.Millisecond); got != send {
+		t.Errorf("NextDueJoin(10ms) %v, want the heartbeat %v", got, send)
+	}
+	if got := e.NextDueJoin(9 * time.Millisecond); got != probe {
+		t.Errorf("NextDueJoin(9ms) %v, want the probe's start %v", got, probe)
+	}
+	// failover-time is never joined to a later heartbeat.
+	e.now = probe + time.Millisecond
+	fail := silent + cfg.FailoverTime
+	e.nextLAN2, e.nextLAN1 = fail+time.Millisecond, fail+time.Millisecond
+	if got := e.NextDueJoin(time.Second); got != fail {
+		t.Errorf("NextDueJoin after the probe's start: %v, want failover-time %v", got, fail)
+	}
+}

@@ -6,9 +6,11 @@
 // carries out the actions they return, in order. The order matters:
 //
 //   - becoming primary: PersistEpoch (write and fsync the epoch; left out
-//     when a ReserveEpoch already put it on disk), then ClaimAddress (add the address, announce it with gratuitous ARP), then
-//     Send (tell the peer at once), then SetMirrorRole, RunHook to-primary,
-//     Log and RoleChanged;
+//     when the reserved record of a ReserveEpoch already holds it), then
+//     ClaimAddress (add the address, announce it with gratuitous ARP),
+//     then Send (tell the peer at once), then RecordEpoch (the epoch
+//     written in the background, when the reserved record covered the
+//     claim), then SetMirrorRole, RunHook to-primary, Log and RoleChanged;
 //   - leaving primary: ReleaseAddress first, before anything tells the peer
 //     or an operator that the node is no longer primary, then SetMirrorRole,
 //     RunHook to-secondary, Log and RoleChanged;
@@ -18,6 +20,16 @@
 //
 // An action that needs an answer (StartProbe, RunHook with Wait, FlushMirror)
 // is answered later with an event (ProbeDone, HookDone, FlushDone).
+//
+// Epochs on disk. The current epoch (Status, frames) is the one the node
+// last claimed or adopted; the daemon keeps it in the state dir. Apart
+// from it, a secondary following a live peer keeps the epoch its next claim
+// would take reserved in a record of its own (ReserveEpoch, in the
+// background, as soon as it is needed: peer up, a new epoch adopted), so
+// that the claim finds it on disk and does not wait for an fsync. The
+// reserved epoch is never shown as the current one. At a start the daemon
+// passes it as Config.ReservedEpoch: it may have been claimed before a
+// crash, so no claim of this run takes it or a lower one.
 //
 // Frames. Send carries the PeerInfo to put on the wire; FrameReceived
 // brings the peer's. Every frame carries the sender's nonce, drawn at each
@@ -54,6 +66,10 @@ type Config struct {
 	// fixed by New; Reconfigure keeps them.
 	BootID uint64
 	Nonce  uint64
+	// ReservedEpoch is the reserved record on disk at this start (see the
+	// package doc): a floor for every claim of this run, which takes a
+	// higher epoch. Fixed by New; Reconfigure keeps it.
+	ReservedEpoch uint64
 	Durations
 
 	// Unpaired: the node has no pair key yet (teach-in pending). It is
@@ -108,8 +124,12 @@ type Engine struct {
 	role      Role
 	roleSince time.Duration
 	epoch     uint64
-	onDisk    uint64 // the highest epoch known to be on stable storage
+	onDisk    uint64 // the highest epoch known to be on stable storage (or being written after a covered claim)
+	reserved  uint64 // the highest epoch in the reserved record (ReserveEpoch done)
 	reserving bool   // a ReserveEpoch is under way
+	// reserveAfter: a reservation failed; the next one waits until then
+	// (a claim meanwhile persists its epoch on the critical path).
+	reserveAfter time.Duration
 
 	peer       PeerInfo
 	peerHeard  bool
@@ -177,6 +197,7 @@ func New(cfg Config, epoch uint64, now time.Duration) (*Engine, error) {
 		now:       now,
 		epoch:     epoch,
 		onDisk:    epoch,
+		reserved:  cfg.ReservedEpoch,
 		peerState: PeerUnknown,
 		data:      DataUpToDate,
 		mirror:    MirrorOff,
@@ -217,7 +238,7 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	if cfg.Witness != e.cfg.Witness {
 		e.witnessOK = !cfg.Witness
 	}
-	cfg.BootID, cfg.Nonce = e.cfg.BootID, e.cfg.Nonce
+	cfg.BootID, cfg.Nonce, cfg.ReservedEpoch = e.cfg.BootID, e.cfg.Nonce, e.cfg.ReservedEpoch
 	taught := e.cfg.Unpaired && !cfg.Unpaired
 	e.cfg = cfg
 	if taught && (e.role == RoleStarting || e.role == RoleSecondary) {
@@ -297,6 +318,11 @@ func (e *Engine) Status() Status {
 	}
 	return s
 }
+
+// Now returns the time of the last Step, StepFrame or Tick: the engine's
+// time only goes forward, so a caller dating an event in the past (a
+// frame's arrival) dates it no earlier.
+func (e *Engine) Now() time.Duration { return e.now }
 
 // Role returns the current role.
 func (e *Engine) Role() Role { return e.role }
@@ -406,7 +432,12 @@ func (e *Engine) Step(now time.Duration, ev Event) []Action {
 	case EpochReserved:
 		e.reserving = false
 		if ev.Err == nil {
-			e.onDisk = max(e.onDisk, ev.Epoch)
+			e.reserved = max(e.reserved, ev.Epoch)
+		} else {
+			// Not on disk: a claim meanwhile persists its epoch before
+			// the address, as without a reservation. Try again later,
+			// not at every tick of a failing card.
+			e.reserveAfter = e.now + e.cfg.ConnectionWait
 		}
 	default:
 		panic(fmt.Sprintf("engine: unknown event %T in role %s", ev, e.role))
@@ -577,7 +608,30 @@ func (e *Engine) evaluate() {
 		panic(fmt.Sprintf("engine: evaluate in impossible role %s", e.role))
 	}
 	e.evalLease()
+	e.reserveEpoch()
 	e.heartbeats()
+}
+
+// nextEpoch is the epoch the next claim takes: above the current one, the
+// peer's, and the reserved record found at the start (claimed, perhaps,
+// before a crash).
+func (e *Engine) nextEpoch() uint64 {
+	return max(e.epoch, e.peer.Epoch, e.cfg.ReservedEpoch) + 1
+}
+
+// reserveEpoch keeps the next claim's epoch in the reserved record while
+// the node is a secondary following a live peer (up, or falling silent
+// but not yet down): the fsync is then done long before a takeover, not on
+// it. Not with the peer down or unknown: a node that steps down alone (at
+// a stop) would only raise the floor of its next start.
+func (e *Engine) reserveEpoch() {
+	if e.role != RoleSecondary || e.peerState != PeerUp || !e.peerHeard || e.reserving || e.now < e.reserveAfter {
+		return
+	}
+	if want := e.nextEpoch(); e.reserved < want && e.onDisk < want {
+		e.reserving = true
+		e.emit(ReserveEpoch{Epoch: want})
+	}
 }
 
 func (e *Engine) updatePeerState() {
@@ -675,12 +729,6 @@ func (e *Engine) evalSecondary() {
 	if e.eligible() && !e.incompatibleRecent() && silent >= e.cfg.FailoverTime-2*e.cfg.ProbeTimeout {
 		if e.cfg.OnLineLoss == LineLossProbe && !e.probing && !fresh {
 			e.startProbe()
-		}
-		// Reserve the takeover's epoch now: its fsync is then off the
-		// critical path.
-		if want := max(e.epoch, e.peer.Epoch) + 1; e.onDisk < want && !e.reserving {
-			e.reserving = true
-			e.emit(ReserveEpoch{Epoch: want})
 		}
 	}
 	if e.peerAlive() || e.incompatibleRecent() {
@@ -893,18 +941,28 @@ func (e *Engine) adoptEpoch(epoch uint64) {
 // becomePrimary claims the primary role. failure marks a takeover after a
 // failure of the peer (it lights the failover LED and arms automatic failback).
 func (e *Engine) becomePrimary(reason string, failure bool) {
-	epoch := max(e.epoch, e.peer.Epoch) + 1
+	epoch := e.nextEpoch()
 	e.epoch = epoch
 	e.probeResult = nil
 	e.probing = false
+	// The epoch must be on disk before the address is claimed: in the
+	// reserved record already (the current epoch follows in the
+	// background, after the claim), or persisted now.
+	later := false
 	if e.onDisk < epoch {
+		later = e.reserved >= epoch
+		if !later {
+			e.emit(PersistEpoch{Epoch: epoch})
+		}
 		e.onDisk = epoch
-		e.emit(PersistEpoch{Epoch: epoch})
 	}
 	e.emit(ClaimAddress{})
 	prev := e.role
 	e.role, e.roleSince = RolePrimary, e.now
 	e.sendHeartbeat(true, true)
+	if later {
+		e.emit(RecordEpoch{Epoch: epoch})
+	}
 	e.emit(
 		SetMirrorRole{Primary: true, NewGeneration: true},
 		RunHook{Name: "to-primary", Reason: reason},

@@ -128,8 +128,8 @@ type HookDone struct {
 	Err  error
 }
 
-// EpochReserved: the epoch asked for by ReserveEpoch is on stable storage
-// (or could not be written: Err).
+// EpochReserved: the epoch asked for by ReserveEpoch is in the reserved
+// record on stable storage (or could not be written: Err).
 type EpochReserved struct {
 	Epoch uint64
 	Err   error
@@ -161,11 +161,18 @@ type Action interface{ isAction() }
 // PersistEpoch: write the epoch to stable storage and fsync it before the next action.
 type PersistEpoch struct{ Epoch uint64 }
 
-// ReserveEpoch: write the epoch a takeover would use to stable storage in
-// the background and report EpochReserved. The engine asks for it while the
-// peer falls silent, so that the fsync is off the takeover's critical path;
-// an epoch on disk higher than the one in use is harmless.
+// ReserveEpoch: write the epoch the next claim would take to the reserved
+// record (not the current epoch: that one stays as it is on disk and in
+// status) in the background and report EpochReserved. A secondary that
+// knows its peer keeps it there, so that a takeover's fsync is done long
+// before the takeover; a reserved epoch higher than the one in use is
+// harmless.
 type ReserveEpoch struct{ Epoch uint64 }
+
+// RecordEpoch: write the epoch, claimed under the cover of the reserved
+// record, as the current epoch, in the background: nothing waits for it.
+// A failure is the state dir's fault like a failed PersistEpoch.
+type RecordEpoch struct{ Epoch uint64 }
 
 // ClaimAddress: add the service address to LAN 1 and announce it (gratuitous ARP).
 type ClaimAddress struct{}
@@ -248,6 +255,7 @@ type RoleChanged struct {
 func (PersistEpoch) isAction()   {}
 func (ClaimAddress) isAction()   {}
 func (ReserveEpoch) isAction()   {}
+func (RecordEpoch) isAction()    {}
 func (ReleaseAddress) isAction() {}
 func (Send) isAction()           {}
 func (FrameDropped) isAction()   {}

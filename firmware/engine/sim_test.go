@@ -39,18 +39,23 @@ type simNode struct {
 	name     string
 	cfg      Config
 	e        *Engine
-	down     bool // powered off
-	holds    bool // holds the service address
-	disk     uint64
-	hooks    []string
-	logs     []Log
-	roles    []RoleChanged
-	actions  []Action
-	probes   int
-	takeover time.Duration // when it last claimed the address
-	data     *DataChanged  // the datastore's state at boot
-	faulty   func(Action) bool
-	dropped  map[DropReason]int
+	down     bool   // powered off
+	holds    bool   // holds the service address
+	disk     uint64 // the epoch file
+	reserved uint64 // the reserved record
+	// reserveErr fails the reserved record's writes; reserveDelay is how
+	// long one takes (3 ms when zero).
+	reserveErr   error
+	reserveDelay time.Duration
+	hooks        []string
+	logs         []Log
+	roles        []RoleChanged
+	actions      []Action
+	probes       int
+	takeover     time.Duration // when it last claimed the address
+	data         *DataChanged  // the datastore's state at boot
+	faulty       func(Action) bool
+	dropped      map[DropReason]int
 }
 
 type delivery struct {
@@ -85,11 +90,12 @@ func newSim(t *testing.T, cfgs ...Config) *sim {
 	return s
 }
 
-// boot starts node i (again) with the epoch on its disk, a new boot id
-// and a new nonce.
+// boot starts node i (again) with the epoch and the reserved record on
+// its disk, a new boot id and a new nonce.
 func (s *sim) boot(i int) {
 	n := s.nodes[i]
 	n.cfg.BootID++
+	n.cfg.ReservedEpoch = n.reserved
 	n.cfg.Nonce = s.rng.Uint64() | 1
 	e, err := New(n.cfg, n.disk, s.now)
 	if err != nil {
@@ -123,8 +129,8 @@ func (s *sim) step(i int, ev Event) {
 	if s.nodes[i].down {
 		return
 	}
-	if er, ok := ev.(EpochReserved); ok {
-		s.nodes[i].disk = max(s.nodes[i].disk, er.Epoch)
+	if er, ok := ev.(EpochReserved); ok && er.Err == nil {
+		s.nodes[i].reserved = max(s.nodes[i].reserved, er.Epoch)
 	}
 	s.apply(i, s.nodes[i].e.Step(s.now, ev))
 }
@@ -140,10 +146,16 @@ func (s *sim) apply(i int, acts []Action) {
 		case PersistEpoch:
 			n.disk = max(n.disk, a.Epoch)
 		case ReserveEpoch:
-			s.queue = append(s.queue, delivery{at: s.now + 3*time.Millisecond, to: i, ev: EpochReserved{Epoch: a.Epoch}})
+			delay := n.reserveDelay
+			if delay == 0 {
+				delay = 3 * time.Millisecond
+			}
+			s.queue = append(s.queue, delivery{at: s.now + delay, to: i, ev: EpochReserved{Epoch: a.Epoch, Err: n.reserveErr}})
+		case RecordEpoch:
+			n.disk = max(n.disk, a.Epoch)
 		case ClaimAddress:
-			if n.disk < n.e.epoch {
-				s.t.Fatalf("%s claimed the address before persisting epoch %d (disk %d)", n.name, n.e.epoch, n.disk)
+			if n.disk < n.e.epoch && n.reserved < n.e.epoch {
+				s.t.Fatalf("%s claimed the address before persisting epoch %d (disk %d, reserved %d)", n.name, n.e.epoch, n.disk, n.reserved)
 			}
 			n.holds = true
 			n.takeover = s.now
@@ -339,10 +351,11 @@ func TestPairMainDies(t *testing.T) {
 	if hasAlarm(st, AlarmFailoverLineDown) {
 		t.Errorf("a dead main raised failover-line-down: %v", st.Alarms)
 	}
-	// The epoch was reserved while the main fell silent: no fsync at the claim.
-	if !before(s.nodes[1].actions, ReserveEpoch{}, ClaimAddress{}) ||
+	// The epoch was reserved while the main was alive: no fsync before
+	// the claim, the current epoch written after it.
+	if !before(s.nodes[1].actions, ClaimAddress{}, RecordEpoch{}) ||
 		slices.ContainsFunc(s.nodes[1].actions, func(a Action) bool { _, ok := a.(PersistEpoch); return ok }) {
-		t.Errorf("takeover actions %v: want ReserveEpoch ahead of the claim and no PersistEpoch", s.nodes[1].actions)
+		t.Errorf("takeover actions %v: want no PersistEpoch and RecordEpoch after the claim", s.nodes[1].actions)
 	}
 }
 

@@ -209,9 +209,11 @@ func (h *Hub) deliver(p *Port, f frame) {
 type frame struct {
 	src     net.HardwareAddr
 	payload []byte
+	at      time.Time // when it reached the port's queue
 }
 
-// Port is a port of a Hub. It implements rawether.Conn.
+// Port is a port of a Hub. It implements rawether.Conn and
+// rawether.Drainer.
 type Port struct {
 	hub   *Hub
 	name  string
@@ -228,7 +230,7 @@ type Port struct {
 	overflow int
 }
 
-var _ rawether.Conn = (*Port)(nil)
+var _ rawether.Drainer = (*Port)(nil)
 
 // enqueue queues f unless the port is cut, closed or full. hub.mu is held.
 func (p *Port) enqueue(f frame) {
@@ -240,6 +242,7 @@ func (p *Port) enqueue(f frame) {
 		return
 	default:
 	}
+	f.at = time.Now()
 	select {
 	case p.queue <- f:
 	default:
@@ -287,6 +290,26 @@ func (p *Port) Recv(buf []byte) (int, net.HardwareAddr, error) {
 		return 0, nil, fmt.Errorf("rawethertest: recv on %s: %w", p.name, net.ErrClosed)
 	case <-p.dl.wait():
 		return 0, nil, fmt.Errorf("rawethertest: recv on %s: %w", p.name, errTimeout)
+	}
+}
+
+// RecvNow implements rawether.Drainer: the next queued frame with the
+// time it reached the queue, or ErrNoFrame.
+func (p *Port) RecvNow(buf []byte) (int, net.HardwareAddr, time.Time, error) {
+	select {
+	case <-p.closed:
+		return 0, nil, time.Time{}, fmt.Errorf("rawethertest: recv on %s: %w", p.name, net.ErrClosed)
+	default:
+	}
+	select {
+	case f := <-p.queue:
+		n := copy(buf, f.payload)
+		if n < len(f.payload) {
+			return n, f.src, f.at, fmt.Errorf("rawethertest: recv on %s: %w: %d bytes, buffer %d", p.name, rawether.ErrTruncated, len(f.payload), n)
+		}
+		return n, f.src, f.at, nil
+	default:
+		return 0, nil, time.Time{}, rawether.ErrNoFrame
 	}
 }
 

@@ -205,3 +205,35 @@ func TestWatchLink(t *testing.T) {
 		<-missing
 	})
 }
+
+// RecvNow returns at once: the queued frames with the time they reached
+// the port (after the hub's delay), then ErrNoFrame.
+func TestRecvNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub()
+		a, b := h.Port("a", macA), h.Port("b", macB)
+		buf := make([]byte, 100)
+		if _, _, _, err := b.RecvNow(buf); !errors.Is(err, rawether.ErrNoFrame) {
+			t.Fatalf("RecvNow on an empty port: %v", err)
+		}
+		h.Delay(3 * time.Millisecond)
+		start := time.Now()
+		a.Send(macB, []byte("one"))
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		n, src, at, err := b.RecvNow(buf)
+		if err != nil || string(buf[:n]) != "one" || !bytes.Equal(src, macA) {
+			t.Fatalf("RecvNow: %q from %v, %v", buf[:n], src, err)
+		}
+		if got := at.Sub(start); got != 3*time.Millisecond {
+			t.Errorf("frame dated %v after its send, want its arrival 3ms after", got)
+		}
+		if _, _, _, err := b.RecvNow(buf); !errors.Is(err, rawether.ErrNoFrame) {
+			t.Fatalf("RecvNow after the queue: %v", err)
+		}
+		b.Close()
+		if _, _, _, err := b.RecvNow(buf); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("RecvNow after Close: %v", err)
+		}
+	})
+}

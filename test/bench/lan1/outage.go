@@ -19,6 +19,7 @@ type gap struct {
 	cut    time.Duration // power cut to the spare's first reply
 	outage time.Duration // the main's last reply to the spare's first
 	since  time.Duration // the main's last heartbeat at the spare to the spare's first reply
+	garp   time.Duration // the spare's first gratuitous ARP to its first reply (0: not seen)
 }
 
 // overhead is what a takeover adds to the detection: the outage minus the
@@ -122,29 +123,34 @@ func takeoverPhase(dir, bin string, runs int, period time.Duration, only string,
 				return fmt.Errorf("%s: %w", sd.s.Name, err)
 			}
 			sd.gaps = append(sd.gaps, g)
-			fmt.Fprintf(os.Stderr, "lan1: %s run %d: cut->reply %v, outage %v, last heartbeat->reply %v\n", sd.s.Name, i,
-				g.cut.Round(100*time.Microsecond), g.outage.Round(100*time.Microsecond), g.since.Round(100*time.Microsecond))
+			fmt.Fprintf(os.Stderr, "lan1: %s run %d: cut->reply %v, outage %v, last heartbeat->reply %v, GARP->reply %v\n", sd.s.Name, i,
+				g.cut.Round(100*time.Microsecond), g.outage.Round(100*time.Microsecond), g.since.Round(100*time.Microsecond), g.garp.Round(10*time.Microsecond))
 		}
 	}
 	fmt.Fprintf(out, "\nClient-visible outage after power loss of the main, %s to %s UTC, load average %s at the start and %s at the end,\n",
 		began.Format("2006-01-02 15:04"), time.Now().UTC().Format("15:04"), load0, loadAvg())
 	fmt.Fprintf(out, "%d runs each, settings in turn, echo every %v; outage = the main's last reply to the spare's first;\n", runs, period)
 	fmt.Fprintln(out, "overhead (issue's formula) = outage - (detection - interval/2); takeover cost = the spare's first reply - (the main's last")
-	fmt.Fprintln(out, "heartbeat arriving at the spare + detection), heartbeats seen on a packet socket in the spare's namespace; median [min, max]:")
+	fmt.Fprintln(out, "heartbeat arriving at the spare + detection), heartbeats seen on a packet socket in the spare's namespace, split at")
+	fmt.Fprintln(out, "the spare's first gratuitous ARP (seen on the same socket) into the spare's part and the client's; median [min, max]:")
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "| setting | detection | runs | cut to first reply | outage | overhead (formula) | takeover cost (measured) |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| setting | detection | runs | cut to first reply | outage | overhead (formula) | takeover cost (measured) | of which spare: to GARP | client: GARP to reply |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
 	for _, sd := range sides {
-		var cut, outage, over, cost []time.Duration
+		var cut, outage, over, cost, spare, client []time.Duration
 		for _, g := range sd.gaps {
 			cut = append(cut, g.cut)
 			outage = append(outage, g.outage)
 			over = append(over, sd.s.overhead(g.outage))
 			if g.since > 0 {
 				cost = append(cost, g.since-sd.s.detectTime())
+				if g.garp > 0 {
+					spare = append(spare, g.since-g.garp-sd.s.detectTime())
+					client = append(client, g.garp)
+				}
 			}
 		}
-		fmt.Fprintf(out, "| %s | %s | %d | %s | %s | %s | %s |\n", sd.s.Name, sd.s.detect(), len(sd.gaps), spread(cut), spread(outage), spread(over), spread(cost))
+		fmt.Fprintf(out, "| %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", sd.s.Name, sd.s.detect(), len(sd.gaps), spread(cut), spread(outage), spread(over), spread(cost), spread(spare), spread(client))
 	}
 	return nil
 }
@@ -187,12 +193,16 @@ func powerLoss(b *Bed, probe *Probe, hb *HBWatch, i int) (gap, error) {
 	if h := hb.Last(); !h.IsZero() && h.Before(at) {
 		g.since = at.Sub(h)
 	}
+	if a := hb.GARP(start); !a.IsZero() && a.Before(at) {
+		g.garp = at.Sub(a)
+	}
 	if os.Getenv("PG_LAN1_TRACE") != "" && b.S.Impl == Pairguard {
 		log, _ := os.ReadFile(b.P.Spare.LogFile)
 		if len(log) > 6000 {
 			log = log[len(log)-6000:]
 		}
-		fmt.Fprintf(os.Stderr, "-- last main reply %s, spare's first %s; spare's log:\n%s\n", last.Format("15:04:05.000000"), at.Format("15:04:05.000000"), log)
+		fmt.Fprintf(os.Stderr, "-- last main reply %s, spare's first %s, main's last heartbeat at the spare %s, spare's first gratuitous ARP %s; spare's log:\n%s\n",
+			last.Format("15:04:05.000000"), at.Format("15:04:05.000000"), hb.Last().Format("15:04:05.000000"), hb.GARP(start).Format("15:04:05.000000"), log)
 	}
 	return g, b.Reset()
 }

@@ -96,6 +96,9 @@ func StartProbe(ns string, period time.Duration) (*Probe, error) {
 		if err := unix.Bind(p.recv, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index}); err != nil {
 			return fmt.Errorf("lan1: bind packet socket: %w", err)
 		}
+		if err := stampOn(p.recv); err != nil {
+			return err
+		}
 		tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
 		return unix.SetsockoptTimeval(p.recv, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	})
@@ -172,15 +175,14 @@ func checksum(b []byte) uint16 {
 func (p *Probe) receiver() {
 	defer p.wg.Done()
 	svc := netip.MustParseAddr(netns.ServiceAddr).As4()
-	buf := make([]byte, 2048)
+	buf, oob := make([]byte, 2048), make([]byte, 256)
 	for {
 		select {
 		case <-p.done:
 			return
 		default:
 		}
-		n, from, err := unix.Recvfrom(p.recv, buf, 0)
-		at := time.Now()
+		n, from, at, err := recvStamped(p.recv, buf, oob)
 		if err != nil {
 			continue // timeout: look at done again
 		}

@@ -272,6 +272,15 @@ type conn struct {
 
 	wmu sync.Mutex // serialises replies
 	bw  *bufio.Writer
+	// replying counts the replies being written or waiting for wmu: the
+	// last of them flushes, so replies finishing together share a write.
+	replying atomic.Int32
+}
+
+// job is one request handed to a worker.
+type job struct {
+	req     request
+	payload []byte
 }
 
 func (c *conn) serve() (err error) {
@@ -470,10 +479,16 @@ func (c *conn) enterTransmission() error {
 	return c.c.SetDeadline(time.Time{})
 }
 
-// transmit reads requests and hands each to a goroutine of its own; the
-// replies go out in the order the requests finish.
+// transmit reads requests and hands each to a worker; the replies go out
+// in the order the requests finish. The workers (at most MaxInFlight,
+// started as needed) stay for the connection's life: a goroutine per
+// request would grow a fresh stack through the backend's calls every
+// time.
 func (c *conn) transmit(br *bufio.Reader) error {
 	var hdr [requestHeaderLen]byte
+	work := make(chan job)
+	defer close(work)
+	workers := 0
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) || c.isClosing() {
@@ -519,7 +534,24 @@ func (c *conn) transmit(br *bufio.Reader) error {
 		c.inflight++
 		c.mu.Unlock()
 		c.sem <- struct{}{}
-		go c.handle(req, payload)
+		j := job{req, payload}
+		if workers == cap(c.sem) {
+			work <- j // one is idle, or about to be: the semaphore had room
+			continue
+		}
+		select {
+		case work <- j:
+		default:
+			workers++
+			go c.worker(work, j)
+		}
+	}
+}
+
+// worker handles j, then the jobs it receives until the reader ends.
+func (c *conn) worker(work <-chan job, j job) {
+	for ok := true; ok; j, ok = <-work {
+		c.handle(j.req, j.payload)
 	}
 }
 
@@ -551,13 +583,15 @@ func (c *conn) handle(req request, payload []byte) {
 func (c *conn) reply(cookie uint64, errno uint32, data []byte) {
 	var hdr [simpleReplyLen]byte
 	appendSimpleReply(hdr[:0], errno, cookie)
+	c.replying.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_, err := c.bw.Write(hdr[:])
 	if err == nil && errno == 0 {
 		_, err = c.bw.Write(data)
 	}
-	if err == nil {
+	// A reply waiting for wmu flushes this one with its own.
+	if c.replying.Add(-1) == 0 && err == nil {
 		err = c.bw.Flush()
 	}
 	if err != nil {

@@ -270,8 +270,9 @@ type conn struct {
 	closed    bool
 	inflight  int
 
-	wmu sync.Mutex // serialises replies
-	bw  *bufio.Writer
+	wmu  sync.Mutex // serialises replies
+	bw   *bufio.Writer
+	rhdr [simpleReplyLen]byte // the reply header being written, under wmu
 	// replying counts the replies being written or waiting for wmu: the
 	// last of them flushes, so replies finishing together share a write.
 	replying atomic.Int32
@@ -581,12 +582,10 @@ func (c *conn) handle(req request, payload []byte) {
 // reply sends a simple reply; a failed write closes the connection, which
 // ends the reader.
 func (c *conn) reply(cookie uint64, errno uint32, data []byte) {
-	var hdr [simpleReplyLen]byte
-	appendSimpleReply(hdr[:0], errno, cookie)
 	c.replying.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.bw.Write(hdr[:])
+	_, err := c.bw.Write(appendSimpleReply(c.rhdr[:0], errno, cookie))
 	if err == nil && errno == 0 {
 		_, err = c.bw.Write(data)
 	}
@@ -752,6 +751,10 @@ const (
 
 var pools [maxPoolShift - minPoolShift + 1]sync.Pool
 
+// holders keeps the *[]byte that carry buffers through the pools, so that
+// putting a buffer back allocates nothing.
+var holders sync.Pool
+
 func poolIndex(n int) int {
 	if n <= 1<<minPoolShift {
 		return 0
@@ -765,7 +768,10 @@ func getBuf(n int) []byte {
 	}
 	i := poolIndex(n)
 	if p, ok := pools[i].Get().(*[]byte); ok {
-		return (*p)[:n]
+		b := (*p)[:n]
+		*p = nil
+		holders.Put(p)
+		return b
 	}
 	return make([]byte, n, 1<<(i+minPoolShift))
 }
@@ -775,6 +781,10 @@ func putBuf(b []byte) {
 	if c == 0 || c > 1<<maxPoolShift || bits.OnesCount(uint(c)) != 1 || c < 1<<minPoolShift {
 		return
 	}
-	b = b[:c]
-	pools[poolIndex(c)].Put(&b)
+	p, _ := holders.Get().(*[]byte)
+	if p == nil {
+		p = new([]byte)
+	}
+	*p = b[:c]
+	pools[poolIndex(c)].Put(p)
 }

@@ -264,3 +264,18 @@ func TestDrainLiftsThrottle(t *testing.T) {
 		t.Fatalf("secondary after the drain: %v", gen)
 	}
 }
+
+// A record's buffer put back and taken again costs no allocation.
+func TestRecPoolNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers")
+	}
+	putBuf(getBuf(4096))
+	putBuf(getBuf(1 << 20))
+	if n := testing.AllocsPerRun(100, func() {
+		putBuf(getBuf(4096))
+		putBuf(getBuf(1 << 20))
+	}); n != 0 {
+		t.Fatalf("%v allocations per get and put", n)
+	}
+}

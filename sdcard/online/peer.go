@@ -493,6 +493,10 @@ func (p *Primary) clearBitmapFile(pc *peerConn) error {
 // pages.
 var recPools [9]sync.Pool
 
+// recHolders keeps the *[]byte that carry buffers through recPools, so
+// that putting a buffer back allocates nothing.
+var recHolders sync.Pool
+
 func poolClass(n int) int {
 	for i := range recPools {
 		if n <= 4096<<i {
@@ -507,15 +511,22 @@ func getBuf(n int) []byte {
 	if i < 0 {
 		return make([]byte, n)
 	}
-	if b, ok := recPools[i].Get().(*[]byte); ok {
-		return (*b)[:n]
+	if p, ok := recPools[i].Get().(*[]byte); ok {
+		b := (*p)[:n]
+		*p = nil
+		recHolders.Put(p)
+		return b
 	}
 	return make([]byte, n, 4096<<i)
 }
 
 func putBuf(b []byte) {
 	if i := poolClass(cap(b)); i >= 0 && cap(b) == 4096<<i {
-		b = b[:cap(b)]
-		recPools[i].Put(&b)
+		p, _ := recHolders.Get().(*[]byte)
+		if p == nil {
+			p = new([]byte)
+		}
+		*p = b[:cap(b)]
+		recPools[i].Put(p)
 	}
 }

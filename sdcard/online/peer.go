@@ -160,6 +160,18 @@ func (p *Primary) attach(c net.Conn) error {
 // before the next acknowledgement.
 func (p *Primary) drop(pc *peerConn, reason error) {
 	p.mu.Lock()
+	current := p.peer == pc
+	p.mu.Unlock()
+	if !current {
+		return
+	}
+	// The generation is due before any waiting writer is released: one
+	// that finds its record not acknowledged is acknowledged without the
+	// peer, and must persist a new generation first.
+	p.genMu.Lock()
+	p.genPending = true
+	p.genMu.Unlock()
+	p.mu.Lock()
 	if p.peer != pc {
 		p.mu.Unlock()
 		return
@@ -176,9 +188,9 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 	pc.pending = nil
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	p.genMu.Lock()
-	p.genPending = true
-	p.genMu.Unlock()
+	if p.dropHook != nil {
+		p.dropHook()
+	}
 	pc.once.Do(func() { close(pc.dead) })
 	pc.c.Close()
 	p.log.Warn("peer dropped", "reason", reason)

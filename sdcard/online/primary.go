@@ -165,6 +165,9 @@ type Primary struct {
 	now    func() time.Time
 	// resynced counts the bytes the resync queued (tests). Under mu.
 	resynced int64
+	// dropHook, if set (tests), runs in drop once the waiting writers
+	// are released.
+	dropHook func()
 	// splitBrain: the last peer was refused because the generations
 	// diverged; keepLocal: the operator chose this node's data (Resolve),
 	// so the next such peer is resynced in full instead.

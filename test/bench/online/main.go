@@ -50,7 +50,7 @@ func main() {
 	runtime := flag.Duration("runtime", 8*time.Second, "fio runtime per job")
 	rate := flag.String("rate", "1gbit", "tc tbf rate of the link to the peer")
 	dir := flag.String("dir", "", "directory for images (default: a temporary one)")
-	flag.StringVar(&only, "only", "", "run only the setups whose name contains this")
+	flag.StringVar(&only, "only", "", "run only the setups whose name contains this (or one of these, comma-separated)")
 	flag.StringVar(&onlyJob, "job", "", "run only the jobs whose name contains this (the others print 0)")
 	flag.StringVar(&profile, "profile", "", "write the Pairguard nodes' CPU profiles into this directory")
 	flag.Parse()
@@ -157,7 +157,7 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 	}
 	fmt.Printf("| setup | seq 1M QD8 MB/s | 4k QD1 IOPS | p50 µs | p99 µs | 4k QD16 IOPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|---|---|\n")
 	for i, s := range setups {
-		if !strings.Contains(s.name, only) {
+		if !picked(s.name) {
 			continue
 		}
 		sock := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
@@ -269,4 +269,14 @@ func caughtUp(logPath string) (d time.Duration, behind, ok bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// picked: the setup's name contains one of -only's comma-separated parts.
+func picked(name string) bool {
+	for _, part := range strings.Split(only, ",") {
+		if strings.Contains(name, part) {
+			return true
+		}
+	}
+	return false
 }

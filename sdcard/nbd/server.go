@@ -270,8 +270,18 @@ type conn struct {
 	closed    bool
 	inflight  int
 
-	wmu sync.Mutex // serialises replies
-	bw  *bufio.Writer
+	wmu  sync.Mutex // serialises replies
+	bw   *bufio.Writer
+	rhdr [simpleReplyLen]byte // the reply header being written, under wmu
+	// replying counts the replies being written or waiting for wmu: the
+	// last of them flushes, so replies finishing together share a write.
+	replying atomic.Int32
+}
+
+// job is one request handed to a worker.
+type job struct {
+	req     request
+	payload []byte
 }
 
 func (c *conn) serve() (err error) {
@@ -470,10 +480,16 @@ func (c *conn) enterTransmission() error {
 	return c.c.SetDeadline(time.Time{})
 }
 
-// transmit reads requests and hands each to a goroutine of its own; the
-// replies go out in the order the requests finish.
+// transmit reads requests and hands each to a worker; the replies go out
+// in the order the requests finish. The workers (at most MaxInFlight,
+// started as needed) stay for the connection's life: a goroutine per
+// request would grow a fresh stack through the backend's calls every
+// time.
 func (c *conn) transmit(br *bufio.Reader) error {
 	var hdr [requestHeaderLen]byte
+	work := make(chan job)
+	defer close(work)
+	workers := 0
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) || c.isClosing() {
@@ -519,7 +535,24 @@ func (c *conn) transmit(br *bufio.Reader) error {
 		c.inflight++
 		c.mu.Unlock()
 		c.sem <- struct{}{}
-		go c.handle(req, payload)
+		j := job{req, payload}
+		if workers == cap(c.sem) {
+			work <- j // one is idle, or about to be: the semaphore had room
+			continue
+		}
+		select {
+		case work <- j:
+		default:
+			workers++
+			go c.worker(work, j)
+		}
+	}
+}
+
+// worker handles j, then the jobs it receives until the reader ends.
+func (c *conn) worker(work <-chan job, j job) {
+	for ok := true; ok; j, ok = <-work {
+		c.handle(j.req, j.payload)
 	}
 }
 
@@ -549,15 +582,15 @@ func (c *conn) handle(req request, payload []byte) {
 // reply sends a simple reply; a failed write closes the connection, which
 // ends the reader.
 func (c *conn) reply(cookie uint64, errno uint32, data []byte) {
-	var hdr [simpleReplyLen]byte
-	appendSimpleReply(hdr[:0], errno, cookie)
+	c.replying.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.bw.Write(hdr[:])
+	_, err := c.bw.Write(appendSimpleReply(c.rhdr[:0], errno, cookie))
 	if err == nil && errno == 0 {
 		_, err = c.bw.Write(data)
 	}
-	if err == nil {
+	// A reply waiting for wmu flushes this one with its own.
+	if c.replying.Add(-1) == 0 && err == nil {
 		err = c.bw.Flush()
 	}
 	if err != nil {
@@ -718,6 +751,10 @@ const (
 
 var pools [maxPoolShift - minPoolShift + 1]sync.Pool
 
+// holders keeps the *[]byte that carry buffers through the pools, so that
+// putting a buffer back allocates nothing.
+var holders sync.Pool
+
 func poolIndex(n int) int {
 	if n <= 1<<minPoolShift {
 		return 0
@@ -731,7 +768,10 @@ func getBuf(n int) []byte {
 	}
 	i := poolIndex(n)
 	if p, ok := pools[i].Get().(*[]byte); ok {
-		return (*p)[:n]
+		b := (*p)[:n]
+		*p = nil
+		holders.Put(p)
+		return b
 	}
 	return make([]byte, n, 1<<(i+minPoolShift))
 }
@@ -741,6 +781,10 @@ func putBuf(b []byte) {
 	if c == 0 || c > 1<<maxPoolShift || bits.OnesCount(uint(c)) != 1 || c < 1<<minPoolShift {
 		return
 	}
-	b = b[:c]
-	pools[poolIndex(c)].Put(&b)
+	p, _ := holders.Get().(*[]byte)
+	if p == nil {
+		p = new([]byte)
+	}
+	*p = b[:c]
+	pools[poolIndex(c)].Put(p)
 }

@@ -689,3 +689,19 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// A buffer put back and taken again costs no allocation (a request's
+// payload and a read's data go through the pools).
+func TestBufferPoolNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers")
+	}
+	putBuf(getBuf(4096))
+	putBuf(getBuf(1 << 20))
+	if n := testing.AllocsPerRun(100, func() {
+		putBuf(getBuf(4096))
+		putBuf(getBuf(1 << 20))
+	}); n != 0 {
+		t.Fatalf("%v allocations per get and put", n)
+	}
+}

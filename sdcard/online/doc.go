@@ -40,10 +40,18 @@
 // in async mode too: the peer only lags and stays consistent. With
 // PullAhead (on-congestion = "pull-ahead") an async write that finds it
 // full is not held back by the line: it is only marked dirty and the
-// peer falls behind (DRBD's pull-ahead): a Resync record makes the
-// secondary inconsistent (it would otherwise hold later writes without
-// earlier ones), the resync sends the marked blocks once there is room,
-// and a Done makes it consistent again; a drain (swap) waits for that.
+// peer falls behind (DRBD's pull-ahead, its Ahead/Behind states): a
+// Resync record makes the secondary inconsistent (it would otherwise hold
+// later writes without earlier ones), and from then on every write is
+// only marked, none streamed, until the resync sent every marked block
+// and queued its Done, which makes the secondary consistent again (writes
+// after the Done are streamed behind it). The resync is throttled like
+// DRBD's c-min-rate: while the application wrote at 4 MiB/s or more in
+// the last 100 to 200 ms it sends 1 MiB/s (records of 128 KiB), and at
+// full speed once the application is slower or quiet, so a burst costs
+// neither the line's nor the TLS's CPU while it lasts, and the peer
+// catches up after it. The constants and their reasons are in pace.go.
+// A drain (swap) lifts the throttle and waits for the Done.
 // A TRIM is
 // done as a WRITE_ZEROES (in records of at most 8 MiB, zeroed through
 // [ZeroRanger] where the device has it): the copies stay the same, which

@@ -287,3 +287,52 @@ func TestInconsistentNotPrimary(t *testing.T) {
 		t.Fatalf("OpenPrimary on inconsistent data: %v", err)
 	}
 }
+
+// A peer lost while a sync write waits for it (the connection breaks,
+// not the write's timeout): the write is acknowledged without the peer,
+// so a new generation must be on disk before it returns, even though
+// drop has not finished yet.
+func TestDropNewGenerationBeforeRelease(t *testing.T) {
+	const size = 16 << 20
+	pn := newNode(size)
+	p, err := OpenPrimary(Config{Device: pn.dev, Store: pn.store, Replication: Sync, FailoverTime: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	written := make(chan struct{})
+	p.dropHook = func() {
+		select {
+		case <-written:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	a, b := net.Pipe()
+	go func() {
+		writeFrame(b, header{typ: msgHello}, appendGen(nil, sdcard.GenInfo{Data: sdcard.DataInconsistent}))
+		buf := make([]byte, headerLen)
+		h, err := readHeader(b, buf)
+		if err == nil {
+			_, err = readPayload(b, h) // Start
+		}
+		if err == nil {
+			_, err = readHeader(b, buf) // the write
+		}
+		b.Close()
+	}()
+	if err := p.Attach(a); err != nil {
+		t.Fatal(err)
+	}
+	gen1 := p.Status().Gen
+	if _, err := p.WriteAt(bytes.Repeat([]byte{7}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sdcard.LoadMeta(pn.store, sdcard.Geometry{Size: size, BlockSize: sdcard.DefaultBlockSize})
+	close(written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Gen.Current == gen1.Current {
+		t.Fatalf("a write acknowledged without the peer before a new generation was on disk: %v", m.Gen)
+	}
+}

@@ -160,12 +160,25 @@ func (p *Primary) attach(c net.Conn) error {
 // before the next acknowledgement.
 func (p *Primary) drop(pc *peerConn, reason error) {
 	p.mu.Lock()
+	current := p.peer == pc
+	p.mu.Unlock()
+	if !current {
+		return
+	}
+	// The generation is due before any waiting writer is released: one
+	// that finds its record not acknowledged is acknowledged without the
+	// peer, and must persist a new generation first.
+	p.genMu.Lock()
+	p.genPending = true
+	p.genMu.Unlock()
+	p.mu.Lock()
 	if p.peer != pc {
 		p.mu.Unlock()
 		return
 	}
 	p.peer, p.synced = nil, false
 	p.peerHint.Store(nil)
+	p.ahead.Store(false)
 	for _, r := range pc.pending {
 		if r.to > r.from {
 			p.dirty.setRange(r.from, r.to)
@@ -175,9 +188,9 @@ func (p *Primary) drop(pc *peerConn, reason error) {
 	pc.pending = nil
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	p.genMu.Lock()
-	p.genPending = true
-	p.genMu.Unlock()
+	if p.dropHook != nil {
+		p.dropHook()
+	}
 	pc.once.Do(func() { close(pc.dead) })
 	pc.c.Close()
 	p.log.Warn("peer dropped", "reason", reason)
@@ -283,21 +296,45 @@ const resyncChunk = 1 << 20
 
 // fallBehind: an async write finds the queue to the peer full, so it is
 // only marked dirty (DRBD's pull-ahead): the writer does not wait for
-// the line. The first such write sends a Resync (the secondary is
-// inconsistent from then on, as it will miss writes that later ones
-// overtake) and wakes the resync, which sends the dirty blocks once
-// there is room and ends with a Done. Called with mu held.
+// the line, and neither does any write after it (ahead), until the
+// resync caught up and queued its Done. The first such write sends a
+// Resync unless a resync already runs (the secondary is inconsistent
+// from then on, as it misses the marked writes) and wakes the resync,
+// which sends the dirty blocks, at the minimum rate while the
+// application writes heavily (pace.go), and ends with a Done. Called
+// with mu held.
 func (p *Primary) fallBehind(pc *peerConn) {
-	if p.behind {
+	if p.ahead.Load() {
 		return
 	}
-	p.behind, p.synced = true, false
-	pc.enqueue(header{typ: msgResync}, nil, 0, 0)
+	p.ahead.Store(true)
+	if !p.behind {
+		p.behind, p.synced = true, false
+		pc.enqueue(header{typ: msgResync}, nil, 0, 0)
+	}
 	select {
 	case pc.behind <- struct{}{}:
 	default:
 	}
-	p.log.Info("peer behind: async writes are marked and resynced once the queue drains")
+	p.log.Info("peer behind: async writes are only marked until the resync caught up")
+}
+
+// resyncPace says whether the resync is throttled (ahead, the application
+// writing heavily, no Drain waiting) and how long it waits before its
+// next record. Called with mu held.
+func (p *Primary) resyncPace() (wait time.Duration, throttled bool) {
+	if !p.ahead.Load() || p.drains > 0 {
+		return 0, false
+	}
+	now := p.now()
+	if !p.pace.heavy(now) {
+		return 0, false
+	}
+	if w := p.pace.next.Sub(now); w > 0 {
+		p.pace.parks++
+		return min(w, paceWindow), true
+	}
+	return 0, true
 }
 
 // resync sends every dirty block, then Done; once the secondary took the
@@ -334,8 +371,25 @@ scan:
 			p.mu.Unlock()
 			break
 		}
+		wait, throttled := p.resyncPace()
+		if wait > 0 {
+			p.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-pc.dead:
+				t.Stop()
+				return false
+			}
+			next = i
+			continue
+		}
+		chunk := uint64(resyncChunk / BlockSize)
+		if throttled {
+			chunk = throttledChunk / BlockSize
+		}
 		j := i + 1
-		for j < p.dirty.n && j-i < resyncChunk/BlockSize && p.dirty.get(j) {
+		for j < p.dirty.n && j-i < chunk && p.dirty.get(j) {
 			j++
 		}
 		off := int64(i) * BlockSize
@@ -350,6 +404,10 @@ scan:
 		p.mu.Lock()
 		if err == nil && p.peer == pc {
 			pc.enqueue(header{typ: msgWrite, off: uint64(off)}, buf, i, j)
+			p.resynced += length
+			if throttled {
+				p.pace.sent(p.now(), length)
+			}
 		} else {
 			p.dirty.setRange(i, j)
 		}
@@ -383,9 +441,12 @@ scan:
 		next = 0
 		goto scan
 	}
-	// Nothing dirty: the Done makes the secondary consistent; a write
-	// marked after it sends a new Resync behind it.
+	// Nothing dirty: the Done makes the secondary consistent; writes
+	// after it are streamed behind it again (in the stream's order, so
+	// the secondary applies them after the Done), and one finding the
+	// queue full sends a new Resync.
 	p.behind = false
+	p.ahead.Store(false)
 	select {
 	case <-pc.behind: // a kick of this round
 	default:
@@ -444,6 +505,10 @@ func (p *Primary) clearBitmapFile(pc *peerConn) error {
 // pages.
 var recPools [9]sync.Pool
 
+// recHolders keeps the *[]byte that carry buffers through recPools, so
+// that putting a buffer back allocates nothing.
+var recHolders sync.Pool
+
 func poolClass(n int) int {
 	for i := range recPools {
 		if n <= 4096<<i {
@@ -458,15 +523,22 @@ func getBuf(n int) []byte {
 	if i < 0 {
 		return make([]byte, n)
 	}
-	if b, ok := recPools[i].Get().(*[]byte); ok {
-		return (*b)[:n]
+	if p, ok := recPools[i].Get().(*[]byte); ok {
+		b := (*p)[:n]
+		*p = nil
+		recHolders.Put(p)
+		return b
 	}
 	return make([]byte, n, 4096<<i)
 }
 
 func putBuf(b []byte) {
 	if i := poolClass(cap(b)); i >= 0 && cap(b) == 4096<<i {
-		b = b[:cap(b)]
-		recPools[i].Put(&b)
+		p, _ := recHolders.Get().(*[]byte)
+		if p == nil {
+			p = new([]byte)
+		}
+		*p = b[:cap(b)]
+		recPools[i].Put(p)
 	}
 }

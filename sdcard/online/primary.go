@@ -78,10 +78,12 @@ type Config struct {
 	// peer is dropped), except an async write with PullAhead.
 	MaxQueue int64
 	// PullAhead (async only; DRBD's on-congestion pull-ahead): an async
-	// write finding the queue full is only marked dirty, and the peer
-	// falls behind, inconsistent, until the resync caught up. The writer
-	// never waits for the line, but a peer behind cannot take over.
-	// Without it the peer stays consistent and only lags.
+	// write finding the queue full is only marked dirty, and so is every
+	// write after it, and the peer falls behind, inconsistent, until the
+	// resync caught up; the resync runs at a small minimum rate while the
+	// application writes heavily (pace.go). The writer never waits for
+	// the line, but a peer behind cannot take over. Without it the peer
+	// stays consistent and only lags.
 	PullAhead bool
 	// Logger receives peer events; nil discards them.
 	Logger *slog.Logger
@@ -151,6 +153,21 @@ type Primary struct {
 	// behind: the secondary is inconsistent on this connection (its
 	// resync runs, or async writes were only marked: fallBehind).
 	behind bool
+	// ahead (pull-ahead, DRBD's Ahead state): every write is only marked,
+	// from the one that found the queue full until the resync queues its
+	// Done. Written under mu; read without it for a hint.
+	ahead atomic.Bool
+	// pace throttles the resync while ahead and the application writes
+	// heavily; drains (Drain calls waiting) lift the throttle; now is
+	// time.Now (tests set a clock of their own). Under mu.
+	pace   pacer
+	drains int
+	now    func() time.Time
+	// resynced counts the bytes the resync queued (tests). Under mu.
+	resynced int64
+	// dropHook, if set (tests), runs in drop once the waiting writers
+	// are released.
+	dropHook func()
 	// splitBrain: the last peer was refused because the generations
 	// diverged; keepLocal: the operator chose this node's data (Resolve),
 	// so the next such peer is resynced in full instead.
@@ -189,6 +206,7 @@ func OpenPrimary(cfg Config) (*Primary, error) {
 		dirty:  newDirtyMap(blocks),
 		active: map[uint32]*extent{}, want: map[uint32]bool{},
 		ranges: map[uint64][2]int64{},
+		now:    time.Now,
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.dirty.orBytes(disk.bits, 0)
@@ -297,7 +315,7 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	// The stream's copy of the data is made before taking mu (the
 	// caller's buffer is reused once the write is acknowledged).
 	var copied []byte
-	if hint := p.peerHint.Load(); typ == msgWrite && hint != nil && !p.queueFull(hint, len(data)) {
+	if hint := p.peerHint.Load(); typ == msgWrite && hint != nil && !p.ahead.Load() && !p.queueFull(hint, len(data)) {
 		copied = getBuf(len(data))
 		copy(copied, data)
 	}
@@ -310,7 +328,10 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	pc := p.peer
 	var r *rec
 	from, to := blockRange(off, length)
-	if pc != nil && p.queueFull(pc, len(data)) {
+	if p.pullAhead() {
+		p.pace.wrote(p.now(), length)
+	}
+	if pc != nil && (p.ahead.Load() || p.queueFull(pc, len(data))) {
 		p.fallBehind(pc)
 		pc = nil // only marked, as without the peer
 	}
@@ -345,11 +366,14 @@ func (p *Primary) write(typ msgType, data []byte, off, length int64) error {
 	return p.settle(pc, r)
 }
 
+// pullAhead: async with on-congestion = "pull-ahead".
+func (p *Primary) pullAhead() bool { return p.cfg.Replication == Async && p.cfg.PullAhead }
+
 // queueFull reports whether an async write of n bytes finds the queue to
 // pc full (it is then only marked: fallBehind).
 func (p *Primary) queueFull(pc *peerConn, n int) bool {
 	q := pc.queued.Load()
-	return p.cfg.Replication == Async && p.cfg.PullAhead && q > 0 && q+int64(n) > p.cfg.MaxQueue
+	return p.pullAhead() && q > 0 && q+int64(n) > p.cfg.MaxQueue
 }
 
 // ensureGen persists a new generation if one is due: the first
@@ -396,7 +420,7 @@ func (p *Primary) lockRange(off, length int64) uint64 {
 // waitRoom makes a write wait while the peer's queue is full, at most
 // FailoverTime, after which the peer is dropped.
 func (p *Primary) waitRoom(n int64) {
-	if p.cfg.Replication == Async && p.cfg.PullAhead {
+	if p.pullAhead() {
 		return // an async write finding the queue full is only marked
 	}
 	p.mu.Lock()
@@ -674,6 +698,16 @@ var ErrNoPeer = errors.New("online: no peer attached")
 // planned handover (swap) drains first, so it loses no acknowledged write
 // even in async mode.
 func (p *Primary) Drain(ctx context.Context) error {
+	// A peer behind catches up at full speed meanwhile, however heavily
+	// the application writes.
+	p.mu.Lock()
+	p.drains++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.drains--
+		p.mu.Unlock()
+	}()
 	var pc *peerConn
 	var r *rec
 	for {

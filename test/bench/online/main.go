@@ -9,7 +9,10 @@
 // namespace over a veth shaped with tc tbf. Jobs: sequential 1 MiB writes
 // (QD 8), 4 KiB random writes at QD 1 and 16 (latency: fio's total, lat_ns,
 // submission to completion). It prints a Markdown table,
-// the link's round trip (ping) and the load average.
+// the link's round trip (ping) and the load average. The images are
+// written in full first, so that no setup pays for allocating the file's
+// blocks. For a setup whose peer fell behind (pull-ahead), it waits after
+// the jobs until the peer is in sync again and prints how long that took.
 package main
 
 import (
@@ -47,7 +50,7 @@ func main() {
 	runtime := flag.Duration("runtime", 8*time.Second, "fio runtime per job")
 	rate := flag.String("rate", "1gbit", "tc tbf rate of the link to the peer")
 	dir := flag.String("dir", "", "directory for images (default: a temporary one)")
-	flag.StringVar(&only, "only", "", "run only the setups whose name contains this")
+	flag.StringVar(&only, "only", "", "run only the setups whose name contains this (or one of these, comma-separated)")
 	flag.StringVar(&onlyJob, "job", "", "run only the jobs whose name contains this (the others print 0)")
 	flag.StringVar(&profile, "profile", "", "write the Pairguard nodes' CPU profiles into this directory")
 	flag.Parse()
@@ -80,13 +83,17 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		if out, err := exec.Command("truncate", "-s", size, f).CombinedOutput(); err != nil {
 			return fmt.Errorf("truncate: %w: %s", err, out)
 		}
+		if err := fill(f); err != nil {
+			return err
+		}
 	}
 	type setup struct {
 		name  string
 		start func(sock string) (stop func(), err error)
 	}
 	n := 0
-	pg := func(peer, repl string, extra ...string) func(string) (func(), error) {
+	var notes []string
+	pg := func(name, peer, repl string, extra ...string) func(string) (func(), error) {
 		return func(sock string) (func(), error) {
 			n++
 			st := filepath.Join(dir, fmt.Sprintf("state%d", n))
@@ -115,6 +122,13 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 				return nil, err
 			}
 			return func() {
+				if spare != nil {
+					if d, behind, ok := caughtUp(main.Log); behind && ok {
+						notes = append(notes, fmt.Sprintf("%s: the peer fell behind; in sync again %v after the last job", name, d))
+					} else if behind {
+						notes = append(notes, fmt.Sprintf("%s: the peer fell behind and was not in sync %v after the last job", name, d))
+					}
+				}
 				main.Stop()
 				if spare != nil {
 					spare.Stop()
@@ -136,14 +150,14 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 			}
 			return func() { cmd.Process.Kill(); cmd.Wait() }, nil
 		}},
-		{"pairguard, no peer", pg("", "sync")},
-		{"pairguard async, peer over " + rate, pg("peer", "async")},
-		{"pairguard async pull-ahead, peer over " + rate, pg("peer", "async", "-on-congestion", "pull-ahead")},
-		{"pairguard sync, peer over " + rate, pg("peer", "sync")},
+		{"pairguard, no peer", pg("no peer", "", "sync")},
+		{"pairguard async, peer over " + rate, pg("async", "peer", "async")},
+		{"pairguard async pull-ahead, peer over " + rate, pg("async pull-ahead", "peer", "async", "-on-congestion", "pull-ahead")},
+		{"pairguard sync, peer over " + rate, pg("sync", "peer", "sync")},
 	}
 	fmt.Printf("| setup | seq 1M QD8 MB/s | 4k QD1 IOPS | p50 µs | p99 µs | 4k QD16 IOPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|---|---|\n")
 	for i, s := range setups {
-		if !strings.Contains(s.name, only) {
+		if !picked(s.name) {
 			continue
 		}
 		sock := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
@@ -167,6 +181,9 @@ func run(size string, runtime time.Duration, rate, dir string) error {
 		stop()
 		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", s.name, rs[0].MBps,
 			rs[1].IOPS, rs[1].P50, rs[1].P99, rs[2].IOPS, rs[2].P50, rs[2].P99)
+	}
+	for _, n := range notes {
+		fmt.Printf("\n%s\n", n)
 	}
 	if out, err := exec.Command("ip", "netns", "exec", bed.Main, "ping", "-q", "-c", "50", "-i", "0.01", online.SpareAddr).Output(); err == nil {
 		if i := strings.Index(string(out), "rtt "); i >= 0 {
@@ -209,4 +226,57 @@ func fio(sock string, j job, runtime time.Duration, size string) (result, error)
 	}
 	w := v.Jobs[0].Write
 	return result{MBps: w.BW / 1e6, IOPS: w.IOPS, P50: w.Lat.Pct["50.000000"] / 1e3, P99: w.Lat.Pct["99.000000"] / 1e3}, nil
+}
+
+// fill writes the image in full (zeros) and syncs it.
+func fill(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	z := make([]byte, 1<<20)
+	for off := int64(0); off < st.Size(); off += int64(len(z)) {
+		if _, err := f.WriteAt(z[:min(int64(len(z)), st.Size()-off)], off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// caughtUp reads the primary's log: if the peer fell behind ("peer
+// behind"), it waits (at most 2 minutes) for a "peer in sync" after the
+// last such line and returns how long it waited (ok: it came).
+func caughtUp(logPath string) (d time.Duration, behind, ok bool) {
+	start := time.Now()
+	for {
+		b, _ := os.ReadFile(logPath)
+		s := string(b)
+		i := strings.LastIndex(s, "msg=\"peer behind")
+		if i < 0 {
+			return 0, false, false
+		}
+		d := time.Since(start).Round(10 * time.Millisecond)
+		if strings.Contains(s[i:], "msg=\"peer in sync\"") {
+			return d, true, true
+		}
+		if d > 2*time.Minute {
+			return d, true, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// picked: the setup's name contains one of -only's comma-separated parts.
+func picked(name string) bool {
+	for _, part := range strings.Split(only, ",") {
+		if strings.Contains(name, part) {
+			return true
+		}
+	}
+	return false
 }

@@ -253,6 +253,12 @@ type Status struct {
 	DeviceErr error
 }
 
+// changeStamper is a device that tells whether it was written since an
+// earlier stamp (see [Device.ChangeStamp]).
+type changeStamper interface {
+	ChangeStamp() ([]byte, error)
+}
+
 // Mirror replicates the datastore to the peer. Create it with NewMirror,
 // drive it with Run; the other methods are safe from any goroutine.
 type Mirror struct {
@@ -267,6 +273,13 @@ type Mirror struct {
 	events  chan Event
 	cmds    chan command
 	kick    chan struct{}
+
+	// stamp is the device's ChangeStamp; nil when it has none (then no
+	// sum cache is kept).
+	stamp func() ([]byte, error)
+	// cacheHits counts the checksum rounds this node answered from its
+	// sum cache.
+	cacheHits atomic.Uint64
 
 	// refused counts connections closed unanswered because MaxHandshakes
 	// were under way.
@@ -364,6 +377,9 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 	}
 	if m.store == nil {
 		m.store = DirStore(cfg.StateDir)
+	}
+	if sp, ok := dev.(changeStamper); ok {
+		m.stamp = sp.ChangeStamp
 	}
 	m.watch = &watchedDevice{BlockDevice: dev, onFail: func(err error) {
 		log.Error("mirror device failed", "device", cfg.Device, "reason", err)

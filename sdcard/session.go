@@ -525,6 +525,18 @@ func (m *Mirror) sendSums(s *sess, g Geometry, keep bool) ([]Sum, error) {
 	return kept, s.fc.write(msgHashesEnd, nil)
 }
 
+// sendSumList streams sums (of every block of the round's geometry, from
+// the sum cache), then HashesEnd.
+func (m *Mirror) sendSumList(s *sess, sums []Sum) error {
+	for first := 0; first < len(sums); first += hashBatch {
+		batch := sums[first:min(first+hashBatch, len(sums))]
+		if err := s.fc.write(msgHashes, encodeHashes(hashesMsg{First: uint64(first), Sums: batch})); err != nil {
+			return err
+		}
+	}
+	return s.fc.write(msgHashesEnd, nil)
+}
+
 // recvSums collects the peer's coarse sums until HashesEnd.
 func (m *Mirror) recvSums(s *sess, each func(n uint64)) ([]Sum, error) {
 	var out []Sum

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -459,27 +460,60 @@ func (m *Mirror) expect(s *sess) (frame, error) {
 	}
 }
 
-// sums computes the coarse sum of every block of g.
+// sums computes the coarse sum of every block of g. Up to scanWorkers
+// goroutines read it (each its own stretch of scanBuf bytes at a time):
+// the scan is a copy from the page cache and a hash, bound by the CPU,
+// and the other end may answer from its sum cache meanwhile. each, when
+// set, is called with the number of blocks done so far.
 func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
 	n := g.Blocks()
-	out := make([]Sum, 0, n)
-	per := max(1, scanBuf/g.BlockSize)
-	buf := make([]byte, per*g.BlockSize)
-	for i := uint64(0); i < n; i += uint64(per) {
-		off, _ := g.Span(i)
-		ln := int(min(int64(len(buf)), g.Size-off))
-		if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
-			return nil, err
+	out := make([]Sum, n)
+	per := uint64(max(1, scanBuf/g.BlockSize))
+	workers := min(scanWorkers, runtime.GOMAXPROCS(0), int((n+per-1)/per))
+	var next, done atomic.Uint64
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			buf := make([]byte, int(per)*g.BlockSize)
+			for {
+				i := next.Add(per) - per
+				if i >= n {
+					errs <- nil
+					return
+				}
+				off, _ := g.Span(i)
+				ln := int(min(int64(len(buf)), g.Size-off))
+				if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
+					next.Store(n) // the others stop too
+					errs <- err
+					return
+				}
+				k := i
+				for o := 0; o < ln; o += g.BlockSize {
+					out[k] = m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)])
+					k++
+				}
+				d := done.Add(k - i)
+				if each != nil {
+					each(d)
+				}
+			}
+		}()
+	}
+	var err error
+	for range workers {
+		if e := <-errs; e != nil && err == nil {
+			err = e
 		}
-		for o := 0; o < ln; o += g.BlockSize {
-			out = append(out, m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)]))
-		}
-		if each != nil {
-			each(uint64(len(out)))
-		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// scanWorkers bounds the goroutines of a sum scan.
+const scanWorkers = 2
 
 // sendSums streams the coarse sums of g, then HashesEnd. With keep it
 // also returns them.
@@ -576,7 +610,10 @@ func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) (diff [
 	lc := make(chan res, 1)
 	var localDone atomic.Uint64
 	go func() {
-		sums, err := m.sums(g, func(n uint64) { localDone.Store(n) })
+		sums, err := m.sums(g, func(n uint64) {
+			for old := localDone.Load(); n > old && !localDone.CompareAndSwap(old, n); old = localDone.Load() {
+			}
+		})
 		lc <- res{sums, err}
 	}()
 	remote, err = m.recvSums(s, func(n uint64) {

@@ -2,6 +2,8 @@ package sdcard
 
 import (
 	"crypto/tls"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -72,5 +74,37 @@ func TestTargetRoundReplyTimeout(t *testing.T) {
 	}
 	if s := b.m.Status(); s.State == MirrorInSync {
 		t.Fatalf("status %+v after an unfinished round", s)
+	}
+}
+
+// The parallel sum scan gives every block's sum in order (a short last
+// block included), and a read error ends it with that error.
+func TestSumsParallelScan(t *testing.T) {
+	const size = 3<<20 + 8192
+	dev := randomDev(size, 7)
+	la, lb := freeAddrs(t)
+	n := newNode(t, dev, la, lb, func(c *MirrorConfig) { c.BlockSize = 16 << 10 })
+	g := n.m.geom
+	var calls atomic.Int64
+	sums, err := n.m.sums(g, func(uint64) { calls.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := dev.Bytes()
+	if uint64(len(sums)) != g.Blocks() {
+		t.Fatalf("%d sums for %d blocks", len(sums), g.Blocks())
+	}
+	for b := range g.Blocks() {
+		off, ln := g.Span(b)
+		if sums[b] != HashXXH3.Sum(data[off:off+int64(ln)]) {
+			t.Fatalf("sum of block %d differs", b)
+		}
+	}
+	if calls.Load() == 0 {
+		t.Error("no progress reported")
+	}
+	dev.Fail(syscall.EIO)
+	if _, err := n.m.sums(g, nil); err == nil {
+		t.Fatal("a failing device gave sums")
 	}
 }

@@ -275,6 +275,8 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 			<-done
 		}
 	}
+	t0 := time.Now()
+	var tJournal, tMark, tApply time.Duration
 	if inPlace {
 		startBase()
 		err := m.dev.Sync()
@@ -286,9 +288,11 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		if err := m.journal.Commit(gen); err != nil {
 			return nil, err
 		}
+		tJournal = time.Since(t0)
 		if err := m.markInconsistent(); err != nil {
 			return nil, err
 		}
+		tMark = time.Since(t0) - tJournal
 		_, _, err := m.journal.Apply(syncHook{m.dev, startBase}, g, true)
 		wait()
 		if err != nil {
@@ -297,6 +301,7 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		startBase() // when Apply had nothing to sync
 		wait()
 	}
+	tApply = time.Since(t0) - tJournal - tMark
 	m.mu.Lock()
 	m.meta.Gen = gen
 	m.meta.BitmapValid = false
@@ -306,8 +311,10 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		m.meta.BaseGen, m.meta.BaseSum = gen.Current, base
 	}
 	m.peer.Gen = gen
+	t1 := time.Now()
 	err := m.meta.Save()
 	m.mu.Unlock()
+	m.log.Debug("mirror commit", "journal", tJournal, "mark", tMark, "apply", tApply, "meta", time.Since(t1))
 	if err != nil || !ok {
 		return nil, err
 	}

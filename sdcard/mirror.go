@@ -90,6 +90,8 @@ type MirrorConfig struct {
 	Compression Compression
 	// ZstdLevel overrides DefaultZstdLevel (benchmarks).
 	ZstdLevel int
+	// NoRcvLowat turns off the wake-up mark of bulk reads (benchmarks).
+	NoRcvLowat bool
 }
 
 func (c *MirrorConfig) validate() error {
@@ -778,6 +780,7 @@ func (m *Mirror) dialLoop(ctx context.Context, conns chan<- net.Conn, done <-cha
 		}
 		c, err := d.DialContext(ctx, "tcp", m.cfg.PeerAddr)
 		if err == nil {
+			c = newLowatConn(c)
 			tc := tls.Client(c, m.tlsConf)
 			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err = tc.HandshakeContext(hctx)
@@ -882,7 +885,7 @@ func (m *Mirror) listenLoop(ctx context.Context, conns chan<- net.Conn) {
 			}
 			go func() {
 				defer func() { <-handshakes }()
-				tc := tls.Server(c, m.tlsConf)
+				tc := tls.Server(newLowatConn(c), m.tlsConf)
 				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
 				if err := tc.HandshakeContext(hctx); err != nil {

@@ -69,6 +69,11 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			return m.abort(s, err)
 		}
 		inPlace = true
+		// Whole blocks stream in without a pause until RoundEnd.
+		if lc := bulkReader(s.conn); lc != nil && !m.cfg.NoRcvLowat {
+			lc.setBulk(true)
+			defer lc.setBulk(false)
+		}
 	}
 	var pre []Sum  // the device's sums before the round
 	var buf []byte // for fine requests

@@ -279,6 +279,8 @@ type Mirror struct {
 	// stamp is the device's ChangeStamp; nil when it has none (then no
 	// sum cache is kept).
 	stamp func() ([]byte, error)
+	// pacer is the device's write-back pacing, nil when it has none.
+	pacer writebackPacer
 	// cacheHits counts the checksum rounds this node answered from its
 	// sum cache.
 	cacheHits atomic.Uint64
@@ -382,6 +384,9 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 	}
 	if sp, ok := dev.(changeStamper); ok {
 		m.stamp = sp.ChangeStamp
+	}
+	if wp, ok := dev.(writebackPacer); ok && cfg.Dev == nil {
+		m.pacer = wp
 	}
 	m.watch = &watchedDevice{BlockDevice: dev, onFail: func(err error) {
 		log.Error("mirror device failed", "device", cfg.Device, "reason", err)

@@ -298,7 +298,13 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 			return nil, err
 		}
 		tMark = time.Since(t0) - tJournal
+		if m.pacer != nil {
+			m.pacer.SetWriteback(ApplyWritebackEvery)
+		}
 		_, _, err := m.journal.Apply(syncHook{m.dev, startBase}, g, true)
+		if m.pacer != nil {
+			m.pacer.SetWriteback(WritebackEvery)
+		}
 		wait()
 		if err != nil {
 			return nil, err

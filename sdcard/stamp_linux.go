@@ -40,7 +40,7 @@ func (d *Device) ChangeStamp() ([]byte, error) {
 		b = le.AppendUint64(b, uint64(st.Ctim.Nsec))
 		return b, nil
 	case syscall.S_IFBLK:
-		stat, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/stat", unix.Major(st.Rdev), unix.Minor(st.Rdev)))
+		stat, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/stat", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
 		if err != nil {
 			return nil, err
 		}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -203,5 +205,51 @@ func TestDeviceChangeStamp(t *testing.T) {
 	}
 	if s3, err := d.ChangeStamp(); err != nil || bytes.Equal(s1, s3) {
 		t.Fatalf("stamp unchanged after a modification: %x %v", s3, err)
+	}
+}
+
+// On a block device the stamp follows the kernel's write counters: a
+// write through another file descriptor, synced, changes it. Needs root
+// (a loop device).
+func TestDeviceChangeStampBlockDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a loop device")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup not installed")
+	}
+	img := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Skipf("no loop device: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	d, err := OpenDevice(loop, 65536)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s1, err1 := d.ChangeStamp()
+	s2, err2 := d.ChangeStamp()
+	if err1 != nil || err2 != nil || !bytes.Equal(s1, s2) {
+		t.Fatalf("stamps of an unchanged device differ: %q %v, %q %v", s1, err1, s2, err2)
+	}
+	f, err := os.OpenFile(loop, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{1}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if s3, err := d.ChangeStamp(); err != nil || bytes.Equal(s1, s3) {
+		t.Fatalf("stamp unchanged after a write: %q %v", s3, err)
 	}
 }

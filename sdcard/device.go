@@ -96,6 +96,16 @@ type Device struct {
 // wrote, and the dirty page cache stays small.
 const WritebackEvery = 8 << 20
 
+// ApplyWritebackEvery is the write-back pacing while a committed journal
+// is applied: its fsync follows at once, so the disk had better start on
+// the first writes while the rest are being made.
+const ApplyWritebackEvery = 1 << 20
+
+// writebackPacer is a device whose write-back pacing can change.
+type writebackPacer interface {
+	SetWriteback(n int64)
+}
+
 // SetWriteback makes the device start the write-back of what it was
 // written every n bytes (0: never; the default).
 func (d *Device) SetWriteback(n int64) {

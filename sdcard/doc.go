@@ -61,6 +61,17 @@
 // written in place at once (the journal would protect nothing), and its
 // digest taken from the records it received.
 //
+// A secondary's device changes only through the rounds it receives, so
+// the block sums it computes at the end of a round (for the digest of the
+// split-brain policy) are kept in the state directory (mirror.sums) and
+// answer the next checksum round without reading the device. They are
+// trusted only when the metadata says up-to-date in their generation with
+// a base digest equal to theirs (a file left from an earlier round never
+// matches), the device's change stamp ([Device.ChangeStamp]: an image's
+// times, a block device's write counters) is unchanged, and fewer than 8
+// rounds in a row used them. The source compares as its own scan (two
+// goroutines) proceeds and sends the first differing blocks meanwhile.
+//
 // Data records may be compressed with zstd ([Compression]) toward a peer
 // that negotiated the TLS application protocol pairguard-mirror/2; an
 // older peer negotiates none and gets plain records.

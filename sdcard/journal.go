@@ -81,13 +81,18 @@ func (j *Journal) Committed() (*GenInfo, error) {
 	return gen, err
 }
 
+// journalWriteback is how many bytes the journal gathers before it starts
+// their write-back: the commit's fsync then waits for at most about this
+// much (sequential writes, cheap to submit in small runs).
+const journalWriteback = 2 << 20
+
 // Write appends p at the journal's write offset (for the bufio.Writer).
-// Every WritebackEvery bytes it starts their write-back, so that the
+// Every journalWriteback bytes it starts their write-back, so that the
 // commit's fsync has little left to write.
 func (j *Journal) Write(p []byte) (int, error) {
 	n, err := j.f.WriteAt(p, j.off)
 	j.off += int64(n)
-	if c, ok := j.f.(syscall.Conn); ok && j.off-j.wbFrom >= WritebackEvery {
+	if c, ok := j.f.(syscall.Conn); ok && j.off-j.wbFrom >= journalWriteback {
 		startWriteback(c, j.wbFrom, j.off-j.wbFrom)
 		j.wbFrom = j.off
 	}

@@ -90,6 +90,8 @@ type MirrorConfig struct {
 	Compression Compression
 	// ZstdLevel overrides DefaultZstdLevel (benchmarks).
 	ZstdLevel int
+	// NoRcvLowat turns off the wake-up mark of bulk reads (benchmarks).
+	NoRcvLowat bool
 }
 
 func (c *MirrorConfig) validate() error {
@@ -253,6 +255,12 @@ type Status struct {
 	DeviceErr error
 }
 
+// changeStamper is a device that tells whether it was written since an
+// earlier stamp (see [Device.ChangeStamp]).
+type changeStamper interface {
+	ChangeStamp() ([]byte, error)
+}
+
 // Mirror replicates the datastore to the peer. Create it with NewMirror,
 // drive it with Run; the other methods are safe from any goroutine.
 type Mirror struct {
@@ -267,6 +275,15 @@ type Mirror struct {
 	events  chan Event
 	cmds    chan command
 	kick    chan struct{}
+
+	// stamp is the device's ChangeStamp; nil when it has none (then no
+	// sum cache is kept).
+	stamp func() ([]byte, error)
+	// pacer is the device's write-back pacing, nil when it has none.
+	pacer writebackPacer
+	// cacheHits counts the checksum rounds this node answered from its
+	// sum cache.
+	cacheHits atomic.Uint64
 
 	// refused counts connections closed unanswered because MaxHandshakes
 	// were under way.
@@ -364,6 +381,12 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 	}
 	if m.store == nil {
 		m.store = DirStore(cfg.StateDir)
+	}
+	if sp, ok := dev.(changeStamper); ok {
+		m.stamp = sp.ChangeStamp
+	}
+	if wp, ok := dev.(writebackPacer); ok && cfg.Dev == nil {
+		m.pacer = wp
 	}
 	m.watch = &watchedDevice{BlockDevice: dev, onFail: func(err error) {
 		log.Error("mirror device failed", "device", cfg.Device, "reason", err)
@@ -762,6 +785,7 @@ func (m *Mirror) dialLoop(ctx context.Context, conns chan<- net.Conn, done <-cha
 		}
 		c, err := d.DialContext(ctx, "tcp", m.cfg.PeerAddr)
 		if err == nil {
+			c = newLowatConn(c)
 			tc := tls.Client(c, m.tlsConf)
 			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err = tc.HandshakeContext(hctx)
@@ -866,7 +890,7 @@ func (m *Mirror) listenLoop(ctx context.Context, conns chan<- net.Conn) {
 			}
 			go func() {
 				defer func() { <-handshakes }()
-				tc := tls.Server(c, m.tlsConf)
+				tc := tls.Server(newLowatConn(c), m.tlsConf)
 				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
 				if err := tc.HandshakeContext(hctx); err != nil {

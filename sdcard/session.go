@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -459,27 +461,77 @@ func (m *Mirror) expect(s *sess) (frame, error) {
 	}
 }
 
-// sums computes the coarse sum of every block of g.
-func (m *Mirror) sums(g Geometry, each func(done uint64)) ([]Sum, error) {
+// sums computes the coarse sum of every block of g. Up to scanWorkers
+// goroutines read it (each its own stretch of scanBuf bytes at a time):
+// the scan is a copy from the page cache and a hash, bound by the CPU,
+// and the other end may answer from its sum cache meanwhile. each, when
+// set, is called (in order, from the workers) with the number of leading
+// blocks whose sums are final in the returned slice's backing array,
+// which is allocated first and passed to into when set.
+func (m *Mirror) sums(g Geometry, each func(prefix uint64)) ([]Sum, error) {
+	return m.sumsInto(make([]Sum, g.Blocks()), g, each)
+}
+
+func (m *Mirror) sumsInto(out []Sum, g Geometry, each func(prefix uint64)) ([]Sum, error) {
 	n := g.Blocks()
-	out := make([]Sum, 0, n)
-	per := max(1, scanBuf/g.BlockSize)
-	buf := make([]byte, per*g.BlockSize)
-	for i := uint64(0); i < n; i += uint64(per) {
-		off, _ := g.Span(i)
-		ln := int(min(int64(len(buf)), g.Size-off))
-		if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
-			return nil, err
+	per := uint64(max(1, scanBuf/g.BlockSize))
+	chunks := (n + per - 1) / per
+	workers := min(scanWorkers, runtime.GOMAXPROCS(0), int(chunks))
+	var next atomic.Uint64
+	var mu sync.Mutex
+	finished := make([]bool, chunks) // under mu
+	prefix := uint64(0)              // chunks, under mu
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			buf := make([]byte, int(per)*g.BlockSize)
+			for {
+				c := next.Add(1) - 1
+				if c >= chunks {
+					errs <- nil
+					return
+				}
+				i := c * per
+				off, _ := g.Span(i)
+				ln := int(min(int64(len(buf)), g.Size-off))
+				if _, err := m.dev.ReadAt(buf[:ln], off); err != nil {
+					next.Store(chunks) // the others stop too
+					errs <- err
+					return
+				}
+				k := i
+				for o := 0; o < ln; o += g.BlockSize {
+					out[k] = m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)])
+					k++
+				}
+				mu.Lock()
+				finished[c] = true
+				moved := false
+				for prefix < chunks && finished[prefix] {
+					prefix++
+					moved = true
+				}
+				if moved && each != nil {
+					each(min(prefix*per, n))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	var err error
+	for range workers {
+		if e := <-errs; e != nil && err == nil {
+			err = e
 		}
-		for o := 0; o < ln; o += g.BlockSize {
-			out = append(out, m.cfg.Hash.Sum(buf[o:min(o+g.BlockSize, ln)]))
-		}
-		if each != nil {
-			each(uint64(len(out)))
-		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// scanWorkers bounds the goroutines of a sum scan.
+const scanWorkers = 2
 
 // sendSums streams the coarse sums of g, then HashesEnd. With keep it
 // also returns them.
@@ -523,6 +575,18 @@ func (m *Mirror) sendSums(s *sess, g Geometry, keep bool) ([]Sum, error) {
 		return nil, err
 	}
 	return kept, s.fc.write(msgHashesEnd, nil)
+}
+
+// sendSumList streams sums (of every block of the round's geometry, from
+// the sum cache), then HashesEnd.
+func (m *Mirror) sendSumList(s *sess, sums []Sum) error {
+	for first := 0; first < len(sums); first += hashBatch {
+		batch := sums[first:min(first+hashBatch, len(sums))]
+		if err := s.fc.write(msgHashes, encodeHashes(hashesMsg{First: uint64(first), Sums: batch})); err != nil {
+			return err
+		}
+	}
+	return s.fc.write(msgHashesEnd, nil)
 }
 
 // recvSums collects the peer's coarse sums until HashesEnd.
@@ -584,6 +648,85 @@ func (m *Mirror) compareSums(s *sess, g Geometry, progress func(uint64)) (diff [
 		diff = append(diff, uint64(i))
 	}
 	return diff, l.sums, remote, nil
+}
+
+// diffStream compares the local scan, still running, with the peer's
+// sums, all received: the differing blocks come out in order as the scan
+// passes them, so that the fine requests and data of a round go out while
+// the rest of the device is read.
+type diffStream struct {
+	local, remote []Sum
+	mark          atomic.Uint64 // leading blocks of local that are final
+	wake          chan struct{} // the mark moved or the scan ended
+	end           chan error    // the scan's result, once
+	ended         bool
+	next          uint64 // the next block to compare
+	count         uint64 // differing blocks so far
+}
+
+// startDiff starts the local scan of g and receives the peer's sums.
+func (m *Mirror) startDiff(s *sess, g Geometry, progress func(uint64)) (*diffStream, error) {
+	d := &diffStream{local: make([]Sum, g.Blocks()), wake: make(chan struct{}, 1), end: make(chan error, 1)}
+	go func() {
+		_, err := m.sumsInto(d.local, g, func(n uint64) {
+			d.mark.Store(n)
+			select {
+			case d.wake <- struct{}{}:
+			default:
+			}
+		})
+		d.end <- err
+	}()
+	remote, err := m.recvSums(s, func(n uint64) {
+		if progress != nil {
+			progress(min(n, d.mark.Load()))
+		}
+	})
+	if err != nil {
+		d.wait()
+		return nil, err
+	}
+	d.remote = remote
+	return d, nil
+}
+
+// wait waits for the end of the scan.
+func (d *diffStream) wait() error {
+	if d.ended {
+		return nil
+	}
+	d.ended = true
+	return <-d.end
+}
+
+// batch returns up to max differing blocks past the last batch, waiting
+// for the scan as needed; none when every block was compared. A block the
+// peer sent no sum for (its device is shorter) differs.
+func (d *diffStream) batch(max int) ([]uint64, error) {
+	var out []uint64
+	n := uint64(len(d.local))
+	for len(out) < max && d.next < n {
+		w := d.mark.Load()
+		for ; d.next < w && len(out) < max; d.next++ {
+			if b := d.next; b >= uint64(len(d.remote)) || d.local[b] != d.remote[b] {
+				out = append(out, b)
+			}
+		}
+		if len(out) == max || d.next >= n || d.next < w {
+			break
+		}
+		select {
+		case <-d.wake:
+		case err := <-d.end:
+			d.ended = true
+			if err != nil {
+				return nil, err
+			}
+			d.mark.Store(n) // the scan's writes happen before its end
+		}
+	}
+	d.count += uint64(len(out))
+	return out, nil
 }
 
 func (m *Mirror) verify(s *sess) ([]uint64, error) {

@@ -74,14 +74,20 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	}
 	var diff []uint64
 	var remote []Sum
+	// ds, in a checksum round, gives the differing blocks as the local
+	// scan passes them; the data of the first goes out while the scan
+	// reads the rest.
+	var ds *diffStream
 	if mode == RoundChecksum {
 		blocks := g.Blocks()
-		diff, localSums, remote, err = m.compareSums(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
+		ds, err = m.startDiff(s, g, func(n uint64) { m.setProgress(2*blocks, n) })
 		if err != nil {
 			return st, err
 		}
+		defer ds.wait()
+		remote = ds.remote
 		st.Scanned = blocks
-		m.log.Debug("mirror sums compared", "round", round, "differing", len(diff), "after", time.Since(start))
+		m.log.Debug("mirror sums received", "round", round, "after", time.Since(start))
 	} else if full {
 		diff = make([]uint64, g.Blocks())
 		for i := range diff {
@@ -147,6 +153,10 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	var sent uint64 // differing blocks handled, for the progress
 	step := func() {
 		sent++
+		if ds != nil {
+			m.setProgress(total, g.Blocks()+ds.next)
+			return
+		}
 		m.setProgress(total, base+sent*(total-base)/max(1, uint64(len(diff))))
 	}
 	// prepare sends the blocks of a batch that need no fine sums (a full
@@ -217,25 +227,47 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 		return nil
 	}
 	// Tell the target how much it will surely receive (whole blocks onto
-	// zeros), so that a round that cannot fit its journal goes in place
-	// at once instead of journalling first.
+	// zeros, a total that grows with the batches), so that a round that
+	// cannot fit its journal goes in place before it journals more.
 	var sure uint64
-	for _, b := range diff {
-		if _, n := g.Span(b); targetZero(b, n) {
-			sure += uint64(n)
+	tellSure := func(blocks []uint64) error {
+		add := uint64(0)
+		for _, b := range blocks {
+			if _, n := g.Span(b); targetZero(b, n) {
+				add += uint64(n)
+			}
 		}
+		if add == 0 {
+			return nil
+		}
+		sure += add
+		return s.fc.write(msgRoundSize, binary.LittleEndian.AppendUint64(nil, sure))
 	}
-	if sure > 0 {
-		if err := s.fc.write(msgRoundSize, binary.LittleEndian.AppendUint64(nil, sure)); err != nil {
-			return st, err
+	rest := diff
+	nextBatch := func() ([]uint64, error) {
+		if ds != nil {
+			return ds.batch(fineBatch)
 		}
+		b := rest[:min(fineBatch, len(rest))]
+		rest = rest[len(b):]
+		return b, nil
 	}
 	// Two batches are in flight: the fine request of the next one goes
 	// out before the data of the current one, so the link does not idle
 	// while the target hashes.
 	var inflight []uint64
-	for i := 0; i < len(diff); i += fineBatch {
-		need, err := prepare(diff[i:min(i+fineBatch, len(diff))])
+	for {
+		batch, err := nextBatch()
+		if err != nil {
+			return st, m.abort(s, err)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		if err := tellSure(batch); err != nil {
+			return st, err
+		}
+		need, err := prepare(batch)
 		if err != nil {
 			return st, err
 		}
@@ -246,6 +278,17 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 	}
 	if err := finish(inflight); err != nil {
 		return st, err
+	}
+	if ds != nil {
+		if err := ds.wait(); err != nil {
+			return st, m.abort(s, err)
+		}
+		localSums = ds.local
+		st.Blocks = ds.count
+		m.mu.Lock()
+		m.behind = st.Blocks
+		m.mu.Unlock()
+		m.log.Debug("mirror sums compared", "round", round, "differing", st.Blocks, "after", time.Since(start))
 	}
 	if err := s.fc.write(msgRoundEnd, encodeRoundEnd(roundEndMsg{Round: round, Records: st.Records})); err != nil {
 		return st, err

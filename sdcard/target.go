@@ -69,12 +69,25 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			return m.abort(s, err)
 		}
 		inPlace = true
+		// Whole blocks stream in without a pause until RoundEnd.
+		if lc := bulkReader(s.conn); lc != nil && !m.cfg.NoRcvLowat {
+			lc.setBulk(true)
+			defer lc.setBulk(false)
+		}
 	}
 	var pre []Sum  // the device's sums before the round
 	var buf []byte // for fine requests
+	cached := -1   // rounds in a row the sum cache answered, -1: pre was read
 	if rs.Mode == RoundChecksum {
 		st.Scanned = g.Blocks()
-		if pre, err = m.sendSums(s, g, true); err != nil {
+		if c, n := m.cachedSums(g); c != nil {
+			pre, cached = c, n
+			m.cacheHits.Add(1)
+			err = m.sendSumList(s, pre)
+		} else {
+			pre, err = m.sendSums(s, g, true)
+		}
+		if err != nil {
 			return err
 		}
 		if err := s.fc.flush(); err != nil {
@@ -190,7 +203,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			}
 			committed = true
 			t0 := time.Now()
-			err = m.commit(g, rs.Source.Gen, inPlace, pre, touched, post)
+			sums, err := m.commit(g, rs.Source.Gen, inPlace, pre, touched, post)
 			m.commitMu.Unlock()
 			if err != nil {
 				return m.abort(s, err)
@@ -199,7 +212,18 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if err := s.fc.write(msgCommitted, binary.LittleEndian.AppendUint64(nil, rs.Round)); err != nil {
 				return err
 			}
-			return s.fc.flush()
+			if err := s.fc.flush(); err != nil {
+				return err
+			}
+			// The round is durable and claimed: the journal's truncation
+			// and the sum cache follow the answer. A journal that stays
+			// committed is applied again before the next round or at the
+			// next start (the same records onto the same blocks).
+			m.saveSums(g, rs.Source.Gen.Current, sums, cached+1)
+			if err := m.journal.Reset(); err != nil {
+				m.log.Warn("mirror cannot empty the journal after a round; it is applied again before the next", "reason", err)
+			}
+			return nil
 		default:
 			return fmt.Errorf("sdcard: unexpected %v in a round", f.t)
 		}
@@ -232,12 +256,13 @@ func (m *Mirror) goInPlace(g Geometry) error {
 // sync follow; only then does the metadata say the new generation,
 // up-to-date, and the journal is emptied. A failure anywhere leaves the
 // node inconsistent with the committed journal kept for a retry.
-func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap, post *postSums) error {
+func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touched *Bitmap, post *postSums) ([]Sum, error) {
 	gen := GenInfo{Current: src.Current, History: src.History, Data: DataUpToDate}
 	// The digest of the device as the round leaves it reads the blocks
 	// the round changed in part; it runs while the device's fsync waits
 	// for the disk (the content is written by then).
 	var base Sum
+	var sums []Sum
 	var ok bool
 	done := make(chan struct{})
 	started := false
@@ -246,7 +271,7 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 			started = true
 			go func() {
 				defer close(done)
-				base, ok = m.targetBase(g, pre, touched, post)
+				base, sums, ok = m.targetBase(g, pre, touched, post)
 			}()
 		}
 	}
@@ -255,28 +280,39 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 			<-done
 		}
 	}
+	t0 := time.Now()
+	var tJournal, tMark, tApply time.Duration
 	if inPlace {
 		startBase()
 		err := m.dev.Sync()
 		wait()
 		if err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		if err := m.journal.Commit(gen); err != nil {
-			return err
+			return nil, err
 		}
+		tJournal = time.Since(t0)
 		if err := m.markInconsistent(); err != nil {
-			return err
+			return nil, err
+		}
+		tMark = time.Since(t0) - tJournal
+		if m.pacer != nil {
+			m.pacer.SetWriteback(ApplyWritebackEvery)
 		}
 		_, _, err := m.journal.Apply(syncHook{m.dev, startBase}, g, true)
+		if m.pacer != nil {
+			m.pacer.SetWriteback(WritebackEvery)
+		}
 		wait()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		startBase() // when Apply had nothing to sync
 		wait()
 	}
+	tApply = time.Since(t0) - tJournal - tMark
 	m.mu.Lock()
 	m.meta.Gen = gen
 	m.meta.BitmapValid = false
@@ -286,12 +322,14 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		m.meta.BaseGen, m.meta.BaseSum = gen.Current, base
 	}
 	m.peer.Gen = gen
+	t1 := time.Now()
 	err := m.meta.Save()
 	m.mu.Unlock()
-	if err != nil {
-		return err
+	m.log.Debug("mirror commit", "journal", tJournal, "mark", tMark, "apply", tApply, "meta", time.Since(t1))
+	if err != nil || !ok {
+		return nil, err
 	}
-	return m.journal.Reset()
+	return sums, nil
 }
 
 // syncHook calls before when its device is asked to sync.
@@ -346,18 +384,18 @@ func (m *Mirror) finishPending() error {
 	return m.journal.Reset()
 }
 
-// targetBase is the digest of the device after a received round: per
-// block the sum from the round's records when they rewrote it whole, else
-// the sum sent before the round when the round did not touch it, else the
-// block read back and hashed.
-func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap, post *postSums) (Sum, bool) {
+// targetBase is the digest of the device after a received round, and
+// its block sums when they cover g: per block the sum from the round's
+// records when they rewrote it whole, else the sum sent before the round
+// when the round did not touch it, else the block read back and hashed.
+func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap, post *postSums) (Sum, []Sum, bool) {
 	if g.Size != m.geom.Size || (pre != nil && uint64(len(pre)) != m.geom.Blocks()) {
 		sums, err := m.sums(m.geom, nil)
 		if err != nil {
 			m.log.Warn("mirror cannot scan the device after a round", "reason", err)
-			return Sum{}, false
+			return Sum{}, nil, false
 		}
-		return Digest(m.cfg.Hash, sums), true
+		return Digest(m.cfg.Hash, sums), nil, true
 	}
 	post.end()
 	sums := make([]Sum, g.Blocks())
@@ -375,12 +413,12 @@ func (m *Mirror) targetBase(g Geometry, pre []Sum, touched *Bitmap, post *postSu
 			off, n := g.Span(b)
 			if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
 				m.log.Warn("mirror cannot read the device after a round", "reason", err)
-				return Sum{}, false
+				return Sum{}, nil, false
 			}
 			sums[b] = m.cfg.Hash.Sum(buf[:n])
 		}
 	}
-	return Digest(m.cfg.Hash, sums), true
+	return Digest(m.cfg.Hash, sums), sums, true
 }
 
 // postSums follows a round's records and keeps the sum of every block

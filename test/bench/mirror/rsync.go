@@ -121,6 +121,49 @@ type measured struct {
 	// peak resident sizes (VmHWM) of the two mirror processes (receiver,
 	// sender) during the step, or of rsync's client (its maxrss)
 	hwm [2]int64
+	// read and write system calls (syscr, syscw) of the two mirror
+	// processes (receiver, sender) during the step
+	sysr, sysw [2]uint64
+	// context switches of their threads
+	ctxsw [2]uint64
+}
+
+// procSwitches sums the voluntary and involuntary context switches of a
+// process's threads (Go's threads live as long as the process).
+func procSwitches(pid int) (n uint64) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+// procIO returns a process's read and write system calls so far.
+func procIO(pid int) (r, w uint64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ": ")
+		n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "syscr":
+			r = n
+		case "syscw":
+			w = n
+		}
+	}
+	return r, w
 }
 
 // procMem returns a process's VmHWM and VmRSS in bytes.
@@ -280,6 +323,13 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 			}
 			return c
 		}
+		var r0, w0s, x0 [2]uint64
+		if t.mirror {
+			for i, pid := range t.pids() {
+				r0[i], w0s[i] = procIO(pid)
+				x0[i] = procSwitches(pid)
+			}
+		}
 		w0, c0 := wireBytes(), cpu()
 		t0 := time.Now()
 		clientCPU, clientRSS := t.copy()
@@ -289,6 +339,9 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 		if t.mirror {
 			for i, pid := range t.pids() {
 				m.hwm[i], _ = procMem(pid)
+				r, w := procIO(pid)
+				m.sysr[i], m.sysw[i] = r-r0[i], w-w0s[i]
+				m.ctxsw[i] = procSwitches(pid) - x0[i]
 			}
 		} else {
 			m.hwm[1] = clientRSS
@@ -397,6 +450,26 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 			fmt.Printf("%-22s %-12s %-27s %-22s %-22s %-8s  %s\n", c.name, name, wall, cpu, ratio, human(int64(ms[0].wire)), mem)
 		}
 	}
+	for ci, c := range cases {
+		for _, name := range toolNames {
+			if !strings.HasPrefix(name, "mirror") {
+				continue
+			}
+			ms := results[ci][name]
+			med := func(f func(measured) uint64) uint64 {
+				var v []float64
+				for _, m := range ms {
+					v = append(v, float64(f(m)))
+				}
+				return uint64(median(v))
+			}
+			fmt.Printf("%s, %s (medians): receiver %d read and %d write system calls, %d context switches; sender %d, %d, %d\n", c.name, name,
+				med(func(m measured) uint64 { return m.sysr[0] }), med(func(m measured) uint64 { return m.sysw[0] }),
+				med(func(m measured) uint64 { return m.ctxsw[0] }),
+				med(func(m measured) uint64 { return m.sysr[1] }), med(func(m measured) uint64 { return m.sysw[1] }),
+				med(func(m measured) uint64 { return m.ctxsw[1] }))
+		}
+	}
 	for i, rs := range rest {
 		fmt.Printf("run %d: %s processes resident %v after the last round (VmRSS): receiver %s, sender %s\n",
 			i+1, toolNames[0], restWait, human(rs[0]), human(rs[1]))
@@ -442,7 +515,9 @@ func role(which, img, state, listen, peer, compression string) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("end", which)
 	}
 	check(os.MkdirAll(state, 0o700))
-	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels).
+	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels),
+	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT.
+	compression, noLowat := strings.CutSuffix(compression, "/nolowat")
 	comp, level, _ := strings.Cut(compression, ":")
 	c, err := sdcard.ParseCompression(comp)
 	check(err)
@@ -451,7 +526,7 @@ func role(which, img, state, listen, peer, compression string) {
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Compression: c, ZstdLevel: lv,
+		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat,
 	}, log)
 	check(err)
 	defer m.Close()

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package sdcard
+
+import (
+	"errors"
+	"net"
+)
+
+// setRcvLowat is not used outside Linux.
+func setRcvLowat(c net.Conn, n int) error { return errors.New("sdcard: no SO_RCVLOWAT here") }

@@ -305,7 +305,7 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 					check(fmt.Errorf("rsync: %w: %s", err, out))
 				}
 				ru := c.ProcessState.SysUsage().(*syscall.Rusage)
-				return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss << 10
+				return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), int64(ru.Maxrss) << 10
 			},
 			stop: func() { os.Remove(dst) },
 		}

@@ -351,3 +351,7 @@ func applyRecord(dev io.WriterAt, g Geometry, d dataMsg) error {
 	}
 	return nil
 }
+
+// Records is how many data records the journal holds in the current
+// round (the count its commit record carries).
+func (j *Journal) Records() uint64 { return j.records }

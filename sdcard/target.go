@@ -301,13 +301,21 @@ func (m *Mirror) commit(g Geometry, src GenInfo, inPlace bool, pre []Sum, touche
 		if m.pacer != nil {
 			m.pacer.SetWriteback(ApplyWritebackEvery)
 		}
-		_, _, err := m.journal.Apply(syncHook{m.dev, startBase}, g, true)
+		n, jg, err := m.journal.Apply(syncHook{m.dev, startBase}, g, true)
 		if m.pacer != nil {
 			m.pacer.SetWriteback(WritebackEvery)
 		}
 		wait()
 		if err != nil {
 			return nil, err
+		}
+		// What was applied must be the round just committed: a journal
+		// that reads back without its commit record (or with another
+		// round's) applied nothing of it, and the device is not the new
+		// generation. It stays inconsistent, the journal kept.
+		if jg == nil || jg.Current != gen.Current || n != m.journal.Records() {
+			return nil, fmt.Errorf("sdcard: the journal read back does not hold the round just committed (%d of %d records, commit record found: %v)",
+				n, m.journal.Records(), jg != nil)
 		}
 		startBase() // when Apply had nothing to sync
 		wait()
@@ -366,8 +374,12 @@ func (m *Mirror) finishPending() error {
 	if err := m.markInconsistent(); err != nil {
 		return err
 	}
-	if _, _, err := m.journal.Apply(m.dev, m.geom, true); err != nil {
+	_, applied, err := m.journal.Apply(m.dev, m.geom, true)
+	if err != nil {
 		return err
+	}
+	if applied == nil || applied.Current != gen.Current {
+		return fmt.Errorf("sdcard: the committed journal of generation %016x did not read back whole", gen.Current)
 	}
 	m.mu.Lock()
 	m.meta.Gen = *gen

@@ -42,7 +42,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, e
 		listen := rawether.Listen
 		if cfg.Engine.Interval <= drainMax {
 			listen = func(ifname string, etherType uint16, f *rawether.Filter) (rawether.Conn, error) {
-				return rawether.ListenQuiet(ifname, etherType, f)
+				c, err := rawether.ListenQuiet(ifname, etherType, f)
+				if err != nil {
+					// A kernel (or emulator) without what drain mode
+					// needs: receive goroutines, as at longer intervals.
+					log.Warn("drain mode unavailable; a goroutine waits for the frames", "interface", ifname, "err", err)
+					return rawether.Listen(ifname, etherType, f)
+				}
+				return c, nil
 			}
 		}
 		lan2, err := listen(cfg.LAN2.Interface, frame.EtherType, listenFilter(cfg))

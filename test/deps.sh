@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo need, if missing.
+# Installs the Debian packages the tests and the demo need, if missing;
+# arguments PACKAGE:COMMAND add more (test/bench/deps.sh).
 set -euo pipefail
 need=()
 for pc in iproute2:ip iputils-ping:ping procps:pgrep tcpdump:tcpdump make:make tshark:tshark \
 	qemu-user-static:qemu-aarch64-static qemu-user-static:qemu-arm-static \
 	libnbd-bin:nbdcopy python3-libnbd:nbdsh qemu-utils:qemu-img fio:fio nbdkit:nbdkit \
-	nftables:nft; do
+	nftables:nft "$@"; do
 	pkg=${pc%%:*} cmd=${pc##*:}
 	command -v "$cmd" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")
 done

@@ -69,10 +69,7 @@ func TestOnlineMirrorRoles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := make(chan engine.Event, 1024)
-	go func() {
-		for range events {
-		}
-	}()
+	go drain(ctx, events)
 	for _, m := range []*onlineMirror{a, b} {
 		if _, err := m.Open(); err != nil {
 			t.Fatal(err)
@@ -140,8 +137,15 @@ func reopen(t *testing.T, m *onlineMirror, fake *nbdtest.Fake) *onlineMirror {
 	}
 }
 
-func drain(events chan engine.Event) {
-	for range events {
+// drain takes the mirror's events until the test's context ends (a
+// goroutine left waiting on the channel would outlive the test).
+func drain(ctx context.Context, events chan engine.Event) {
+	for {
+		select {
+		case <-events:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -155,7 +159,7 @@ func TestOnlineMirrorRestartUnderDevice(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := make(chan engine.Event, 1024)
-	go drain(events)
+	go drain(ctx, events)
 	if _, err := a.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +212,7 @@ func TestOnlineMirrorReplacesDroppedConnection(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := make(chan engine.Event, 1024)
-	go drain(events)
+	go drain(ctx, events)
 	if _, err := a.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +244,7 @@ func TestOnlineMirrorSecondaryDetachesStaleDevice(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := make(chan engine.Event, 1024)
-	go drain(events)
+	go drain(ctx, events)
 	if _, err := a.Open(); err != nil {
 		t.Fatal(err)
 	}

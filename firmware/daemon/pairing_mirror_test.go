@@ -159,10 +159,7 @@ func TestOnlineMirrorIdentityLive(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := make(chan engine.Event, 1024)
-	go func() {
-		for range events {
-		}
-	}()
+	go drain(ctx, events)
 	for _, m := range []*onlineMirror{a, b} {
 		if _, err := m.Open(); err != nil {
 			t.Fatal(err)

@@ -46,10 +46,14 @@ func mac(i byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 0, i} }
 
 func testConfig(t *testing.T, mode string, dir string, extra ...string) *config.Config {
 	t.Helper()
-	// Extra text that starts with a table goes at the end, top-level keys first.
+	// Extra text that starts with a table goes at the end, top-level keys
+	// first; a [heartbeat] table replaces the default one.
 	var top, tables string
+	heartbeat := "[heartbeat]\ninterval = \"20ms\"\nconnection-wait-time = \"300ms\"\n"
 	for _, e := range extra {
-		if strings.HasPrefix(e, "[") {
+		if strings.HasPrefix(e, "[heartbeat]") {
+			heartbeat = e + "\n"
+		} else if strings.HasPrefix(e, "[") {
 			tables += e + "\n"
 		} else {
 			top += e + "\n"
@@ -63,13 +67,10 @@ interface = "l1"
 service-address = "192.168.5.10/24"
 [lan2]
 interface = "l2"
-[heartbeat]
-interval = "20ms"
-connection-wait-time = "300ms"
-[hooks]
+%s[hooks]
 dir = %q
 timeout = "5s"
-%s`, mode, dir, filepath.Join(dir, "hooks"), tables)
+%s`, mode, dir, heartbeat, filepath.Join(dir, "hooks"), tables)
 	c, err := config.Parse(mode+".toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,29 +15,8 @@ func TestDaemonDrainMode(t *testing.T) {
 	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
 	// A failover-time far above the interval: the test runs on a busy
 	// machine and asserts no timing.
-	short := func(mode string) *config.Config {
-		dir := t.TempDir()
-		src := fmt.Sprintf(`mode = %q
-state-dir = %q
-pair-key = "daemon-test-pair-key-0001"
-[lan1]
-interface = "l1"
-service-address = "192.168.5.10/24"
-[lan2]
-interface = "l2"
-[heartbeat]
-interval = "2ms"
-failover-time = "200ms"
-connection-wait-time = "300ms"
-[hooks]
-dir = %q
-`, mode, dir, filepath.Join(dir, "hooks"))
-		c, err := config.Parse(mode+".toml", []byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	hb := "[heartbeat]\ninterval = \"2ms\"\nfailover-time = \"200ms\"\nconnection-wait-time = \"300ms\""
+	short := func(mode string) *config.Config { return testConfig(t, mode, t.TempDir(), hb) }
 	m := startNodeConfig(t, short("main"), lan2, lan1, 1, nil)
 	s := startNodeConfig(t, short("spare"), lan2, lan1, 2, nil)
 	if m.d.cfg.Engine.Interval != 2*time.Millisecond {
@@ -67,26 +44,8 @@ dir = %q
 // they waited for the next wake-up (up to an interval).
 func TestDrainBeforeEvents(t *testing.T) {
 	lan2, lan1 := rawethertest.NewHub(), rawethertest.NewHub()
-	dir := t.TempDir()
-	src := fmt.Sprintf(`mode = "spare"
-state-dir = %q
-pair-key = "daemon-test-pair-key-0001"
-[lan1]
-interface = "l1"
-service-address = "192.168.5.10/24"
-[lan2]
-interface = "l2"
-[heartbeat]
-interval = "5ms"
-failover-time = "200ms"
-connection-wait-time = "10s"
-[hooks]
-dir = %q
-`, dir, filepath.Join(dir, "hooks"))
-	c, err := config.Parse("spare.toml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConfig(t, "spare", t.TempDir(),
+		"[heartbeat]\ninterval = \"5ms\"\nfailover-time = \"200ms\"\nconnection-wait-time = \"10s\"")
 	s := startNodeConfig(t, c, lan2, lan1, 2, nil)
 	waitFor(t, "running", func() bool { return s.report(t).Role == "starting" })
 	if s.d.drain == nil {

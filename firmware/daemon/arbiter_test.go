@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -18,11 +19,22 @@ import (
 	"github.com/pairguard/pairguard/firmware/engine"
 )
 
+// leaseScale stretches the lease tests' timers under qemu-user
+// (PAIRGUARD_TEST_EMULATED=1): there a loaded CI machine stalled the whole
+// test process for about 2 s, longer than a 1 s lease, and the main lost its
+// lease while the test watched a partition (CI run of 2026-12-05).
+func leaseScale() time.Duration {
+	if os.Getenv("PAIRGUARD_TEST_EMULATED") == "1" {
+		return 3
+	}
+	return 1
+}
+
 // startArbiter serves the test pair's key on loopback with short leases.
 func startArbiter(t *testing.T) *arbiter.Server {
 	t.Helper()
 	srv, err := arbiter.Listen("127.0.0.1:0", arbiter.ServerConfig{
-		Config:   arbiter.Config{MaxLease: time.Second, Margin: arbiter.DefaultMargin, Window: arbiter.DefaultWindow},
+		Config:   arbiter.Config{MaxLease: leaseScale() * time.Second, Margin: arbiter.DefaultMargin, Window: arbiter.DefaultWindow},
 		StateDir: t.TempDir(),
 		Keys:     [][]byte{arbiter.DeriveKey([]byte("daemon-test-pair-key-0001"))},
 	})
@@ -42,8 +54,9 @@ func startArbiter(t *testing.T) *arbiter.Server {
 }
 
 // startLeaseNode starts a node that uses srv, with heartbeats of 100 ms
-// (failover-time 500 ms, lease 1 s): slower than the other daemon tests'
-// 20 ms, so that a loaded machine does not make the pair flap.
+// (failover-time 500 ms, lease 1 s; three times that under emulation):
+// slower than the other daemon tests' 20 ms, so that a loaded machine does
+// not make the pair flap.
 func startLeaseNode(t *testing.T, srv *arbiter.Server, mode string, lan2, lan1 *rawethertest.Hub, id byte) *node {
 	t.Helper()
 	dir := t.TempDir()
@@ -56,13 +69,14 @@ service-address = "192.168.5.10/24"
 [lan2]
 interface = "l2"
 [heartbeat]
-interval = "100ms"
-connection-wait-time = "1s"
+interval = %q
+connection-wait-time = %q
 [hooks]
 dir = %q
 [arbiter]
 address = %q
-`, mode, dir, filepath.Join(dir, "hooks"), srv.Addr().String())
+`, mode, dir, (leaseScale() * 100 * time.Millisecond).String(), (leaseScale() * time.Second).String(),
+		filepath.Join(dir, "hooks"), srv.Addr().String())
 	cfg, err := config.Parse(mode+".toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -88,8 +102,8 @@ func arbiterPair(t *testing.T, srv *arbiter.Server) (m, s *node, lan2, lan1 *raw
 	lan2, lan1 = rawethertest.NewHub(), rawethertest.NewHub()
 	m = startLeaseNode(t, srv, "main", lan2, lan1, 1)
 	s = startLeaseNode(t, srv, "spare", lan2, lan1, 2)
-	waitFor(t, "pair formed", func() bool { return m.report(t).Role == "primary" && s.report(t).Role == "secondary" })
-	waitFor(t, "main holds the lease", func() bool {
+	waitForLong(t, "pair formed", leaseScale()*5*time.Second, func() bool { return m.report(t).Role == "primary" && s.report(t).Role == "secondary" })
+	waitForLong(t, "main holds the lease", leaseScale()*5*time.Second, func() bool {
 		r := m.report(t)
 		if r.Arbiter == nil {
 			t.Fatal("no arbiter in the main's status")
@@ -110,7 +124,7 @@ func TestDaemonArbiterPartition(t *testing.T) {
 	m, s, lan2, lan1 := arbiterPair(t, srv)
 	lan2.Cut("main-l2")
 	lan1.Cut("main-l1")
-	end := time.Now().Add(2500 * time.Millisecond)
+	end := time.Now().Add(leaseScale() * 2500 * time.Millisecond)
 	for time.Now().Before(end) {
 		if r := s.report(t); r.Role == "primary" {
 			t.Fatalf("spare primary while the main holds the lease: %+v", r.Arbiter)
@@ -140,7 +154,7 @@ func TestDaemonArbiterDown(t *testing.T) {
 	m, s, _, _ := arbiterPair(t, srv)
 	epoch := m.report(t).Epoch
 	srv.Close()
-	waitFor(t, "arbiter-unreachable on the main", func() bool {
+	waitForLong(t, "arbiter-unreachable on the main", leaseScale()*5*time.Second, func() bool {
 		return slices.Contains(m.report(t).Alarms, string(engine.AlarmArbiterLost))
 	})
 	mr, sr := m.report(t), s.report(t)

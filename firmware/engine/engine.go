@@ -175,7 +175,21 @@ type Engine struct {
 
 	lease leaseState
 
-	out []Action
+	// out collects the actions of one call; flush hands it out and the
+	// next call fills the other buffer (bufs), so that a step allocates
+	// nothing at steady state (issue 15: no allocation per heartbeat).
+	// The daemon consumes a call's actions before its next call.
+	out  []Action
+	bufs [2][]Action
+	flip int
+	// sent holds the last Send boxed as an Action for each combination
+	// of paths (heartbeats on LAN 2 alone and on both alternate): a
+	// heartbeat that says what the previous one said reuses it instead of
+	// boxing a copy.
+	sent [4]struct {
+		boxed Action
+		v     Send
+	}
 }
 
 type probeResult struct {
@@ -265,8 +279,32 @@ func (e *Engine) emit(acts ...Action) {
 
 func (e *Engine) flush() []Action {
 	out := e.out
-	e.out = nil
+	if len(out) == 0 {
+		return nil
+	}
+	// Keep the (possibly grown) buffer, hand out this one, fill the other
+	// next time: the caller's slice stays valid until the call after next.
+	e.bufs[e.flip] = out[:0]
+	e.flip ^= 1
+	e.out = e.bufs[e.flip][:0]
 	return out
+}
+
+// emitSend queues s, reusing the boxed value of the last Send when s is
+// equal to it (the common heartbeat): boxing a Send allocates.
+func (e *Engine) emitSend(s Send) {
+	c := &e.sent[b2i(s.LAN2)|b2i(s.LAN1)<<1]
+	if c.boxed == nil || s != c.v {
+		c.boxed, c.v = s, s
+	}
+	e.out = append(e.out, c.boxed)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Status returns a snapshot of the engine's state.
@@ -1050,7 +1088,7 @@ func (e *Engine) sendHeartbeat(lan2, lan1 bool) {
 	if lan1 {
 		e.nextLAN1 = e.now + e.cfg.LAN1Interval
 	}
-	e.emit(Send{Info: e.info(FrameHeartbeat), LAN2: lan2, LAN1: lan1})
+	e.emitSend(Send{Info: e.info(FrameHeartbeat), LAN2: lan2, LAN1: lan1})
 }
 
 // info is what a frame of the given kind sent now says about this node.

@@ -68,7 +68,7 @@ func TestEnums(t *testing.T) {
 	if l, err := ParseLineLoss("takeover"); err != nil || l != LineLossTakeover || l.String() != "takeover" {
 		t.Errorf("ParseLineLoss = %v, %v", l, err)
 	}
-	if got := Role(42).String(); got != "invalid(42)" {
+	if got := Role(42).String(); got != "Role(42)" {
 		t.Errorf("Role(42) = %q", got)
 	}
 	checks := []struct {
@@ -377,5 +377,46 @@ func TestStepFrameIsStep(t *testing.T) {
 	}
 	if sa, sb := a.Status(), b.Status(); fmt.Sprint(sa) != fmt.Sprint(sb) {
 		t.Fatalf("status after StepFrame %+v, after Step %+v", sa, sb)
+	}
+}
+
+// The names appear in `status --json`, the logbook, hook environments and
+// config files: every one, as other tools expect it.
+func TestEnumNamesKept(t *testing.T) {
+	names := func(n int, f func(int) string) []string {
+		var out []string
+		for i := range n {
+			out = append(out, f(i))
+		}
+		return out
+	}
+	tests := []struct {
+		got  []string
+		want []string
+	}{
+		{names(4, func(i int) string { return Mode(i).String() }), []string{"invalid", "independent", "main", "spare"}},
+		{names(6, func(i int) string { return Role(i).String() }), []string{"invalid", "starting", "primary", "secondary", "fault", "standalone"}},
+		{names(4, func(i int) string { return PeerState(i).String() }), []string{"invalid", "unknown", "up", "down"}},
+		{names(4, func(i int) string { return DataState(i).String() }), []string{"invalid", "up-to-date", "outdated", "inconsistent"}},
+		{names(7, func(i int) string { return MirrorState(i).String() }), []string{"invalid", "off", "connecting", "syncing", "in-sync", "behind", "split-brain"}},
+		{names(3, func(i int) string { return Recovery(i).String() }), []string{"invalid", "automatic", "manual"}},
+		{names(3, func(i int) string { return LineLoss(i).String() }), []string{"invalid", "probe", "takeover"}},
+		{names(3, func(i int) string { return Path(i).String() }), []string{"invalid", "lan2", "lan1"}},
+		{names(3, func(i int) string { return FrameKind(i).String() }), []string{"invalid", "heartbeat", "release"}},
+		{names(5, func(i int) string { return Command(i).String() }), []string{"invalid", "swap", "takeover-force", "acknowledge", "shutdown"}},
+		{names(3, func(i int) string { return DropReason(i).String() }), []string{"invalid", "stale", "reflected"}},
+	}
+	for _, tt := range tests {
+		if !slices.Equal(tt.got, tt.want) {
+			t.Errorf("names %q, want %q", tt.got, tt.want)
+		}
+	}
+	for _, s := range []string{"independent", "main", "spare"} {
+		if m, err := ParseMode(s); err != nil || m.String() != s {
+			t.Errorf("ParseMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if _, err := ParseRecovery("invalid"); err == nil {
+		t.Error("ParseRecovery accepted the invalid zero value's name")
 	}
 }

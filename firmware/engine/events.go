@@ -6,14 +6,10 @@ import "time"
 type FrameKind uint8
 
 const (
-	frameInvalid FrameKind = iota
-	FrameHeartbeat
-	FrameRelease
+	frameInvalid   FrameKind = iota // invalid
+	FrameHeartbeat                  // heartbeat
+	FrameRelease                    // release
 )
-
-var frameNames = [...]string{"invalid", "heartbeat", "release"}
-
-func (k FrameKind) String() string { return enumName(frameNames[:], uint8(k)) }
 
 // PeerInfo is what a frame says about the node that sent it: the engine
 // fills one in every Send, and takes one in every FrameReceived. The daemon
@@ -106,16 +102,16 @@ type CheckChanged struct {
 type Command uint8
 
 const (
-	commandInvalid   Command = iota
-	CmdSwap                  // planned handover to the peer
-	CmdForceTakeover         // become primary whatever the guards say
-	CmdAcknowledge           // acknowledge alarms and the failover LED
-	CmdShutdown              // the daemon stops: hand over if the peer can take, else release
+	commandInvalid Command = iota // invalid
+	// CmdSwap: planned handover to the peer.
+	CmdSwap // swap
+	// CmdForceTakeover: become primary whatever the guards say.
+	CmdForceTakeover // takeover-force
+	// CmdAcknowledge: acknowledge alarms and the failover LED.
+	CmdAcknowledge // acknowledge
+	// CmdShutdown: the daemon stops; hand over if the peer can take, else release.
+	CmdShutdown // shutdown
 )
-
-var commandNames = [...]string{"invalid", "swap", "takeover-force", "acknowledge", "shutdown"}
-
-func (c Command) String() string { return enumName(commandNames[:], uint8(c)) }
 
 // CommandIssued: an operator gave a command (control socket, console or button).
 type CommandIssued struct {
@@ -191,17 +187,13 @@ type Send struct {
 type DropReason uint8
 
 const (
-	dropInvalid DropReason = iota
+	dropInvalid DropReason = iota // invalid
 	// DropStale: the frame does not echo this node's nonce: it may have
 	// been recorded before this node started.
-	DropStale
+	DropStale // stale
 	// DropReflected: this node's own frame came back to it.
-	DropReflected
+	DropReflected // reflected
 )
-
-var dropNames = [...]string{"invalid", "stale", "reflected"}
-
-func (r DropReason) String() string { return enumName(dropNames[:], uint8(r)) }
 
 // FrameDropped: the frame of the FrameReceived being stepped moved nothing;
 // the daemon counts it.

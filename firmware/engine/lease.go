@@ -61,19 +61,15 @@ func (c ArbiterConfig) validate(d Durations) error {
 type LeaseState uint8
 
 const (
-	leaseInvalid LeaseState = iota
+	leaseInvalid LeaseState = iota // invalid
 	// LeaseGranted: the node holds a lease until LeaseChanged.Until.
-	LeaseGranted
+	LeaseGranted // granted
 	// LeaseDenied: the arbiter answered without granting (another node
 	// holds, it is starting, it decides).
-	LeaseDenied
+	LeaseDenied // denied
 	// LeaseUnreachable: the arbiter did not answer for a while.
-	LeaseUnreachable
+	LeaseUnreachable // unreachable
 )
-
-var leaseNames = [...]string{"invalid", "granted", "denied", "unreachable"}
-
-func (l LeaseState) String() string { return enumName(leaseNames[:], uint8(l)) }
 
 // LeaseChanged: the lease client reports an answer of the arbiter, or its
 // silence. Until is the end of this node's lease on the engine's clock (0

@@ -9,34 +9,26 @@ import (
 type Mode uint8
 
 const (
-	modeInvalid Mode = iota
-	ModeIndependent
-	ModeMain
-	ModeSpare
+	modeInvalid     Mode = iota // invalid
+	ModeIndependent             // independent
+	ModeMain                    // main
+	ModeSpare                   // spare
 )
 
-var modeNames = [...]string{"invalid", "independent", "main", "spare"}
-
-func (m Mode) String() string { return enumName(modeNames[:], uint8(m)) }
-
 // ParseMode returns the mode for a config value.
-func ParseMode(s string) (Mode, error) { return parseEnum[Mode](modeNames[:], s, "mode") }
+func ParseMode(s string) (Mode, error) { return parseEnum(ModeSpare, s, "mode") }
 
 // Role is the runtime role of a node.
 type Role uint8
 
 const (
-	roleInvalid Role = iota
-	RoleStarting
-	RolePrimary
-	RoleSecondary
-	RoleFault
-	RoleStandalone
+	roleInvalid    Role = iota // invalid
+	RoleStarting               // starting
+	RolePrimary                // primary
+	RoleSecondary              // secondary
+	RoleFault                  // fault
+	RoleStandalone             // standalone
 )
-
-var roleNames = [...]string{"invalid", "starting", "primary", "secondary", "fault", "standalone"}
-
-func (r Role) String() string { return enumName(roleNames[:], uint8(r)) }
 
 // Valid reports whether r is one of the defined roles.
 func (r Role) Valid() bool { return r > roleInvalid && r <= RoleStandalone }
@@ -45,29 +37,21 @@ func (r Role) Valid() bool { return r > roleInvalid && r <= RoleStandalone }
 type PeerState uint8
 
 const (
-	peerInvalid PeerState = iota
-	PeerUnknown
-	PeerUp
-	PeerDown
+	peerInvalid PeerState = iota // invalid
+	PeerUnknown                  // unknown
+	PeerUp                       // up
+	PeerDown                     // down
 )
-
-var peerNames = [...]string{"invalid", "unknown", "up", "down"}
-
-func (p PeerState) String() string { return enumName(peerNames[:], uint8(p)) }
 
 // DataState is the state of the local datastore, in DRBD's vocabulary.
 type DataState uint8
 
 const (
-	dataInvalid DataState = iota
-	DataUpToDate
-	DataOutdated
-	DataInconsistent
+	dataInvalid      DataState = iota // invalid
+	DataUpToDate                      // up-to-date
+	DataOutdated                      // outdated
+	DataInconsistent                  // inconsistent
 )
-
-var dataNames = [...]string{"invalid", "up-to-date", "outdated", "inconsistent"}
-
-func (d DataState) String() string { return enumName(dataNames[:], uint8(d)) }
 
 // Valid reports whether d is one of the defined data states.
 func (d DataState) Valid() bool { return d > dataInvalid && d <= DataInconsistent }
@@ -76,18 +60,14 @@ func (d DataState) Valid() bool { return d > dataInvalid && d <= DataInconsisten
 type MirrorState uint8
 
 const (
-	mirrorInvalid MirrorState = iota
-	MirrorOff
-	MirrorConnecting
-	MirrorSyncing
-	MirrorInSync
-	MirrorBehind
-	MirrorSplitBrain
+	mirrorInvalid    MirrorState = iota // invalid
+	MirrorOff                           // off
+	MirrorConnecting                    // connecting
+	MirrorSyncing                       // syncing
+	MirrorInSync                        // in-sync
+	MirrorBehind                        // behind
+	MirrorSplitBrain                    // split-brain
 )
-
-var mirrorNames = [...]string{"invalid", "off", "connecting", "syncing", "in-sync", "behind", "split-brain"}
-
-func (m MirrorState) String() string { return enumName(mirrorNames[:], uint8(m)) }
 
 // Valid reports whether m is one of the defined mirror states.
 func (m MirrorState) Valid() bool { return m > mirrorInvalid && m <= MirrorSplitBrain }
@@ -96,54 +76,40 @@ func (m MirrorState) Valid() bool { return m > mirrorInvalid && m <= MirrorSplit
 type Recovery uint8
 
 const (
-	recoveryInvalid Recovery = iota
-	RecoveryAutomatic
-	RecoveryManual
+	recoveryInvalid   Recovery = iota // invalid
+	RecoveryAutomatic                 // automatic
+	RecoveryManual                    // manual
 )
 
-var recoveryNames = [...]string{"invalid", "automatic", "manual"}
-
-func (r Recovery) String() string { return enumName(recoveryNames[:], uint8(r)) }
-
 // ParseRecovery returns the recovery mode for a config value.
-func ParseRecovery(s string) (Recovery, error) {
-	return parseEnum[Recovery](recoveryNames[:], s, "recovery")
-}
+func ParseRecovery(s string) (Recovery, error) { return parseEnum(RecoveryManual, s, "recovery") }
 
 // LineLoss is the policy when the failover line is silent.
 type LineLoss uint8
 
 const (
-	lineLossInvalid LineLoss = iota
+	lineLossInvalid LineLoss = iota // invalid
 	// LineLossProbe takes over only when LAN 1 is silent too and the ARP
 	// probe finds the service address free (the default).
-	LineLossProbe
+	LineLossProbe // probe
 	// LineLossTakeover takes over as soon as the failover line is silent
 	// (the Kentix behaviour).
-	LineLossTakeover
+	LineLossTakeover // takeover
 )
 
-var lineLossNames = [...]string{"invalid", "probe", "takeover"}
-
-func (l LineLoss) String() string { return enumName(lineLossNames[:], uint8(l)) }
-
 // ParseLineLoss returns the policy for a config value.
-func ParseLineLoss(s string) (LineLoss, error) {
-	return parseEnum[LineLoss](lineLossNames[:], s, "on-line-loss")
-}
+func ParseLineLoss(s string) (LineLoss, error) { return parseEnum(LineLossTakeover, s, "on-line-loss") }
 
 // Path is the link a frame travelled on.
 type Path uint8
 
 const (
-	pathInvalid Path = iota
-	PathLAN2         // the failover line
-	PathLAN1         // the site network, the second path
+	pathInvalid Path = iota // invalid
+	// PathLAN2 is the failover line.
+	PathLAN2 // lan2
+	// PathLAN1 is the site network, the second path.
+	PathLAN1 // lan1
 )
-
-var pathNames = [...]string{"invalid", "lan2", "lan1"}
-
-func (p Path) String() string { return enumName(pathNames[:], uint8(p)) }
 
 // Alarm names a condition an operator must see.
 type Alarm string
@@ -162,17 +128,15 @@ const (
 	AlarmDuplicateNodeID  Alarm = "duplicate-node-id"
 )
 
-func enumName(names []string, v uint8) string {
-	if int(v) < len(names) {
-		return names[v]
-	}
-	return fmt.Sprintf("invalid(%d)", v)
-}
-
-func parseEnum[T ~uint8](names []string, s, key string) (T, error) {
-	for i, n := range names {
-		if i > 0 && n == s {
-			return T(i), nil
+// parseEnum returns the value from 1 to last whose name (from stringer)
+// is s; the invalid zero value is never a config value.
+func parseEnum[T interface {
+	~uint8
+	fmt.Stringer
+}](last T, s, key string) (T, error) {
+	for v := T(1); v <= last; v++ {
+		if v.String() == s {
+			return v, nil
 		}
 	}
 	return 0, fmt.Errorf("%s: unknown value %q", key, s)

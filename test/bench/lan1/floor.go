@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"time"
@@ -14,11 +15,35 @@ import (
 // monitor thread, which polls while a goroutine runs. A heartbeat daemon
 // wakes at least that often to send, and as often again to receive. On a
 // virtual machine a wake-up can cost tens of microseconds of CPU time, so
-// the daemons' figures are read against this one.
+// the daemons' figures are read against this one. A second floor is this
+// benchmark's own binary in goFloorEnv mode: a Go process whose one
+// goroutine waits on a runtime timer every interval, as the daemon's loop
+// does, and does nothing else: what the Go runtime's way of waking adds.
 
-// startFloors starts a -floor child per distinct interval of set's
+// goFloorEnv, set to an interval, makes the binary a Go floor process.
+const goFloorEnv = "PGBENCH_GO_FLOOR"
+
+// goFloor waits on a timer every iv, forever, drift-free (the daemon's
+// heartbeat schedule).
+func goFloor(iv time.Duration) {
+	next := time.Now().Add(iv)
+	t := time.NewTimer(iv)
+	for range t.C {
+		next = next.Add(iv)
+		t.Reset(time.Until(next))
+	}
+}
+
+type floorProc struct {
+	iv   time.Duration
+	kind string // "perl, nanosleep" or "Go, runtime timer"
+	pid  int
+}
+
+// startFloors starts a perl and a Go floor per distinct interval of set's
 // Pairguard settings (the default interval for 0).
-func startFloors(set []Setting) (ivs []time.Duration, pids []int, stop func(), err error) {
+func startFloors(set []Setting) (floors []floorProc, stop func(), err error) {
+	var ivs []time.Duration
 	for _, s := range set {
 		iv := s.Interval
 		if s.Impl != Pairguard {
@@ -38,18 +63,26 @@ func startFloors(set []Setting) (ivs []time.Duration, pids []int, stop func(), e
 			_ = c.Wait()
 		}
 	}
-	for _, iv := range ivs {
-		c := exec.Command("perl", "-MTime::HiRes=sleep", "-e", fmt.Sprintf("sleep(%g) while 1", iv.Seconds()))
-		if err := c.Start(); err != nil {
-			stop()
-			return nil, nil, func() {}, err
-		}
-		cmds = append(cmds, c)
-		pids = append(pids, c.Process.Pid)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, func() {}, err
 	}
-	return ivs, pids, stop, nil
+	for _, iv := range ivs {
+		perl := exec.Command("perl", "-MTime::HiRes=sleep", "-e", fmt.Sprintf("sleep(%g) while 1", iv.Seconds()))
+		gof := exec.Command(self)
+		gof.Env = append(os.Environ(), goFloorEnv+"="+iv.String())
+		for _, c := range []*exec.Cmd{perl, gof} {
+			if err := c.Start(); err != nil {
+				stop()
+				return nil, func() {}, err
+			}
+			cmds = append(cmds, c)
+		}
+		floors = append(floors, floorProc{iv, "perl, nanosleep", perl.Process.Pid}, floorProc{iv, "Go, runtime timer", gof.Process.Pid})
+	}
+	return floors, stop, nil
 }
 
-func floorRow(iv time.Duration, cpu, switches float64) string {
-	return fmt.Sprintf("| floor: a process that only sleeps %v at a time (perl, nanosleep) | 1 | %.2f%% | | %.0f | | | | |", iv, 100*cpu, switches)
+func floorRow(f floorProc, cpu, switches float64) string {
+	return fmt.Sprintf("| floor: a process that only sleeps %v at a time (%s) | 1 | %.2f%% | | %.0f | | | | |", f.iv, f.kind, 100*cpu, switches)
 }

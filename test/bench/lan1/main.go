@@ -36,6 +36,10 @@ import (
 )
 
 func main() {
+	if iv, err := time.ParseDuration(os.Getenv(goFloorEnv)); err == nil {
+		goFloor(iv)
+		return
+	}
 	runs := flag.Int("runs", 20, "power losses per setting")
 	load := flag.Duration("load", 10*time.Minute, "duration of the load test")
 	phases := flag.String("phases", "takeover,load,arp", "phases to run (comma separated)")

@@ -116,7 +116,7 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 	if err != nil {
 		return err
 	}
-	ivs, floorPids, stopFloors, err := startFloors(set)
+	floorProcs, stopFloors, err := startFloors(set)
 	if err != nil {
 		return err
 	}
@@ -124,9 +124,10 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 	time.Sleep(5 * time.Second) // past the start
 	load0, began := loadAvg(), time.Now().UTC()
 	res := make([]restResult, len(beds))
-	floors := make([]restResult, len(floorPids))
+	floors := make([]restResult, len(floorProcs))
 	var wg sync.WaitGroup
-	for i, p := range floorPids {
+	for i, fp := range floorProcs {
+		p := fp.pid
 		wg.Go(func() {
 			t0, cs0, start := cpuTicks(p), ctxSwitches(p), time.Now()
 			time.Sleep(window)
@@ -187,7 +188,7 @@ func restPhase(dir, bin string, window time.Duration, only string, out io.Writer
 			100*r.cpu[0], 100*r.cpu[1], r.switches[0], r.switches[1], mib(r.rss[0]), mib(r.anon[0]), mib(r.rss[1]), mib(r.anon[1]), mib(r.hwm[0]), mib(r.hwm[1]))
 	}
 	for i, f := range floors {
-		fmt.Fprintln(out, floorRow(ivs[i], f.cpu[0], f.switches[0]))
+		fmt.Fprintln(out, floorRow(floorProcs[i], f.cpu[0], f.switches[0]))
 	}
 	return nil
 }

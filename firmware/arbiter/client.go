@@ -68,21 +68,17 @@ type EventKind uint8
 
 // Lease events.
 const (
-	eventInvalid EventKind = iota
+	eventInvalid EventKind = iota // invalid
 	// EventGranted: the node holds a lease until Event.Until, measured on
 	// the node's monotonic clock from the moment the request was sent.
-	EventGranted
+	EventGranted // granted
 	// EventDenied: the arbiter answered without granting; a lease held
 	// before stays valid until its end (Event.Until, zero when none).
-	EventDenied
+	EventDenied // denied
 	// EventUnreachable: no reply for ClientConfig.Unreachable while the
 	// node wanted a lease.
-	EventUnreachable
+	EventUnreachable // unreachable
 )
-
-var eventNames = [...]string{"invalid", "granted", "denied", "unreachable"}
-
-func (k EventKind) String() string { return enumName(eventNames[:], uint8(k)) }
 
 // Event is a lease event for the engine.
 type Event struct {

@@ -109,88 +109,76 @@ type Type uint8
 
 // Datagram types.
 const (
-	typeInvalid    Type = iota
-	RequestAcquire      // ask for a lease or renew it
-	RequestRelease      // give the lease back (the address is released)
-	ReplyGrant          // the lease is granted
-	ReplyDeny           // it is not; Reason says why
+	typeInvalid Type = iota // invalid
+	// RequestAcquire asks for a lease or renews it.
+	RequestAcquire // acquire
+	// RequestRelease gives the lease back (the address is released).
+	RequestRelease // release
+	// ReplyGrant: the lease is granted.
+	ReplyGrant // grant
+	// ReplyDeny: it is not; Reason says why.
+	ReplyDeny // deny
 )
-
-var typeNames = [...]string{"invalid", "acquire", "release", "grant", "deny"}
-
-func (t Type) String() string { return enumName(typeNames[:], uint8(t)) }
 
 // Mode is the configured mode of the asking node.
 type Mode uint8
 
 // Modes.
 const (
-	modeInvalid Mode = iota
-	ModeMain
-	ModeSpare
+	modeInvalid Mode = iota // invalid
+	ModeMain                // main
+	ModeSpare               // spare
 )
-
-var modeNames = [...]string{"invalid", "main", "spare"}
-
-func (m Mode) String() string { return enumName(modeNames[:], uint8(m)) }
 
 // Role is the runtime role of the asking node (for the arbiter's status).
 type Role uint8
 
 // Roles, as the engine names them.
 const (
-	roleInvalid Role = iota
-	RoleStarting
-	RolePrimary
-	RoleSecondary
-	RoleFault
+	roleInvalid   Role = iota // invalid
+	RoleStarting              // starting
+	RolePrimary               // primary
+	RoleSecondary             // secondary
+	RoleFault                 // fault
 )
-
-var roleNames = [...]string{"invalid", "starting", "primary", "secondary", "fault"}
-
-func (r Role) String() string { return enumName(roleNames[:], uint8(r)) }
 
 // Data is the state of the asking node's datastore.
 type Data uint8
 
 // Data states, in DRBD's vocabulary.
 const (
-	dataInvalid Data = iota
-	DataUpToDate
-	DataOutdated
-	DataInconsistent
+	dataInvalid      Data = iota // invalid
+	DataUpToDate                 // up-to-date
+	DataOutdated                 // outdated
+	DataInconsistent             // inconsistent
 )
-
-var dataNames = [...]string{"invalid", "up-to-date", "outdated", "inconsistent"}
-
-func (d Data) String() string { return enumName(dataNames[:], uint8(d)) }
 
 // Reason says why a lease was denied.
 type Reason uint8
 
 // Reasons.
 const (
-	ReasonNone         Reason = iota // granted
-	ReasonHeld                       // another node holds the lease
-	ReasonStarting                   // the arbiter waits one lease after its start
-	ReasonPreferred                  // another node asking in the window is preferred
-	ReasonStaleCounter               // the request's counter is not above the last one (Floor says where to go on)
-	ReasonReleased                   // answer to a release
-	ReasonUnknownPair                // the arbiter does not serve the pair (never sent: it has no key)
-	ReasonDeciding                   // the pair is free; the arbiter waits out the decision window
-	reasonMax
+	// ReasonNone: granted.
+	ReasonNone Reason = iota // none
+	// ReasonHeld: another node holds the lease.
+	ReasonHeld // held
+	// ReasonStarting: the arbiter waits one lease after its start.
+	ReasonStarting // starting
+	// ReasonPreferred: another node asking in the window is preferred.
+	ReasonPreferred // preferred
+	// ReasonStaleCounter: the request's counter is not above the last
+	// one (Floor says where to go on).
+	ReasonStaleCounter // stale-counter
+	// ReasonReleased: the answer to a release.
+	ReasonReleased // released
+	// ReasonUnknownPair: the arbiter does not serve the pair (never sent:
+	// it has no key).
+	ReasonUnknownPair // unknown-pair
+	// ReasonDeciding: the pair is free; the arbiter waits out the
+	// decision window.
+	ReasonDeciding // deciding
+	reasonMax      // invalid
 )
-
-var reasonNames = [...]string{"none", "held", "starting", "preferred", "stale-counter", "released", "unknown-pair", "deciding"}
-
-func (r Reason) String() string { return enumName(reasonNames[:], uint8(r)) }
-
-func enumName(names []string, v uint8) string {
-	if int(v) < len(names) {
-		return names[v]
-	}
-	return fmt.Sprintf("invalid(%d)", v)
-}
 
 // Request is a node's request to the arbiter.
 //

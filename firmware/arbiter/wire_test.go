@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 )
@@ -266,5 +267,38 @@ func TestKeyText(t *testing.T) {
 		if _, err := ParseKey(bad); err == nil {
 			t.Errorf("ParseKey(%q) accepted", bad)
 		}
+	}
+}
+
+// The names appear in the arbiter's status and in the nodes' logs: every
+// one, as other tools expect it.
+func TestNamesKept(t *testing.T) {
+	var got []string
+	for i := range 5 {
+		got = append(got, Type(i).String())
+	}
+	for i := range 3 {
+		got = append(got, Mode(i).String())
+	}
+	for i := range 5 {
+		got = append(got, Role(i).String())
+	}
+	for i := range 4 {
+		got = append(got, Data(i).String())
+	}
+	for i := range reasonMax {
+		got = append(got, i.String())
+	}
+	for i := range 4 {
+		got = append(got, EventKind(i).String())
+	}
+	want := []string{"invalid", "acquire", "release", "grant", "deny",
+		"invalid", "main", "spare",
+		"invalid", "starting", "primary", "secondary", "fault",
+		"invalid", "up-to-date", "outdated", "inconsistent",
+		"none", "held", "starting", "preferred", "stale-counter", "released", "unknown-pair", "deciding",
+		"invalid", "granted", "denied", "unreachable"}
+	if !slices.Equal(got, want) {
+		t.Errorf("names\n%q\nwant\n%q", got, want)
 	}
 }

@@ -156,29 +156,20 @@ type Type uint8
 
 // Frame types.
 const (
-	typeInvalid Type = iota
+	typeInvalid Type = iota // invalid
 	// TypeHeartbeat is the periodic announcement of a node's state.
-	TypeHeartbeat
+	TypeHeartbeat // heartbeat
 	// TypeRelease tells the peer that the sender has released the service
 	// address and the peer may claim it at once (swap, orderly shutdown).
-	TypeRelease
+	TypeRelease // release
 	// TypePairHello is reserved for pairing two units. The engine neither
 	// sends nor takes it; the decoder accepts it.
-	TypePairHello
+	TypePairHello // pair-hello
 	// TypeSettings is a part of the sender's pair-level settings, in a
 	// layout of its own (SettingsPart, DecodeSettings); it is not a Frame
 	// type: Decode and AppendBinary refuse it.
-	TypeSettings
+	TypeSettings // settings
 )
-
-var typeNames = [...]string{"invalid", "heartbeat", "release", "pair-hello", "settings"}
-
-func (t Type) String() string {
-	if int(t) < len(typeNames) {
-		return typeNames[t]
-	}
-	return fmt.Sprintf("type(%d)", uint8(t))
-}
 
 // Valid reports whether t is one of the types of the Frame layout
 // (TypeSettings has its own).

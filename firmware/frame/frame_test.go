@@ -313,7 +313,7 @@ func TestPairID(t *testing.T) {
 }
 
 func TestStrings(t *testing.T) {
-	for v, want := range map[Type]string{0: "invalid", TypeHeartbeat: "heartbeat", TypeRelease: "release", TypePairHello: "pair-hello", 7: "type(7)"} {
+	for v, want := range map[Type]string{0: "invalid", TypeHeartbeat: "heartbeat", TypeRelease: "release", TypePairHello: "pair-hello", TypeSettings: "settings", 7: "Type(7)"} {
 		if got := v.String(); got != want {
 			t.Errorf("Type(%d) = %q, want %q", uint8(v), got, want)
 		}

@@ -14,65 +14,50 @@ import (
 type Kind uint8
 
 const (
-	kindInvalid Kind = iota
+	kindInvalid Kind = iota // invalid
 	// KindHello: spare → broadcast. "I am node From, joining with nonce S."
-	KindHello
+	KindHello // hello
 	// KindShare: main → spare. The main's CPace message MSGa (share, identity, settings).
-	KindShare
+	KindShare // share
 	// KindReply: spare → main. The spare's CPace message MSGb and its confirmation tag.
-	KindReply
+	KindReply // reply
 	// KindFinish: main → spare. The main's confirmation tag and check-number nonce.
-	KindFinish
+	KindFinish // finish
 	// KindAccept: either way, after the operator's approval; authenticated.
-	KindAccept
+	KindAccept // accept
 	// KindReject: either way, the approval was refused or timed out; authenticated.
-	KindReject
+	KindReject // reject
 	// KindAbort: either way, the exchange failed before confirmation; not authenticated.
-	KindAbort
+	KindAbort // abort
 )
-
-var kindNames = [...]string{"invalid", "hello", "share", "reply", "finish", "accept", "reject", "abort"}
-
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
 
 // Reason says why an exchange or a pairing ended; it travels in Reject and
 // Abort and is the reason of the state change.
 type Reason uint8
 
 const (
-	reasonInvalid Reason = iota
+	reasonInvalid Reason = iota // invalid
 	// ReasonWrongCode: the main could not confirm the spare's tag.
-	ReasonWrongCode
+	ReasonWrongCode // wrong-code
 	// ReasonBadMessage: a share did not decode or its AD was malformed.
-	ReasonBadMessage
+	ReasonBadMessage // bad-message
 	// ReasonRejected: the operator refused the peer shown in pending.
-	ReasonRejected
+	ReasonRejected // rejected
 	// ReasonTimeout: the window, the join or an exchange ran out of time.
-	ReasonTimeout
+	ReasonTimeout // timeout
 	// ReasonCancelled: the operator cancelled the window or the join.
-	ReasonCancelled
+	ReasonCancelled // cancelled
 	// ReasonConfirmFailed: the spare could not confirm the main's tag or nonce.
-	ReasonConfirmFailed
+	ReasonConfirmFailed // confirmation-failed
 	// ReasonTooManyAttempts: the window started MaxExchanges exchanges.
-	ReasonTooManyAttempts
+	ReasonTooManyAttempts // too-many-attempts
 	// ReasonPersistFailed: the record could not be written.
-	ReasonPersistFailed
+	ReasonPersistFailed // persist-failed
 )
 
-var reasonNames = [...]string{"invalid", "wrong-code", "bad-message", "rejected", "timeout",
-	"cancelled", "confirmation-failed", "too-many-attempts", "persist-failed"}
-
-func (r Reason) String() string {
-	if int(r) < len(reasonNames) {
-		return reasonNames[r]
-	}
-	return fmt.Sprintf("reason(%d)", uint8(r))
-}
+// lastReason is the highest defined reason; a message with a higher one
+// is malformed.
+const lastReason = ReasonPersistFailed
 
 // Version is the version of the pairing messages.
 const Version = 1
@@ -182,7 +167,7 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 		return b, fmt.Errorf("%w: %s with a share of %d bytes", ErrMalformed, m.Kind, len(m.Share))
 	case sh.share && !validShare(m.Share):
 		return b, fmt.Errorf("%w: CPace message of %d bytes", ErrMalformed, len(m.Share))
-	case sh.reason != (m.Reason != reasonInvalid) || int(m.Reason) >= len(reasonNames):
+	case sh.reason != (m.Reason != reasonInvalid) || m.Reason > lastReason:
 		return b, fmt.Errorf("%w: %s with reason %v", ErrMalformed, m.Kind, m.Reason)
 	}
 	if n := sh.fixed() + len(m.Share); n > MaxLen {
@@ -244,7 +229,7 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 	rest := b[HeaderLen:]
 	if sh.reason {
 		out.Reason = Reason(rest[0])
-		if out.Reason == reasonInvalid || int(out.Reason) >= len(reasonNames) {
+		if out.Reason == reasonInvalid || out.Reason > lastReason {
 			return fmt.Errorf("%w: reason %d", ErrMalformed, rest[0])
 		}
 		rest = rest[1:]

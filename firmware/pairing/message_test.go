@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,5 +155,30 @@ func TestUnmarshalAllocs(t *testing.T) {
 	var m Message
 	if n := testing.AllocsPerRun(100, func() { m.UnmarshalBinary(b) }); n > 1 {
 		t.Fatalf("%v allocations per decode, want 1", n)
+	}
+}
+
+// The names appear in `status --json` (pairing.state), the logbook and the
+// console: every one, as other tools expect it.
+func TestNamesKept(t *testing.T) {
+	var got []string
+	for i := range 8 {
+		got = append(got, Kind(i).String())
+	}
+	for i := range lastReason + 1 {
+		got = append(got, i.String())
+	}
+	for i := range 3 {
+		got = append(got, Role(i).String())
+	}
+	for i := range 6 {
+		got = append(got, State(i).String())
+	}
+	want := []string{"invalid", "hello", "share", "reply", "finish", "accept", "reject", "abort",
+		"invalid", "wrong-code", "bad-message", "rejected", "timeout", "cancelled", "confirmation-failed", "too-many-attempts", "persist-failed",
+		"invalid", "main", "spare",
+		"invalid", "unpaired", "window", "joining", "pending", "paired"}
+	if !slices.Equal(got, want) {
+		t.Errorf("names\n%q\nwant\n%q", got, want)
 	}
 }

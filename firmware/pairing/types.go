@@ -1,27 +1,15 @@
 package pairing
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // Role is a node's part in pairing: the main opens the window, the spare joins.
 type Role uint8
 
 const (
-	roleInvalid Role = iota
-	RoleMain
-	RoleSpare
+	roleInvalid Role = iota // invalid
+	RoleMain                // main
+	RoleSpare               // spare
 )
-
-var roleNames = [...]string{"invalid", "main", "spare"}
-
-func (r Role) String() string {
-	if int(r) < len(roleNames) {
-		return roleNames[r]
-	}
-	return fmt.Sprintf("role(%d)", uint8(r))
-}
 
 func (r Role) valid() bool { return r == RoleMain || r == RoleSpare }
 
@@ -30,27 +18,18 @@ func (r Role) valid() bool { return r == RoleMain || r == RoleSpare }
 type State uint8
 
 const (
-	stateInvalid State = iota
+	stateInvalid State = iota // invalid
 	// StateUnpaired: no peer, no window, nothing in flight.
-	StateUnpaired
+	StateUnpaired // unpaired
 	// StateWindow: the main's pairing window is open (a code is valid).
-	StateWindow
+	StateWindow // window
 	// StateJoining: the spare looks for the main and runs the exchange.
-	StateJoining
+	StateJoining // joining
 	// StatePending: the exchange confirmed; both operators must accept.
-	StatePending
+	StatePending // pending
 	// StatePaired: both accepted; the record is persisted.
-	StatePaired
+	StatePaired // paired
 )
-
-var stateNames = [...]string{"invalid", "unpaired", "window", "joining", "pending", "paired"}
-
-func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
 
 // Event is an input to the Machine.
 type Event interface{ isEvent() }

@@ -1,0 +1,3 @@
+package frame
+
+//go:generate go tool stringer -type=Type -linecomment -output=names_string.go

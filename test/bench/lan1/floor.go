@@ -36,7 +36,7 @@ func goFloor(iv time.Duration) {
 
 type floorProc struct {
 	iv   time.Duration
-	kind string // "perl, nanosleep" or "Go, runtime timer"
+	kind string // "perl, nanosleep" or "Go, runtime timer, GOMAXPROCS 1"
 	pid  int
 }
 
@@ -70,7 +70,8 @@ func startFloors(set []Setting) (floors []floorProc, stop func(), err error) {
 	for _, iv := range ivs {
 		perl := exec.Command("perl", "-MTime::HiRes=sleep", "-e", fmt.Sprintf("sleep(%g) while 1", iv.Seconds()))
 		gof := exec.Command(self)
-		gof.Env = append(os.Environ(), goFloorEnv+"="+iv.String())
+		// One processor, as the daemon at rest (firmware/daemon/procs.go).
+		gof.Env = append(os.Environ(), goFloorEnv+"="+iv.String(), "GOMAXPROCS=1")
 		for _, c := range []*exec.Cmd{perl, gof} {
 			if err := c.Start(); err != nil {
 				stop()
@@ -78,7 +79,7 @@ func startFloors(set []Setting) (floors []floorProc, stop func(), err error) {
 			}
 			cmds = append(cmds, c)
 		}
-		floors = append(floors, floorProc{iv, "perl, nanosleep", perl.Process.Pid}, floorProc{iv, "Go, runtime timer", gof.Process.Pid})
+		floors = append(floors, floorProc{iv, "perl, nanosleep", perl.Process.Pid}, floorProc{iv, "Go, runtime timer, GOMAXPROCS 1", gof.Process.Pid})
 	}
 	return floors, stop, nil
 }

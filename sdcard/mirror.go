@@ -92,6 +92,9 @@ type MirrorConfig struct {
 	ZstdLevel int
 	// NoRcvLowat turns off the wake-up mark of bulk reads (benchmarks).
 	NoRcvLowat bool
+	// NoDirect writes an initial sync through the page cache instead of
+	// with O_DIRECT (benchmarks).
+	NoDirect bool
 }
 
 func (c *MirrorConfig) validate() error {
@@ -284,6 +287,8 @@ type Mirror struct {
 	// cacheHits counts the checksum rounds this node answered from its
 	// sum cache.
 	cacheHits atomic.Uint64
+	// directBytes counts the bytes received rounds wrote with O_DIRECT.
+	directBytes atomic.Uint64
 
 	// refused counts connections closed unanswered because MaxHandshakes
 	// were under way.

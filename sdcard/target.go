@@ -37,6 +37,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 	round, start, w0 := m.beginRound(s)
 	st := RoundStats{Round: round, Mode: rs.Mode}
 	inPlace, committed := false, false
+	var direct *directStream         // the in-place stream of an initial sync, when it bypasses the page cache
 	touched := NewBitmap(g.Blocks()) // blocks the round writes
 	post := newPostSums(m.cfg.Hash, g)
 	defer func() {
@@ -74,6 +75,17 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			lc.setBulk(true)
 			defer lc.setBulk(false)
 		}
+		// They go to the device bypassing the page cache.
+		if !m.cfg.NoDirect {
+			if direct = directStreamFor(m.watch); direct != nil {
+				defer func() {
+					if cerr := direct.close(); cerr != nil && err == nil {
+						err = m.abort(s, cerr)
+					}
+					m.directBytes.Add(uint64(direct.written.Load()))
+				}()
+			}
+		}
 	}
 	var pre []Sum  // the device's sums before the round
 	var buf []byte // for fine requests
@@ -109,10 +121,24 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if buf == nil {
 				buf = make([]byte, g.BlockSize)
 			}
+			if direct != nil { // what was written reads back
+				if err := direct.drain(); err != nil {
+					return m.abort(s, err)
+				}
+			}
 			for _, b := range blocks {
 				if b >= g.Blocks() {
 					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
 				}
+			}
+			// Blocks not in the page cache (an initial sync wrote the
+			// device bypassing it) are read from the disk: all of the
+			// batch at once rather than one after the other.
+			for _, b := range blocks {
+				off, n := g.Span(b)
+				m.watch.prefetch(off, n)
+			}
+			for _, b := range blocks {
 				off, n := g.Span(b)
 				if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
 					return m.abort(s, err)
@@ -150,7 +176,13 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			}
 			post.record(d)
 			if inPlace {
-				err := applyRecord(m.dev, g, d)
+				var err error
+				if direct != nil {
+					off, n, _ := recordSpan(g, d)
+					err = direct.write(off, d.Bytes, d.Zero, n)
+				} else {
+					err = applyRecord(m.dev, g, d)
+				}
 				s.release(f)
 				if err != nil {
 					return m.abort(s, err)
@@ -187,6 +219,11 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if re.Round != rs.Round || re.Records != st.Records {
 				return fmt.Errorf("sdcard: round end %d with %d records, had round %d with %d",
 					re.Round, re.Records, rs.Round, st.Records)
+			}
+			if direct != nil { // the stream is on the device before its sync
+				if err := direct.drain(); err != nil {
+					return m.abort(s, err)
+				}
 			}
 			// A round that started before this node took over or started a
 			// generation of its own must not land: its data would replace

@@ -19,3 +19,17 @@ func startWriteback(c syscall.Conn, off, n int64) {
 		unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
 	})
 }
+
+// prefetch asks the kernel to start reading a range of the device into
+// the page cache (POSIX_FADV_WILLNEED) without waiting for it, so that
+// the reads of a batch of blocks that follow find the disk busy on all
+// of them at once. A hint: errors are ignored.
+func (d *Device) prefetch(off int64, n int) {
+	rc, err := d.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		unix.Fadvise(int(fd), off, int64(n), unix.FADV_WILLNEED)
+	})
+}

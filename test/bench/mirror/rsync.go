@@ -516,7 +516,9 @@ func role(which, img, state, listen, peer, compression string) {
 	}
 	check(os.MkdirAll(state, 0o700))
 	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels),
-	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT.
+	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT, with
+	// "/nodirect" (last) its initial sync through the page cache.
+	compression, noDirect := strings.CutSuffix(compression, "/nodirect")
 	compression, noLowat := strings.CutSuffix(compression, "/nolowat")
 	comp, level, _ := strings.Cut(compression, ":")
 	c, err := sdcard.ParseCompression(comp)
@@ -526,7 +528,7 @@ func role(which, img, state, listen, peer, compression string) {
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat,
+		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoDirect: noDirect,
 	}, log)
 	check(err)
 	defer m.Close()

@@ -24,6 +24,11 @@ const (
 	// directAlign is the alignment of every O_DIRECT write (offset,
 	// length, memory): 4096 covers devices with 4 KiB logical sectors.
 	directAlign = 4096
+	// directSyncEvery: after this many bytes a sync of the device starts
+	// in the background (the writes go on meanwhile), so that the one
+	// closing the round finds little left: the disk's cache and the
+	// file system's allocations of what was written.
+	directSyncEvery = 64 << 20
 )
 
 // directStream writes a round's records in place, gathered and with
@@ -32,7 +37,12 @@ type directStream struct {
 	// direct writes p at off bypassing the page cache; slow is the
 	// device's ordinary write (fallback, unaligned pieces).
 	direct, slow func(p []byte, off int64) (int, error)
-	release      func() // frees the buffers and the O_DIRECT file
+	sync         func() error // of the device; nil: none in the background
+	release      func()       // frees the buffers and the O_DIRECT file
+	syncEvery    int64        // directSyncEvery
+	since        int64        // bytes written since the last background sync started (writer goroutine)
+	syncing      sync.WaitGroup
+	busy         atomic.Bool // a background sync runs
 
 	free chan []byte
 	jobs chan directJob
@@ -63,7 +73,8 @@ type directJob struct {
 // directChunk bytes, each aligned to directAlign.
 func newDirectStream(direct, slow func([]byte, int64) (int, error), bufs [][]byte, release func()) *directStream {
 	s := &directStream{direct: direct, slow: slow, release: release,
-		free: make(chan []byte, len(bufs)), jobs: make(chan directJob, len(bufs)), done: make(chan struct{})}
+		free: make(chan []byte, len(bufs)), jobs: make(chan directJob, len(bufs)), done: make(chan struct{}),
+		syncEvery: directSyncEvery}
 	for _, b := range bufs[1:] {
 		s.free <- b
 	}
@@ -78,6 +89,19 @@ func (s *directStream) run() {
 		if s.failed() == nil {
 			if err := s.writeOut(j.buf[:j.n], j.off); err != nil {
 				s.fail(err)
+			}
+			s.since += int64(j.n)
+			if s.sync != nil && s.since >= s.syncEvery && !s.busy.Load() {
+				s.since = 0
+				s.busy.Store(true)
+				s.syncing.Add(1)
+				go func() {
+					defer s.syncing.Done()
+					if err := s.sync(); err != nil {
+						s.fail(err)
+					}
+					s.busy.Store(false)
+				}()
 			}
 		}
 		s.free <- j.buf
@@ -177,6 +201,10 @@ func (s *directStream) close() error {
 	err := s.drain()
 	close(s.jobs)
 	<-s.done
+	s.syncing.Wait()
+	if err == nil {
+		err = s.failed()
+	}
 	if s.release != nil {
 		s.release()
 	}
@@ -212,8 +240,15 @@ func directStreamFor(w *watchedDevice) *directStream {
 		}
 		return n, err
 	}
-	return newDirectStream(direct, w.WriteAt, bufs, func() {
+	s := newDirectStream(direct, w.WriteAt, bufs, func() {
 		f.Close()
 		free()
 	})
+	s.sync = func() error {
+		if err := f.Sync(); err != nil {
+			return w.note(fmt.Errorf("sdcard: fsync %s: %w", d.path, err))
+		}
+		return nil
+	}
+	return s
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -50,6 +51,9 @@ func TestDirectStreamGathers(t *testing.T) {
 	fast.dev.WriteAt(bytes.Repeat([]byte{0xee}, size), 0) // garbage a zero record must clear
 	want.WriteAt(bytes.Repeat([]byte{0xee}, size), 0)
 	s := newDirectStream(fast.write, slow.write, testBufs(), nil)
+	var syncs atomic.Int32
+	s.sync = func() error { syncs.Add(1); return nil }
+	s.syncEvery = 2 << 20
 	r := rand.New(rand.NewPCG(1, 2))
 	p := make([]byte, g.BlockSize)
 	for b := range g.Blocks() {
@@ -88,6 +92,10 @@ func TestDirectStreamGathers(t *testing.T) {
 	}
 	if len(slow.ops) != 1 || slow.ops[0][0] != 8<<20 || slow.ops[0][1] != 6144 {
 		t.Errorf("ordinary writes %v, want only the short last block", slow.ops)
+	}
+	// A sync starts in the background every 2 MiB unless one still runs.
+	if n := syncs.Load(); n < 1 || n > 4 {
+		t.Errorf("%d background syncs for 8 MiB every 2 MiB", n)
 	}
 	if got := s.written.Load(); got != 8<<20-64<<10 {
 		t.Errorf("written %d bytes with O_DIRECT, want %d", got, 8<<20-64<<10)

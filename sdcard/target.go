@@ -40,6 +40,11 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 	var direct *directStream         // the in-place stream of an initial sync, when it bypasses the page cache
 	touched := NewBitmap(g.Blocks()) // blocks the round writes
 	post := newPostSums(m.cfg.Hash, g)
+	var ft *fineTrack
+	if m.fine != nil {
+		ft = newFineTrack(m.fine, m.cfg.Hash)
+		defer m.fine.flush()
+	}
 	defer func() {
 		st.Duration = time.Since(start)
 		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
@@ -131,19 +136,35 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
 				}
 			}
-			// Blocks not in the page cache (an initial sync wrote the
-			// device bypassing it) are read from the disk: all of the
-			// batch at once rather than one after the other.
+			// The fine-sum cache answers for a block whose content has the
+			// coarse sum reported for it at the start of the round. The
+			// others are read; those not in the page cache come from the
+			// disk, all of the batch at once rather than one after the
+			// other.
 			for _, b := range blocks {
-				off, n := g.Span(b)
-				m.watch.prefetch(off, n)
+				var fs []Sum
+				ok := false
+				if m.fine != nil && b < uint64(len(pre)) {
+					fs, ok = m.fine.get(b, pre[b], nil)
+				}
+				es = append(es, fineEntry{Block: b, Sums: fs})
+				if !ok {
+					off, n := g.Span(b)
+					m.watch.prefetch(off, n)
+				}
 			}
-			for _, b := range blocks {
-				off, n := g.Span(b)
+			for i := range es {
+				if es[i].Sums != nil {
+					continue
+				}
+				off, n := g.Span(es[i].Block)
 				if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
 					return m.abort(s, err)
 				}
-				es = append(es, fineEntry{Block: b, Sums: FineSums(m.cfg.Hash, buf[:n])})
+				es[i].Sums = FineSums(m.cfg.Hash, buf[:n])
+				if m.fine != nil {
+					m.fine.put(es[i].Block, m.cfg.Hash.Sum(buf[:n]), es[i].Sums)
+				}
 			}
 			if err := s.fc.write(msgFineHashes, encodeFine(es)); err != nil {
 				return err
@@ -175,6 +196,9 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				st.Blocks++
 			}
 			post.record(d)
+			if ft != nil {
+				ft.record(g, d, post.sums[d.Block])
+			}
 			if inPlace {
 				var err error
 				if direct != nil {
@@ -199,6 +223,22 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 					return m.abort(s, err)
 				}
 				inPlace = true
+			}
+		case msgBlockSum:
+			if !s.sums {
+				return errors.New("sdcard: a block sum on a connection that did not negotiate it")
+			}
+			bs, err := decodeBlockSum(f.p)
+			s.release(f)
+			if err != nil {
+				return err
+			}
+			if bs.Block >= g.Blocks() {
+				return fmt.Errorf("sdcard: block sum for block %d beyond %d", bs.Block, g.Blocks())
+			}
+			post.claim(bs.Block, bs.Sum)
+			if ft != nil && bs.Block < uint64(len(pre)) {
+				ft.claim(bs.Block, bs.Sum, pre[bs.Block])
 			}
 		case msgRoundSize:
 			n, err := decodeU64(msgRoundSize, f.p)
@@ -528,6 +568,16 @@ func (p *postSums) record(d dataMsg) {
 		p.next = -1
 		p.known.Unset(d.Block)
 	}
+}
+
+// claim notes the source's sum of block b after the records it sent for
+// it (blockSumMsg): the block holds that content once they are applied.
+func (p *postSums) claim(b uint64, s Sum) {
+	if p.next >= 0 && p.cur == b {
+		p.next = -1
+	}
+	p.sums[b] = s
+	p.known.Set(b)
 }
 
 // end gives up a block whose sub-blocks stopped before its last.

@@ -245,7 +245,7 @@ func directStreamFor(w *watchedDevice) *directStream {
 		free()
 	})
 	s.sync = func() error {
-		if err := f.Sync(); err != nil {
+		if err := syncData(f); err != nil {
 			return w.note(fmt.Errorf("sdcard: fsync %s: %w", d.path, err))
 		}
 		return nil

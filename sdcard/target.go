@@ -110,6 +110,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 		if err := s.fc.flush(); err != nil {
 			return err
 		}
+		m.log.Debug("mirror sums sent", "round", rs.Round, "cached", cached >= 0, "after", time.Since(start))
 	}
 	for {
 		f, err := m.expect(s)

@@ -2,7 +2,10 @@
 
 package sdcard
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // startWriteback does nothing outside Linux: the fsync closing a round
 // writes everything.
@@ -10,3 +13,6 @@ func startWriteback(c syscall.Conn, off, n int64) {}
 
 // prefetch does nothing outside Linux.
 func (d *Device) prefetch(off int64, n int) {}
+
+// syncData is fsync outside Linux.
+func syncData(f *os.File) error { return f.Sync() }

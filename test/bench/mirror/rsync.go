@@ -126,6 +126,8 @@ type measured struct {
 	sysr, sysw [2]uint64
 	// context switches of their threads
 	ctxsw [2]uint64
+	// CPU time of the two mirror processes (receiver, sender)
+	pcpu [2]time.Duration
 }
 
 // procSwitches sums the voluntary and involuntary context switches of a
@@ -324,10 +326,12 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 			return c
 		}
 		var r0, w0s, x0 [2]uint64
+		var p0 [2]time.Duration
 		if t.mirror {
 			for i, pid := range t.pids() {
 				r0[i], w0s[i] = procIO(pid)
 				x0[i] = procSwitches(pid)
+				p0[i] = procCPU(pid)
 			}
 		}
 		w0, c0 := wireBytes(), cpu()
@@ -342,6 +346,7 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 				r, w := procIO(pid)
 				m.sysr[i], m.sysw[i] = r-r0[i], w-w0s[i]
 				m.ctxsw[i] = procSwitches(pid) - x0[i]
+				m.pcpu[i] = procCPU(pid) - p0[i]
 			}
 		} else {
 			m.hwm[1] = clientRSS
@@ -463,6 +468,9 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 				}
 				return uint64(median(v))
 			}
+			fmt.Printf("%s, %s: CPU s receiver %s, sender %s\n", c.name, name,
+				stat(ms, func(m measured) float64 { return m.pcpu[0].Seconds() }),
+				stat(ms, func(m measured) float64 { return m.pcpu[1].Seconds() }))
 			fmt.Printf("%s, %s (medians): receiver %d read and %d write system calls, %d context switches; sender %d, %d, %d\n", c.name, name,
 				med(func(m measured) uint64 { return m.sysr[0] }), med(func(m measured) uint64 { return m.sysw[0] }),
 				med(func(m measured) uint64 { return m.ctxsw[0] }),

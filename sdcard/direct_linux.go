@@ -1,6 +1,7 @@
 package sdcard
 
 import (
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -23,4 +24,42 @@ func alignedBuffers(n, size int) ([][]byte, func(), error) {
 		bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
 	}
 	return bufs, func() { unix.Munmap(mem) }, nil
+}
+
+// writevAt writes the pieces of iov one after the other from off
+// (pwritev), retrying the rest after a short write.
+func writevAt(f *os.File, iov [][]byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for len(iov) > 0 {
+		var n int
+		var werr error
+		if err := rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Pwritev(int(fd), iov, off)
+			return werr != unix.EAGAIN
+		}); err != nil {
+			return total, err
+		}
+		if werr != nil {
+			return total, werr
+		}
+		if n == 0 {
+			return total, fmt.Errorf("sdcard: pwritev wrote nothing at %d", off)
+		}
+		total += n
+		off += int64(n)
+		for n > 0 && len(iov) > 0 {
+			if n >= len(iov[0]) {
+				n -= len(iov[0])
+				iov = iov[1:]
+			} else {
+				iov[0] = iov[0][n:]
+				n = 0
+			}
+		}
+	}
+	return total, nil
 }

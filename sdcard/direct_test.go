@@ -29,6 +29,11 @@ type writeLog struct {
 	fail error      // returned instead of writing
 }
 
+// writev is the direct write: the pieces joined.
+func (l *writeLog) writev(iov [][]byte, off int64) (int, error) {
+	return l.write(bytes.Join(iov, nil), off)
+}
+
 func (l *writeLog) write(p []byte, off int64) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -50,7 +55,7 @@ func TestDirectStreamGathers(t *testing.T) {
 	slow := &writeLog{dev: fast.dev}
 	fast.dev.WriteAt(bytes.Repeat([]byte{0xee}, size), 0) // garbage a zero record must clear
 	want.WriteAt(bytes.Repeat([]byte{0xee}, size), 0)
-	s := newDirectStream(fast.write, slow.write, testBufs(), nil)
+	s := newDirectStream(fast.writev, slow.write, testBufs(), nil, nil, nil)
 	var syncs atomic.Int32
 	s.sync = func() error { syncs.Add(1); return nil }
 	s.syncEvery = 2 << 20
@@ -71,7 +76,7 @@ func TestDirectStreamGathers(t *testing.T) {
 			d.Bytes = p[:n]
 			want.WriteAt(p[:n], off)
 		}
-		if err := s.write(off, d.Bytes, d.Zero, n); err != nil {
+		if _, err := s.write(off, d.Bytes, d.Zero, n, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,10 +113,10 @@ func TestDirectStreamFallback(t *testing.T) {
 	const size = 4 << 20
 	fast := &writeLog{dev: NewMemDevice(size), fail: syscall.EINVAL}
 	slow := &writeLog{dev: fast.dev}
-	s := newDirectStream(fast.write, slow.write, testBufs(), nil)
+	s := newDirectStream(fast.writev, slow.write, testBufs(), nil, nil, nil)
 	p := bytes.Repeat([]byte{7}, 64<<10)
 	for off := int64(0); off < size; off += int64(len(p)) {
-		if err := s.write(off, p, false, len(p)); err != nil {
+		if _, err := s.write(off, p, false, len(p), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,10 +132,10 @@ func TestDirectStreamFallback(t *testing.T) {
 
 	eio := errors.New("input/output error")
 	fast = &writeLog{dev: NewMemDevice(size), fail: eio}
-	s = newDirectStream(fast.write, slow.write, testBufs(), nil)
+	s = newDirectStream(fast.writev, slow.write, testBufs(), nil, nil, nil)
 	var err error
 	for off := int64(0); off < size && err == nil; off += int64(len(p)) {
-		err = s.write(off, p, false, len(p))
+		_, err = s.write(off, p, false, len(p), nil)
 	}
 	if err == nil {
 		err = s.drain()
@@ -202,4 +207,64 @@ func TestInitialSyncDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	same(2)
+}
+
+// Records read into the pool's aligned frames are written from the
+// frames, which the stream returns to the pool once written; records in
+// other buffers are copied.
+func TestDirectStreamFrames(t *testing.T) {
+	const bs = 64 << 10
+	const size = 4 << 20
+	fast := &writeLog{dev: NewMemDevice(size)}
+	pool, zeros := alignedPool(directFrames(bs), bs)
+	s := newDirectStream(fast.writev, fast.write, testBufs(), pool, zeros, nil)
+	want := make([]byte, size)
+	held, copies := 0, int64(0)
+	for b := range int64(size / bs) {
+		var frame []byte
+		if b%5 == 4 {
+			frame = make([]byte, dataHeader+bs) // not from the pool: copied
+		} else {
+			frame = pool.get(dataHeader + bs)
+		}
+		p := frame[dataHeader:]
+		for i := range p {
+			p[i] = byte(b*7 + int64(i)%251)
+		}
+		zero := b%9 == 8
+		if !zero {
+			copy(want[b*bs:], p)
+		}
+		kept, err := s.write(b*bs, p, zero, bs, frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case kept:
+			held++
+		case b%5 != 4:
+			pool.put(frame) // the caller releases what the stream did not keep
+		}
+		if !zero && b%5 == 4 {
+			copies += bs
+		}
+		if kept != (b%5 != 4 && !zero) {
+			t.Errorf("block %d: kept %v", b, kept)
+		}
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fast.dev.Bytes(), want) {
+		t.Fatal("the device differs from the records")
+	}
+	if got := len(pool.free); got != cap(pool.free) {
+		t.Errorf("%d of %d frames back in the pool", got, cap(pool.free))
+	}
+	if c := s.copied.Load(); c != copies {
+		t.Errorf("%d bytes copied, want %d (the records outside the pool)", c, copies)
+	}
+	if held == 0 || len(fast.ops) > 5 {
+		t.Errorf("%d records written from their frames in %d writes", held, len(fast.ops))
+	}
 }

@@ -82,8 +82,13 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 		}
 		// They go to the device bypassing the page cache.
 		if !m.cfg.NoDirect {
-			if direct = directStreamFor(m.watch); direct != nil {
+			if direct = directStreamFor(m.watch, g.BlockSize); direct != nil {
+				// Data records are read into frames whose bytes are
+				// aligned for O_DIRECT and written from there.
+				pool := s.pool
+				s.pool = direct.pool
 				defer func() {
+					s.pool = pool
 					if cerr := direct.close(); cerr != nil && err == nil {
 						err = m.abort(s, cerr)
 					}
@@ -202,13 +207,16 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			}
 			if inPlace {
 				var err error
+				kept := false
 				if direct != nil {
 					off, n, _ := recordSpan(g, d)
-					err = direct.write(off, d.Bytes, d.Zero, n)
+					kept, err = direct.write(off, d.Bytes, d.Zero, n, f.p)
 				} else {
 					err = applyRecord(m.dev, g, d)
 				}
-				s.release(f)
+				if !kept {
+					s.release(f)
+				}
 				if err != nil {
 					return m.abort(s, err)
 				}

@@ -71,8 +71,8 @@ type directStream struct {
 	// lastStaged: the last piece ends at stage[staged-1], so a copied
 	// piece after it extends it
 	lastStaged bool
-	off    int64
-	n      int
+	off        int64
+	n          int
 
 	// written: bytes written with O_DIRECT; fellBack: the file system
 	// refused O_DIRECT and the stream uses ordinary writes; copied: bytes

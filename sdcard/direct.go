@@ -20,8 +20,8 @@ import (
 // falls back to the device's ordinary writes.
 
 const (
-	directChunk = 1 << 20 // bytes gathered per write
-	directBufs  = 3       // buffers: one filling, the others being written
+	directChunk = 512 << 10 // bytes gathered per write
+	directBufs  = 2         // staging buffers, and batches queued for the writer
 	// directAlign is the alignment of every O_DIRECT write (offset,
 	// length, memory): 4096 covers devices with 4 KiB logical sectors.
 	directAlign = 4096

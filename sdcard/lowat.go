@@ -24,7 +24,7 @@ type lowatConn struct {
 }
 
 const (
-	lowatBytes = 64 << 10
+	lowatBytes = 256 << 10
 	lowatWait  = 20 * time.Millisecond
 )
 

@@ -95,6 +95,9 @@ type MirrorConfig struct {
 	// NoDirect writes an initial sync through the page cache instead of
 	// with O_DIRECT (benchmarks).
 	NoDirect bool
+	// NoGather sends every TLS record with a system call of its own
+	// instead of a write's records together (benchmarks).
+	NoGather bool
 }
 
 func (c *MirrorConfig) validate() error {

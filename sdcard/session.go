@@ -84,6 +84,9 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		io.Reader
 		io.Writer
 	}{c, newLimitWriter(ctx, c, m.cfg.BandwidthLimit)}
+	if !m.cfg.NoGather {
+		rw.Writer = newLimitWriter(ctx, newGatherWriter(c, c), m.cfg.BandwidthLimit)
+	}
 	s := &sess{fc: newFrameConn(rw), in: make(chan frame, framesAhead), ctx: ctx,
 		conn: c, resume: make(chan struct{}),
 		pool:  newBufPool(dataHeader+m.geom.BlockSize, framesAhead+2),

@@ -525,7 +525,9 @@ func role(which, img, state, listen, peer, compression string) {
 	check(os.MkdirAll(state, 0o700))
 	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels),
 	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT, with
-	// "/nodirect" (last) its initial sync through the page cache.
+	// "/nodirect" its initial sync through the page cache, with "/nogather"
+	// (last) each TLS record sent with a system call of its own.
+	compression, noGather := strings.CutSuffix(compression, "/nogather")
 	compression, noDirect := strings.CutSuffix(compression, "/nodirect")
 	compression, noLowat := strings.CutSuffix(compression, "/nolowat")
 	comp, level, _ := strings.Cut(compression, ":")
@@ -536,7 +538,7 @@ func role(which, img, state, listen, peer, compression string) {
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoDirect: noDirect,
+		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoDirect: noDirect, NoGather: noGather,
 	}, log)
 	check(err)
 	defer m.Close()

@@ -179,6 +179,13 @@ func (s *directStream) failed() error {
 	return s.err
 }
 
+// inFrame reports whether p is the bytes of the data record read into
+// frame (a decompressed record's bytes are elsewhere, in a buffer that
+// the next record reuses).
+func inFrame(p, frame []byte) bool {
+	return len(p) > 0 && len(frame) == dataHeader+len(p) && unsafe.SliceData(p) == &frame[dataHeader]
+}
+
 // aligned reports whether p starts at a multiple of directAlign in memory.
 func aligned(p []byte) bool {
 	return len(p) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign == 0
@@ -212,7 +219,7 @@ func (s *directStream) write(off int64, p []byte, zero bool, n int, frame []byte
 	switch {
 	case zero && len(s.zeros) >= n:
 		s.iov = append(s.iov, s.zeros[:n])
-	case !zero && frame != nil && s.pool != nil && aligned(p) && cap(frame) == s.pool.size:
+	case !zero && inFrame(p, frame) && s.pool != nil && aligned(p) && cap(frame) == s.pool.size:
 		s.iov = append(s.iov, p)
 		s.held = append(s.held, frame)
 		kept = true

@@ -50,6 +50,11 @@ const DefaultZstdLevel = zstd.SpeedDefault
 // records only; the rest of the protocol is the same.
 const alpnCompressed = "pairguard-mirror/2"
 
+// alpnSums is alpnCompressed plus block sums: a peer that negotiates it
+// also reads blockSumMsg frames. Nodes offer it first; a node that knows
+// only alpnCompressed negotiates that.
+const alpnSums = "pairguard-mirror/3"
+
 // codec compresses and decompresses data records of up to one block.
 // It is used by one session goroutine at a time.
 type codec struct {

@@ -206,7 +206,7 @@ func (d *Device) Size() int64 { return d.size }
 
 // Sync makes every write so far durable.
 func (d *Device) Sync() error {
-	if err := d.f.Sync(); err != nil {
+	if err := syncData(d.f); err != nil {
 		return fmt.Errorf("sdcard: fsync %s: %w", d.path, err)
 	}
 	return nil

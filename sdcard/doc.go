@@ -50,6 +50,7 @@
 //	FineReq{blocks}          ──▶                          (per batch of differing blocks)
 //	                         ◀──    FineHashes
 //	Data / Zero records      ──▶    journalled
+//	BlockSum                 ──▶    after a block's sub-block records (pairguard-mirror/3)
 //	RoundEnd                 ──▶    journal commit, apply, meta saved
 //	                         ◀──    Committed
 //
@@ -58,8 +59,10 @@
 // skipped and the dirty blocks are the differing blocks. A target that
 // never held data (no generation, inconsistent) gets a full round: every
 // block streamed whole ([PlanStream]), without sums or fine requests,
-// written in place at once (the journal would protect nothing), and its
-// digest taken from the records it received.
+// written in place at once (the journal would protect nothing) with
+// O_DIRECT where the file system takes it (gathered writes from the
+// frames the records were read into), and its digest taken from the
+// records it received.
 //
 // A secondary's device changes only through the rounds it receives, so
 // the block sums it computes at the end of a round (for the digest of the
@@ -71,10 +74,16 @@
 // times, a block device's write counters) is unchanged, and fewer than 8
 // rounds in a row used them. The source compares as its own scan (two
 // goroutines) proceeds and sends the first differing blocks meanwhile.
+// The fine sums of fine requests come from mirror.fine when it holds them
+// for the content the round's coarse sum names (entries keyed by content,
+// see fine.go), and the sums of blocks a round changed in part from the
+// source's BlockSum records, so that such a round reads nothing from the
+// target's device.
 //
 // Data records may be compressed with zstd ([Compression]) toward a peer
-// that negotiated the TLS application protocol pairguard-mirror/2; an
-// older peer negotiates none and gets plain records.
+// that negotiated the TLS application protocol pairguard-mirror/2 or /3
+// (/3 adds BlockSum records); an older peer negotiates none and gets
+// plain records.
 //
 // # The journal
 //

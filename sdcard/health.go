@@ -75,3 +75,14 @@ func (m *Mirror) CheckDevice() error {
 	}
 	return nil
 }
+
+// prefetcher is a device that can be asked to start reading ahead.
+type prefetcher interface {
+	prefetch(off int64, n int)
+}
+
+func (w *watchedDevice) prefetch(off int64, n int) {
+	if p, ok := w.BlockDevice.(prefetcher); ok {
+		p.prefetch(off, n)
+	}
+}

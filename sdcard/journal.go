@@ -341,6 +341,11 @@ func applyRecord(dev io.WriterAt, g Geometry, d dataMsg) error {
 		_, err := dev.WriteAt(d.Bytes, off)
 		return err
 	}
+	return applyZeros(dev, off, n)
+}
+
+// applyZeros writes n zero bytes at off.
+func applyZeros(dev io.WriterAt, off int64, n int) error {
 	for n > 0 {
 		k := min(n, len(zeroPage))
 		if _, err := dev.WriteAt(zeroPage[:k], off); err != nil {

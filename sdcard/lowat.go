@@ -2,6 +2,7 @@ package sdcard
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -21,10 +22,15 @@ type lowatConn struct {
 	bulk  bool
 	set   bool      // SO_RCVLOWAT is lowatBytes now
 	outer time.Time // the deadline the caller set
+
+	// writes held while gathering (see gatherWriter)
+	wmu       sync.Mutex
+	gathering bool
+	wbuf      []byte
 }
 
 const (
-	lowatBytes = 64 << 10
+	lowatBytes = 256 << 10
 	lowatWait  = 20 * time.Millisecond
 )
 
@@ -100,4 +106,77 @@ func bulkReader(c net.Conn) *lowatConn {
 	}
 	lc, _ := c.(*lowatConn)
 	return lc
+}
+
+// The TLS records of one write (crypto/tls writes each record of at most
+// 16 KiB with a system call of its own) are gathered and sent with one
+// system call: gatherWriter turns the gathering on around each write to
+// the TLS connection, and the lowatConn under it holds the records until
+// the write returns. Records that crypto/tls writes by itself meanwhile
+// (an alert, a key update) keep their order in the same buffer.
+type gatherWriter struct {
+	tc io.Writer
+	lc *lowatConn
+}
+
+// gatherMax bounds the bytes held: a frame writer's flush (128 KiB of
+// frames) with its record overhead fits.
+const gatherMax = 160 << 10
+
+// newGatherWriter returns w (the TLS connection over c) writing through
+// gathered records, or w itself when c has no lowatConn under it.
+func newGatherWriter(w io.Writer, c net.Conn) io.Writer {
+	lc := bulkReader(c)
+	if lc == nil {
+		return w
+	}
+	return &gatherWriter{tc: w, lc: lc}
+}
+
+func (g *gatherWriter) Write(p []byte) (int, error) {
+	g.lc.gather(true)
+	n, err := g.tc.Write(p)
+	if ferr := g.lc.gather(false); err == nil {
+		err = ferr
+	}
+	return n, err
+}
+
+// gather starts holding writes, or ends it and sends what it holds.
+func (c *lowatConn) gather(on bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.gathering = on
+	if on || len(c.wbuf) == 0 {
+		return nil
+	}
+	return c.sendHeld()
+}
+
+// sendHeld writes the held bytes; c.wmu is held.
+func (c *lowatConn) sendHeld() error {
+	_, err := c.Conn.Write(c.wbuf)
+	c.wbuf = c.wbuf[:0]
+	return err
+}
+
+func (c *lowatConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.gathering {
+		return c.Conn.Write(p)
+	}
+	if len(c.wbuf)+len(p) > gatherMax {
+		if err := c.sendHeld(); err != nil {
+			return 0, err
+		}
+		if len(p) > gatherMax {
+			return c.Conn.Write(p)
+		}
+	}
+	if c.wbuf == nil {
+		c.wbuf = make([]byte, 0, gatherMax)
+	}
+	c.wbuf = append(c.wbuf, p...)
+	return len(p), nil
 }

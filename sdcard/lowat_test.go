@@ -63,3 +63,53 @@ func TestLowatConnTail(t *testing.T) {
 		t.Fatalf("read after bulk: %d, %v", n, err)
 	}
 }
+
+// countConn counts the writes that reach the connection.
+type countConn struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// The records of one write go out with one system call, in order; a
+// write outside a gathered one goes out at once.
+func TestGatherWriter(t *testing.T) {
+	cc := &countConn{}
+	lc := &lowatConn{Conn: cc}
+	records := func(p []byte) (int, error) { // as crypto/tls: one write per 16 KiB record
+		for off := 0; off < len(p); off += 16 << 10 {
+			if _, err := lc.Write(p[off:min(off+16<<10, len(p))]); err != nil {
+				return off, err
+			}
+		}
+		return len(p), nil
+	}
+	g := &gatherWriter{tc: writerOf(records), lc: lc}
+	p := make([]byte, 128<<10)
+	for i := range p {
+		p[i] = byte(i / 7)
+	}
+	if n, err := g.Write(p); n != len(p) || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	if len(cc.writes) != 1 || !bytes.Equal(cc.writes[0], p) {
+		t.Fatalf("%d writes reached the connection, want 1 with the bytes in order", len(cc.writes))
+	}
+	big := make([]byte, gatherMax+(32<<10))
+	g.Write(big)
+	if got := len(cc.writes); got != 3 {
+		t.Errorf("a write beyond gatherMax: %d writes in all, want 3", got)
+	}
+	lc.Write([]byte("alert"))
+	if got := len(cc.writes); got != 4 || string(cc.writes[3]) != "alert" {
+		t.Errorf("a write outside gathering was held")
+	}
+}
+
+type writerOf func([]byte) (int, error)
+
+func (f writerOf) Write(p []byte) (int, error) { return f(p) }

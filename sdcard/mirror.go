@@ -92,6 +92,12 @@ type MirrorConfig struct {
 	ZstdLevel int
 	// NoRcvLowat turns off the wake-up mark of bulk reads (benchmarks).
 	NoRcvLowat bool
+	// NoDirect writes an initial sync through the page cache instead of
+	// with O_DIRECT (benchmarks).
+	NoDirect bool
+	// NoGather sends every TLS record with a system call of its own
+	// instead of a write's records together (benchmarks).
+	NoGather bool
 }
 
 func (c *MirrorConfig) validate() error {
@@ -272,6 +278,7 @@ type Mirror struct {
 	geom    Geometry
 	tlsConf *tls.Config
 	journal *Journal
+	fine    *fineCache // nil when it cannot be opened; used by the session goroutine
 	events  chan Event
 	cmds    chan command
 	kick    chan struct{}
@@ -284,6 +291,8 @@ type Mirror struct {
 	// cacheHits counts the checksum rounds this node answered from its
 	// sum cache.
 	cacheHits atomic.Uint64
+	// directBytes counts the bytes received rounds wrote with O_DIRECT.
+	directBytes atomic.Uint64
 
 	// refused counts connections closed unanswered because MaxHandshakes
 	// were under way.
@@ -360,7 +369,7 @@ func NewMirror(cfg MirrorConfig, log *slog.Logger) (*Mirror, error) {
 		}
 	}
 	tc = tc.Clone()
-	tc.NextProtos = []string{alpnCompressed} // offered always: any node reads compressed records
+	tc.NextProtos = []string{alpnSums, alpnCompressed} // offered always: any node reads compressed records and block sums
 	dev := cfg.Dev
 	if dev == nil {
 		d, err := OpenDevice(cfg.Device, cfg.BlockSize)
@@ -412,6 +421,10 @@ func (m *Mirror) open() error {
 	if m.journal, err = OpenJournal(m.store); err != nil {
 		return err
 	}
+	if m.fine, err = openFineCache(m.store, m.cfg.Hash, m.geom.BlockSize); err != nil {
+		m.log.Warn("mirror works without its fine-sum cache", "reason", err)
+		m.fine = nil
+	}
 	// A committed journal is replayed before anything else; it stays
 	// until its apply, the device sync and the metadata save succeeded, so
 	// a failure here is retried at the next open.
@@ -429,6 +442,9 @@ func (m *Mirror) Close() error {
 	var errs []error
 	if m.journal != nil {
 		errs = append(errs, m.journal.Close())
+	}
+	if m.fine != nil {
+		errs = append(errs, m.fine.close())
 	}
 	if m.cfg.Dev == nil && m.dev != nil {
 		errs = append(errs, m.dev.Close())

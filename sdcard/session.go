@@ -53,6 +53,8 @@ type sess struct {
 	// records and may send them); compress: this node sends them.
 	zstd, compress bool
 	codec          codec
+	// sums: the peer negotiated alpnSums (it reads blockSumMsg).
+	sums bool
 }
 
 // release gives a frame's buffer back once nothing refers to it.
@@ -82,13 +84,22 @@ func (m *Mirror) session(ctx context.Context, c net.Conn, conns <-chan net.Conn)
 		io.Reader
 		io.Writer
 	}{c, newLimitWriter(ctx, c, m.cfg.BandwidthLimit)}
+	if !m.cfg.NoGather {
+		rw.Writer = newLimitWriter(ctx, newGatherWriter(c, c), m.cfg.BandwidthLimit)
+	}
 	s := &sess{fc: newFrameConn(rw), in: make(chan frame, framesAhead), ctx: ctx,
 		conn: c, resume: make(chan struct{}),
 		pool:  newBufPool(dataHeader+m.geom.BlockSize, framesAhead+2),
 		codec: codec{block: m.geom.BlockSize, level: zstd.EncoderLevel(m.cfg.ZstdLevel)}}
-	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == alpnCompressed {
-		s.zstd = true
-		s.compress = m.cfg.Compression == CompressionZstd
+	if tc, ok := c.(*tls.Conn); ok {
+		switch tc.ConnectionState().NegotiatedProtocol {
+		case alpnSums:
+			s.sums = true
+			fallthrough
+		case alpnCompressed:
+			s.zstd = true
+			s.compress = m.cfg.Compression == CompressionZstd
+		}
 	}
 	defer s.codec.close()
 	go func() {
@@ -376,7 +387,7 @@ func (m *Mirror) peerRequest(s *sess, f frame) error {
 			m.poke() // through kick: the loop sends Hello and runs a round
 		}
 		return nil
-	case msgBusy, msgHashes, msgHashesEnd, msgFineHashes, msgCommitted, msgAbort, msgRoundSize:
+	case msgBusy, msgHashes, msgHashesEnd, msgFineHashes, msgCommitted, msgAbort, msgRoundSize, msgBlockSum:
 		m.log.Debug("mirror ignores a stray frame", "type", f.t)
 		return nil
 	}

@@ -119,7 +119,9 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 		}
 		return s.fc.writeData(d)
 	}
-	// sendPieces sends the records the planner chose for block b.
+	// sendPieces sends the records the planner chose for block b; sub-block
+	// records are followed by the block's sum, so that the target knows it
+	// without reading the block back.
 	sendPieces := func(b uint64, p []byte, pieces []Piece) error {
 		for _, pc := range pieces {
 			d := dataMsg{Block: b, Sub: pc.Sub, Zero: pc.Zero}
@@ -132,6 +134,9 @@ func (m *Mirror) sourceRound(s *sess, compare bool) (st RoundStats, err error) {
 			if err := send(d); err != nil {
 				return err
 			}
+		}
+		if s.sums && len(pieces) > 0 && pieces[0].Sub != wholeBlock {
+			return s.fc.write(msgBlockSum, encodeBlockSum(blockSumMsg{Block: b, Sum: m.cfg.Hash.Sum(p)}))
 		}
 		return nil
 	}

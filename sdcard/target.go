@@ -37,8 +37,14 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 	round, start, w0 := m.beginRound(s)
 	st := RoundStats{Round: round, Mode: rs.Mode}
 	inPlace, committed := false, false
+	var direct *directStream         // the in-place stream of an initial sync, when it bypasses the page cache
 	touched := NewBitmap(g.Blocks()) // blocks the round writes
 	post := newPostSums(m.cfg.Hash, g)
+	var ft *fineTrack
+	if m.fine != nil {
+		ft = newFineTrack(m.fine, m.cfg.Hash)
+		defer m.fine.flush()
+	}
 	defer func() {
 		st.Duration = time.Since(start)
 		st.WireBytes = s.fc.written.Load() + s.fc.read.Load() - w0
@@ -74,6 +80,22 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			lc.setBulk(true)
 			defer lc.setBulk(false)
 		}
+		// They go to the device bypassing the page cache.
+		if !m.cfg.NoDirect {
+			if direct = directStreamFor(m.watch, g.BlockSize); direct != nil {
+				// Data records are read into frames whose bytes are
+				// aligned for O_DIRECT and written from there.
+				pool := s.pool
+				s.pool = direct.pool
+				defer func() {
+					s.pool = pool
+					if cerr := direct.close(); cerr != nil && err == nil {
+						err = m.abort(s, cerr)
+					}
+					m.directBytes.Add(uint64(direct.written.Load()))
+				}()
+			}
+		}
 	}
 	var pre []Sum  // the device's sums before the round
 	var buf []byte // for fine requests
@@ -93,6 +115,7 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 		if err := s.fc.flush(); err != nil {
 			return err
 		}
+		m.log.Debug("mirror sums sent", "round", rs.Round, "cached", cached >= 0, "after", time.Since(start))
 	}
 	for {
 		f, err := m.expect(s)
@@ -109,15 +132,45 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if buf == nil {
 				buf = make([]byte, g.BlockSize)
 			}
+			if direct != nil { // what was written reads back
+				if err := direct.drain(); err != nil {
+					return m.abort(s, err)
+				}
+			}
 			for _, b := range blocks {
 				if b >= g.Blocks() {
 					return fmt.Errorf("sdcard: fine request for block %d beyond %d", b, g.Blocks())
 				}
-				off, n := g.Span(b)
+			}
+			// The fine-sum cache answers for a block whose content has the
+			// coarse sum reported for it at the start of the round. The
+			// others are read; those not in the page cache come from the
+			// disk, all of the batch at once rather than one after the
+			// other.
+			for _, b := range blocks {
+				var fs []Sum
+				ok := false
+				if m.fine != nil && b < uint64(len(pre)) {
+					fs, ok = m.fine.get(b, pre[b], nil)
+				}
+				es = append(es, fineEntry{Block: b, Sums: fs})
+				if !ok {
+					off, n := g.Span(b)
+					m.watch.prefetch(off, n)
+				}
+			}
+			for i := range es {
+				if es[i].Sums != nil {
+					continue
+				}
+				off, n := g.Span(es[i].Block)
 				if _, err := m.dev.ReadAt(buf[:n], off); err != nil {
 					return m.abort(s, err)
 				}
-				es = append(es, fineEntry{Block: b, Sums: FineSums(m.cfg.Hash, buf[:n])})
+				es[i].Sums = FineSums(m.cfg.Hash, buf[:n])
+				if m.fine != nil {
+					m.fine.put(es[i].Block, m.cfg.Hash.Sum(buf[:n]), es[i].Sums)
+				}
 			}
 			if err := s.fc.write(msgFineHashes, encodeFine(es)); err != nil {
 				return err
@@ -149,9 +202,21 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 				st.Blocks++
 			}
 			post.record(d)
+			if ft != nil {
+				ft.record(g, d, post.sums[d.Block])
+			}
 			if inPlace {
-				err := applyRecord(m.dev, g, d)
-				s.release(f)
+				var err error
+				kept := false
+				if direct != nil {
+					off, n, _ := recordSpan(g, d)
+					kept, err = direct.write(off, d.Bytes, d.Zero, n, f.p)
+				} else {
+					err = applyRecord(m.dev, g, d)
+				}
+				if !kept {
+					s.release(f)
+				}
 				if err != nil {
 					return m.abort(s, err)
 				}
@@ -167,6 +232,22 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 					return m.abort(s, err)
 				}
 				inPlace = true
+			}
+		case msgBlockSum:
+			if !s.sums {
+				return errors.New("sdcard: a block sum on a connection that did not negotiate it")
+			}
+			bs, err := decodeBlockSum(f.p)
+			s.release(f)
+			if err != nil {
+				return err
+			}
+			if bs.Block >= g.Blocks() {
+				return fmt.Errorf("sdcard: block sum for block %d beyond %d", bs.Block, g.Blocks())
+			}
+			post.claim(bs.Block, bs.Sum)
+			if ft != nil && bs.Block < uint64(len(pre)) {
+				ft.claim(bs.Block, bs.Sum, pre[bs.Block])
 			}
 		case msgRoundSize:
 			n, err := decodeU64(msgRoundSize, f.p)
@@ -187,6 +268,11 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 			if re.Round != rs.Round || re.Records != st.Records {
 				return fmt.Errorf("sdcard: round end %d with %d records, had round %d with %d",
 					re.Round, re.Records, rs.Round, st.Records)
+			}
+			if direct != nil { // the stream is on the device before its sync
+				if err := direct.drain(); err != nil {
+					return m.abort(s, err)
+				}
 			}
 			// A round that started before this node took over or started a
 			// generation of its own must not land: its data would replace
@@ -491,6 +577,16 @@ func (p *postSums) record(d dataMsg) {
 		p.next = -1
 		p.known.Unset(d.Block)
 	}
+}
+
+// claim notes the source's sum of block b after the records it sent for
+// it (blockSumMsg): the block holds that content once they are applied.
+func (p *postSums) claim(b uint64, s Sum) {
+	if p.next >= 0 && p.cur == b {
+		p.next = -1
+	}
+	p.sums[b] = s
+	p.known.Set(b)
 }
 
 // end gives up a block whose sub-blocks stopped before its last.

@@ -38,10 +38,11 @@ const (
 	msgAbort              // reason string: the round is abandoned
 	msgSyncReq            // no payload: a secondary asks the primary for a round
 	msgRoundSize          // u64: bytes the round will certainly write, source → target
+	msgBlockSum           // blockSumMsg: a block's sum once its sub-block records are in, source → target (alpnSums only)
 )
 
 var msgNames = [...]string{"invalid", "hello", "round-start", "hashes", "hashes-end", "fine-req",
-	"fine-hashes", "data", "round-end", "committed", "busy", "verify-req", "discard", "abort", "sync-req", "round-size"}
+	"fine-hashes", "data", "round-end", "committed", "busy", "verify-req", "discard", "abort", "sync-req", "round-size", "block-sum"}
 
 func (t msgType) String() string {
 	if int(t) < len(msgNames) {
@@ -162,6 +163,27 @@ func (m dataMsg) kind() byte {
 }
 
 const wholeBlock = 0xffff
+
+// blockSumMsg byte map: 0 block u64 | 8 sum 16 bytes
+//
+// The source sends it after the sub-block records of a block: the sum of
+// the whole block as the source read it, which the target's block is
+// once those records are applied (the sub-blocks not sent have the fine
+// sums the target reported).
+type blockSumMsg struct {
+	Block uint64
+	Sum   Sum
+}
+
+func encodeBlockSum(m blockSumMsg) []byte {
+	return append(binary.LittleEndian.AppendUint64(nil, m.Block), m.Sum[:]...)
+}
+
+func decodeBlockSum(p []byte) (blockSumMsg, error) {
+	r := decoder{b: p}
+	m := blockSumMsg{Block: r.u64(), Sum: r.sum()}
+	return m, wrapDecode(msgBlockSum, r.done())
+}
 
 // roundEndMsg byte map: 0 round u64 | 8 records u64
 type roundEndMsg struct {

@@ -126,6 +126,8 @@ type measured struct {
 	sysr, sysw [2]uint64
 	// context switches of their threads
 	ctxsw [2]uint64
+	// CPU time of the two mirror processes (receiver, sender)
+	pcpu [2]time.Duration
 }
 
 // procSwitches sums the voluntary and involuntary context switches of a
@@ -324,10 +326,12 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 			return c
 		}
 		var r0, w0s, x0 [2]uint64
+		var p0 [2]time.Duration
 		if t.mirror {
 			for i, pid := range t.pids() {
 				r0[i], w0s[i] = procIO(pid)
 				x0[i] = procSwitches(pid)
+				p0[i] = procCPU(pid)
 			}
 		}
 		w0, c0 := wireBytes(), cpu()
@@ -342,6 +346,7 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 				r, w := procIO(pid)
 				m.sysr[i], m.sysw[i] = r-r0[i], w-w0s[i]
 				m.ctxsw[i] = procSwitches(pid) - x0[i]
+				m.pcpu[i] = procCPU(pid) - p0[i]
 			}
 		} else {
 			m.hwm[1] = clientRSS
@@ -463,6 +468,9 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 				}
 				return uint64(median(v))
 			}
+			fmt.Printf("%s, %s: CPU s receiver %s, sender %s\n", c.name, name,
+				stat(ms, func(m measured) float64 { return m.pcpu[0].Seconds() }),
+				stat(ms, func(m measured) float64 { return m.pcpu[1].Seconds() }))
 			fmt.Printf("%s, %s (medians): receiver %d read and %d write system calls, %d context switches; sender %d, %d, %d\n", c.name, name,
 				med(func(m measured) uint64 { return m.sysr[0] }), med(func(m measured) uint64 { return m.sysw[0] }),
 				med(func(m measured) uint64 { return m.ctxsw[0] }),
@@ -516,7 +524,11 @@ func role(which, img, state, listen, peer, compression string) {
 	}
 	check(os.MkdirAll(state, 0o700))
 	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels),
-	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT.
+	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT, with
+	// "/nodirect" its initial sync through the page cache, with "/nogather"
+	// (last) each TLS record sent with a system call of its own.
+	compression, noGather := strings.CutSuffix(compression, "/nogather")
+	compression, noDirect := strings.CutSuffix(compression, "/nodirect")
 	compression, noLowat := strings.CutSuffix(compression, "/nolowat")
 	comp, level, _ := strings.Cut(compression, ":")
 	c, err := sdcard.ParseCompression(comp)
@@ -526,7 +538,7 @@ func role(which, img, state, listen, peer, compression string) {
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat,
+		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoDirect: noDirect, NoGather: noGather,
 	}, log)
 	check(err)
 	defer m.Close()

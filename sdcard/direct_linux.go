@@ -1,0 +1,65 @@
+package sdcard
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// openDirect opens path for writes that bypass the page cache.
+func openDirect(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+}
+
+// alignedBuffers maps n anonymous buffers of size bytes (page aligned,
+// outside the Go heap); free unmaps them.
+func alignedBuffers(n, size int) ([][]byte, func(), error) {
+	mem, err := unix.Mmap(-1, 0, n*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, nil, err
+	}
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
+	}
+	return bufs, func() { unix.Munmap(mem) }, nil
+}
+
+// writevAt writes the pieces of iov one after the other from off
+// (pwritev), retrying the rest after a short write.
+func writevAt(f *os.File, iov [][]byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for len(iov) > 0 {
+		var n int
+		var werr error
+		if err := rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Pwritev(int(fd), iov, off)
+			return werr != unix.EAGAIN
+		}); err != nil {
+			return total, err
+		}
+		if werr != nil {
+			return total, werr
+		}
+		if n == 0 {
+			return total, fmt.Errorf("sdcard: pwritev wrote nothing at %d", off)
+		}
+		total += n
+		off += int64(n)
+		for n > 0 && len(iov) > 0 {
+			if n >= len(iov[0]) {
+				n -= len(iov[0])
+				iov = iov[1:]
+			} else {
+				iov[0] = iov[0][n:]
+				n = 0
+			}
+		}
+	}
+	return total, nil
+}

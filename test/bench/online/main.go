@@ -69,7 +69,7 @@ func main() {
 	dir := flag.String("dir", "", "directory for images (default: a temporary one)")
 	rounds := flag.Int("rounds", 0, "interleaved: alternate the picked setups this many times and report medians")
 	flag.StringVar(&only, "only", "", "run only the setups whose name contains this (or one of these, comma-separated)")
-	flag.StringVar(&onlyJob, "job", "", "run only the jobs whose name contains this (the others print 0)")
+	flag.StringVar(&onlyJob, "job", "", "run only the jobs whose name contains this (or one of these, comma-separated; the others print 0)")
 	flag.StringVar(&profile, "profile", "", "write the Pairguard nodes' CPU profiles into this directory")
 	flag.Parse()
 	if err := run(*size, *runtime, *rate, *dir, *rounds); err != nil {
@@ -215,7 +215,7 @@ func runSetup(s setup, sock string, runtime time.Duration, size string) (rs []re
 		return nil, "", fmt.Errorf("%s: %w", s.name, err)
 	}
 	for _, j := range jobs {
-		if !strings.Contains(j.name, onlyJob) {
+		if !contains(j.name, onlyJob) {
 			rs = append(rs, result{})
 			continue
 		}
@@ -366,7 +366,7 @@ func interleave(bed *online.Bed, dir string, setups []setup, rounds int, runtime
 		}
 	}
 	// The QD1 latency target: p50 <= the first setup's p50 + ping + 150 µs.
-	if pings[0] > 0 && strings.Contains(jobs[1].name, onlyJob) {
+	if pings[0] > 0 && contains(jobs[1].name, onlyJob) {
 		fmt.Printf("\n4k QD1 p50 against %s's p50 + ping + 150 µs, per round (met/rounds):\n\n", setups[0].name)
 		for i, s := range setups[1:] {
 			met := 0
@@ -487,8 +487,11 @@ func caughtUp(logPath string) (d time.Duration, behind, ok bool) {
 }
 
 // picked: the setup's name contains one of -only's comma-separated parts.
-func picked(name string) bool {
-	for _, part := range strings.Split(only, ",") {
+func picked(name string) bool { return contains(name, only) }
+
+// contains: name contains one of list's comma-separated parts.
+func contains(name, list string) bool {
+	for _, part := range strings.Split(list, ",") {
 		if strings.Contains(name, part) {
 			return true
 		}

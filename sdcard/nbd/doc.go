@@ -32,7 +32,10 @@
 // a read-only one. Commands: READ, WRITE (+FUA), FLUSH, TRIM, WRITE_ZEROES
 // (+NO_HOLE, +FUA), DISC. FUA is a [Backend.Flush] after the command.
 // Requests run concurrently (up to [Options.MaxInFlight] per connection)
-// and are answered in the order they finish; the cookie pairs them up.
+// and are answered in the order they finish; the cookie pairs them up. A
+// request that finds nothing else in flight runs in the goroutine that
+// read it (a client at queue depth 1 costs no hand-over); one that takes
+// over a millisecond there has another goroutine read on behind it.
 // Validation, in this order:
 //
 //   - a flag other than FUA (and NO_HOLE on WRITE_ZEROES): EINVAL

@@ -480,24 +480,80 @@ func (c *conn) enterTransmission() error {
 	return c.c.SetDeadline(time.Time{})
 }
 
-// transmit reads requests and hands each to a worker; the replies go out
-// in the order the requests finish. The workers (at most MaxInFlight,
-// started as needed) stay for the connection's life: a goroutine per
-// request would grow a fresh stack through the backend's calls every
-// time.
+// transmit reads requests and runs them; the replies go out in the order
+// the requests finish. A request that finds nothing else in flight and
+// nothing more buffered (a client at queue depth 1, or the first of a
+// burst) runs in the reading goroutine itself: handing it to another
+// goroutine costs a wake-up and the scheduler's spinning, about 25 µs of
+// a 4 KiB write's 90 at queue depth 1 here, where nbdkit's thread reads
+// and serves it alike. Should it take longer than inlineWait, another
+// goroutine takes over the reading (rescue), so that a slow or blocked
+// request never holds back the ones behind it for longer. The other
+// requests go to workers (at most MaxInFlight, started as needed) that
+// stay for the connection's life: a goroutine per request would grow a
+// fresh stack through the backend's calls every time.
 func (c *conn) transmit(br *bufio.Reader) error {
-	var hdr [requestHeaderLen]byte
-	work := make(chan job)
-	defer close(work)
-	workers := 0
+	l := &reader{br: br, work: make(chan job), done: make(chan error, 1)}
+	l.rescue = time.AfterFunc(time.Hour, func() {
+		if v := l.state.Load(); v > 0 && l.state.CompareAndSwap(v, readerRescued) {
+			go c.read(l)
+		}
+	})
+	l.rescue.Stop()
+	c.read(l)
+	return <-l.done
+}
+
+// inlineWait is how long a request run by the reading goroutine may take
+// before another goroutine takes over the reading.
+const inlineWait = time.Millisecond
+
+// reader is the state of a connection's request reading, held by one
+// goroutine at a time (the one that runs read).
+type reader struct {
+	br      *bufio.Reader
+	hdr     [requestHeaderLen]byte
+	work    chan job
+	workers int
+	done    chan error // the reading's end: nil (EOF, DISC, shutdown) or why
+	// state: readerReading; readerRescued; or, while the holder runs a
+	// request itself, the number of that run (from 1; the rescue timer,
+	// stale or not, may hand the reading to a new goroutine then, and
+	// the holder goes on reading only if its own run was not rescued).
+	state  atomic.Int64
+	runs   int64
+	rescue *time.Timer
+}
+
+const (
+	readerReading = 0
+	readerRescued = -1
+)
+
+// read reads and dispatches requests until the reading ends (it sends the
+// result to l.done) or is taken over by another goroutine while this one
+// ran a request inline.
+func (c *conn) read(l *reader) {
+	l.state.Store(readerReading)
+	if err := c.readLoop(l); err != errHandedOver {
+		l.rescue.Stop()
+		close(l.work)
+		l.done <- err
+	}
+}
+
+var errHandedOver = errors.New("nbd: reading handed over")
+
+func (c *conn) readLoop(l *reader) error {
+	br := l.br
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		if _, err := io.ReadFull(br, l.hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) || c.isClosing() {
 				return nil
 			}
 			return err
 		}
-		req, err := parseRequest(hdr[:])
+		req, err := parseRequest(l.hdr[:])
 		if err != nil {
 			return err
 		}
@@ -533,18 +589,31 @@ func (c *conn) transmit(br *bufio.Reader) error {
 			continue
 		}
 		c.inflight++
+		alone := c.inflight == 1 && br.Buffered() == 0
 		c.mu.Unlock()
 		c.sem <- struct{}{}
+		if alone {
+			l.runs++
+			run := l.runs // l is the rescuer's once rescued
+			l.state.Store(run)
+			l.rescue.Reset(inlineWait)
+			c.handle(req, payload)
+			if !l.state.CompareAndSwap(run, readerReading) {
+				return errHandedOver // a rescuer reads on
+			}
+			l.rescue.Stop()
+			continue
+		}
 		j := job{req, payload}
-		if workers == cap(c.sem) {
-			work <- j // one is idle, or about to be: the semaphore had room
+		if l.workers == cap(c.sem) {
+			l.work <- j // one is idle, or about to be: the semaphore had room
 			continue
 		}
 		select {
-		case work <- j:
+		case l.work <- j:
 		default:
-			workers++
-			go c.worker(work, j)
+			l.workers++
+			go c.worker(l.work, j)
 		}
 	}
 }

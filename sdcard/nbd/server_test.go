@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -703,5 +704,56 @@ func TestBufferPoolNoAlloc(t *testing.T) {
 		putBuf(getBuf(1 << 20))
 	}); n != 0 {
 		t.Fatalf("%v allocations per get and put", n)
+	}
+}
+
+// workerGoroutines counts the goroutines running a connection's worker.
+func workerGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("nbd.(*conn).worker("))
+}
+
+// A client at queue depth 1 is served by the goroutine that reads its
+// requests: no hand-over to a worker (a wake-up and the scheduler's
+// spinning per request).
+func TestDepthOneServedByReader(t *testing.T) {
+	_, path := startServer(t, NewMemBackend(1<<20), Options{})
+	tc := dial(t, path)
+	before := workerGoroutines()
+	for i := range 50 {
+		if errno, _ := tc.do(cmdWrite, 0, uint64(i)*4096, 4096, make([]byte, 4096)); errno != 0 {
+			t.Fatalf("write %d: errno %d", i, errno)
+		}
+	}
+	if errno, _ := tc.do(cmdRead, 0, 0, 4096, nil); errno != 0 {
+		t.Fatalf("read: errno %d", errno)
+	}
+	if n := workerGoroutines() - before; n != 0 {
+		t.Fatalf("%d worker goroutines for a client at queue depth 1", n)
+	}
+}
+
+// A request run by the reading goroutine that blocks does not hold back
+// the ones behind it: another goroutine takes over the reading.
+func TestBlockedRequestRescued(t *testing.T) {
+	g := newGate(1<<16, 0)
+	_, path := startServer(t, g, Options{})
+	tc := dial(t, path)
+	tc.send(cmdRead, 0, 1, 0, 8, nil)
+	<-g.entered
+	for i := range 3 {
+		tc.send(cmdWrite, 0, uint64(10+i), 4096, 3, []byte{1, 2, 3})
+		if errno, cookie := tc.reply(); errno != 0 || cookie != uint64(10+i) {
+			t.Fatalf("write behind a blocked read: errno %d cookie %d", errno, cookie)
+		}
+	}
+	close(g.release)
+	if errno, cookie := tc.reply(); errno != 0 || cookie != 1 {
+		t.Fatalf("blocked read: errno %d cookie %d", errno, cookie)
+	}
+	tc.read(make([]byte, 8))
+	if errno, _ := tc.do(cmdWrite, 0, 8192, 3, []byte{4, 5, 6}); errno != 0 {
+		t.Fatalf("write after the rescue: errno %d", errno)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -513,6 +514,7 @@ func (p *Primary) alCommit() error {
 			total++
 		}
 	}
+	total = p.lookahead(want, total, len(idle))
 	slices.SortFunc(idle, func(a, b uint32) int { return int(p.active[a].last) - int(p.active[b].last) })
 	over := min(max(total-p.cfg.ActiveExtents, 0), len(idle))
 	p.evicting = map[uint32]bool{}
@@ -561,13 +563,58 @@ func (p *Primary) alCommit() error {
 		}
 		for e := range want {
 			if p.active[e] == nil {
-				p.active[e] = &extent{}
+				// Used now: an extent taken ahead of a stream is not the
+				// first to leave again.
+				p.active[e] = &extent{last: p.tick}
 			}
 		}
 	}
 	p.alBusy, p.evicting = false, nil
 	p.cond.Broadcast()
 	return err
+}
+
+// A sequential stream entering a new extent takes the next ones into the
+// same transaction: without that it pays one synced log write per 4 MiB
+// (and, once the log is full, one device sync to evict), each holding the
+// stream back. streamTicks is how recently (in alBegin calls) the
+// extent before must have been written for the write to count as a
+// stream's; maxLookahead bounds the extents taken ahead, and so the
+// extra data a crash makes resync (an extent in the log is resynced in
+// full after a crash, written or not).
+const (
+	streamTicks  = 32
+	maxLookahead = 8
+)
+
+// lookahead adds to want the extents after each wanted one that
+// continues a stream, at most min(maxLookahead, ActiveExtents/4) each,
+// and only as long as evicting idle extents keeps the log within
+// ActiveExtents. It returns the new total of extents in the log. Called
+// with mu held.
+func (p *Primary) lookahead(want map[uint32]bool, total, idle int) int {
+	k := uint32(min(maxLookahead, p.cfg.ActiveExtents/4))
+	if k == 0 {
+		return total
+	}
+	last := uint32((p.size - 1) / ExtentSize)
+	for _, e := range slices.Sorted(maps.Keys(want)) {
+		prev := p.active[e-1]
+		if e == 0 || prev == nil || p.tick-prev.last > streamTicks {
+			continue
+		}
+		for f := e + 1; f <= min(e+k, last); f++ {
+			if p.active[f] != nil || want[f] {
+				continue
+			}
+			if total+1 > p.cfg.ActiveExtents+idle {
+				return total
+			}
+			want[f] = true
+			total++
+		}
+	}
+	return total
 }
 
 // extentDirty fills b with the dirty bits of extent e, counting the

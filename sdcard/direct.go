@@ -216,6 +216,7 @@ func (s *directStream) write(off int64, p []byte, zero bool, n int, frame []byte
 	if s.n == 0 {
 		s.off = off
 	}
+	staged := false // this piece went into the staging buffer
 	switch {
 	case zero && len(s.zeros) >= n:
 		s.iov = append(s.iov, s.zeros[:n])
@@ -224,6 +225,7 @@ func (s *directStream) write(off int64, p []byte, zero bool, n int, frame []byte
 		s.held = append(s.held, frame)
 		kept = true
 	default:
+		staged = true
 		if s.stage == nil {
 			s.stage, s.staged = <-s.free, 0
 		}
@@ -241,7 +243,7 @@ func (s *directStream) write(off int64, p []byte, zero bool, n int, frame []byte
 		}
 		s.staged += n
 	}
-	s.lastStaged = s.stage != nil && len(s.iov) > 0 && s.staged > 0 && &s.iov[len(s.iov)-1][len(s.iov[len(s.iov)-1])-1] == &s.stage[s.staged-1]
+	s.lastStaged = staged
 	s.n += n
 	if s.n == directChunk {
 		s.flush()

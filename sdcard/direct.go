@@ -20,8 +20,12 @@ import (
 // falls back to the device's ordinary writes.
 
 const (
-	directChunk = 512 << 10 // bytes gathered per write
-	directBufs  = 2         // staging buffers, and batches queued for the writer
+	// directChunk is the bytes gathered per write: each write is handed to
+	// the writer goroutine, and each hand-off costs thread wake-ups (1 MiB
+	// against 512 KiB: 24k against 30k context switches of the receiver
+	// per GiB, issue 15), while an SD card takes large aligned writes best.
+	directChunk = 1 << 20
+	directBufs  = 2 // staging buffers, and batches queued for the writer
 	// directAlign is the alignment of every O_DIRECT write (offset,
 	// length, memory): 4096 covers devices with 4 KiB logical sectors.
 	directAlign = 4096

@@ -134,3 +134,27 @@ func TestBlockSumsOlderPeer(t *testing.T) {
 	}
 	syncRound(t, a, b, 2)
 }
+
+// A full round (the initial sync) reads the source's device readAhead
+// bytes at a time instead of a block at a time, the image's short tail
+// included, and the copy is exact.
+func TestFullRoundReadsAhead(t *testing.T) {
+	const size = 4<<20 + 12288
+	la, lb := freeAddrs(t)
+	adev := randomDev(size, 3)
+	rc := &readCount{stampDev: &stampDev{MemDevice: adev}}
+	a := newNode(t, adev, la, lb, func(c *MirrorConfig) { c.Dev = rc })
+	b := newNode(t, NewMemDevice(size), lb, la, nil)
+	if _, err := a.m.NewGeneration(1); err != nil {
+		t.Fatal(err)
+	}
+	a.m.SetPrimary(true)
+	a.start(t)
+	b.start(t)
+	waitInSync(t, a, b)
+	waitRounds(t, b, 1)
+	blocks := int64(size+DefaultBlockSize-1) / DefaultBlockSize
+	if n := rc.reads.Load(); n > int64(size)/readAhead+4 {
+		t.Errorf("the initial sync read the source's device %d times for %d blocks, want about %d", n, blocks, int64(size)/readAhead+1)
+	}
+}

@@ -14,6 +14,14 @@ import (
 // arrives (the read falls back after lowatWait instead of stalling), the
 // caller's deadline still ends a read, and the bytes come in order.
 func TestLowatConnTail(t *testing.T) {
+	for _, buffered := range []bool{true, false} {
+		t.Run(map[bool]string{true: "buffered", false: "unbuffered"}[buffered], func(t *testing.T) {
+			testLowatConnTail(t, buffered)
+		})
+	}
+}
+
+func testLowatConnTail(t *testing.T, buffered bool) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +41,7 @@ func TestLowatConnTail(t *testing.T) {
 		t.Fatal("no lowatConn over TCP")
 	}
 	defer c.Close()
-	c.setBulk(true)
+	c.setBulk(true, buffered)
 	want := make([]byte, 3*lowatBytes+100) // a tail of 100 bytes
 	for i := range want {
 		want[i] = byte(i * 7)
@@ -56,11 +64,72 @@ func TestLowatConnTail(t *testing.T) {
 	if _, err := c.Read(got); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read after the stream: %v, want a deadline error", err)
 	}
-	c.setBulk(false)
+	c.setBulk(false, false)
 	c.SetReadDeadline(time.Time{})
 	go w.Write([]byte("x"))
 	if n, err := c.Read(got); err != nil || n != 1 {
 		t.Fatalf("read after bulk: %d, %v", n, err)
+	}
+}
+
+// In bulk mode the TLS layer's small reads are served from a buffer
+// filled lowatBytes at a time: a few reads of the socket for a stream of
+// records, the bytes in order, the buffer dropped once bulk ends and it
+// is drained.
+func TestLowatConnBuffered(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	raw, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newLowatConn(raw).(*lowatConn)
+	defer c.Close()
+	c.setBulk(true, true)
+	const total = 8 * lowatBytes
+	want := make([]byte, total)
+	for i := range want {
+		want[i] = byte(i*13 + i>>12)
+	}
+	go w.Write(want)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 0, total)
+	rec := make([]byte, 16<<10+21) // about a TLS record at a time
+	for len(got) < total-lowatBytes/2 {
+		n, err := c.Read(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec[:n]...)
+	}
+	c.setBulk(false, false) // mid-buffer: what is buffered is still read first
+	for len(got) < total {
+		n, err := c.Read(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("bytes differ")
+	}
+	records := total / len(rec)
+	if c.reads > records/4 {
+		t.Errorf("%d reads of the socket for %d record-sized reads, want a few (about one per %d bytes)", c.reads, records, lowatBytes)
+	}
+	if c.served == 0 {
+		t.Error("no read was served from the buffer")
+	}
+	if c.rmem != nil || c.rbuf != nil {
+		t.Error("the read buffer is kept after bulk ended and it was drained")
 	}
 }
 

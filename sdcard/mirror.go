@@ -92,6 +92,9 @@ type MirrorConfig struct {
 	ZstdLevel int
 	// NoRcvLowat turns off the wake-up mark of bulk reads (benchmarks).
 	NoRcvLowat bool
+	// NoReadBuffer makes bulk reads read the socket once per TLS record
+	// instead of lowatBytes at a time (benchmarks).
+	NoReadBuffer bool
 	// NoDirect writes an initial sync through the page cache instead of
 	// with O_DIRECT (benchmarks).
 	NoDirect bool

@@ -77,8 +77,8 @@ func (m *Mirror) targetRound(s *sess, rs roundStartMsg) (err error) {
 		inPlace = true
 		// Whole blocks stream in without a pause until RoundEnd.
 		if lc := bulkReader(s.conn); lc != nil && !m.cfg.NoRcvLowat {
-			lc.setBulk(true)
-			defer lc.setBulk(false)
+			lc.setBulk(true, !m.cfg.NoReadBuffer)
+			defer lc.setBulk(false, false)
 		}
 		// They go to the device bypassing the page cache.
 		if !m.cfg.NoDirect {

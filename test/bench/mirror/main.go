@@ -59,7 +59,7 @@ func main() {
 	runs := flag.Int("runs", 1, "runs of the rsync comparison (figures as median [min, max])")
 	loopback := flag.Bool("loopback", true, "run the in-process loopback part")
 	casesFlag := flag.String("cases", "initial,1%,10%,region", "cases of the rsync comparison")
-	compFlag := flag.String("compressions", "off", "mirror variants of the rsync comparison: off, zstd or both (comma separated; a suffix /nolowat: bulk reads without SO_RCVLOWAT; /nodirect: the initial sync through the page cache; /nogather: a system call per TLS record)")
+	compFlag := flag.String("compressions", "off", "mirror variants of the rsync comparison: off, zstd or both (comma separated; suffixes /nolowat: bulk reads without SO_RCVLOWAT; /nobuffer: bulk reads a system call per TLS record; /nodirect: the initial sync through the page cache; /nogather: a system call per TLS record)")
 	rsyncZ := flag.Bool("rsync-z", false, "also time rsync -z in the comparison")
 	flag.StringVar(&compression, "compression", "off", "internal: the end's compression")
 	verbose := flag.Bool("v", false, "log the mirrors")

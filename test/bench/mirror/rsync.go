@@ -524,12 +524,22 @@ func role(which, img, state, listen, peer, compression string) {
 	}
 	check(os.MkdirAll(state, 0o700))
 	// compression is off, zstd, or zstd:LEVEL (1-4, klauspost's levels),
-	// with "/nolowat" the receiver's bulk reads without SO_RCVLOWAT, with
-	// "/nodirect" its initial sync through the page cache, with "/nogather"
-	// (last) each TLS record sent with a system call of its own.
-	compression, noGather := strings.CutSuffix(compression, "/nogather")
-	compression, noDirect := strings.CutSuffix(compression, "/nodirect")
-	compression, noLowat := strings.CutSuffix(compression, "/nolowat")
+	// followed by variants in any order: "/nolowat" the receiver's bulk
+	// reads without SO_RCVLOWAT, "/nobuffer" its bulk reads a system call
+	// per TLS record, "/nodirect" its initial sync through the page cache,
+	// "/nogather" each TLS record sent with a system call of its own.
+	variant := map[string]bool{}
+	parts := strings.Split(compression, "/")
+	compression = parts[0]
+	for _, v := range parts[1:] {
+		switch v {
+		case "nolowat", "nobuffer", "nodirect", "nogather":
+			variant[v] = true
+		default:
+			check(fmt.Errorf("unknown mirror variant %q", v))
+		}
+	}
+	noGather, noDirect, noLowat, noBuffer := variant["nogather"], variant["nodirect"], variant["nolowat"], variant["nobuffer"]
 	comp, level, _ := strings.Cut(compression, ":")
 	c, err := sdcard.ParseCompression(comp)
 	check(err)
@@ -538,7 +548,7 @@ func role(which, img, state, listen, peer, compression string) {
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
 		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoDirect: noDirect, NoGather: noGather,
+		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoReadBuffer: noBuffer, NoDirect: noDirect, NoGather: noGather,
 	}, log)
 	check(err)
 	defer m.Close()

@@ -3,6 +3,7 @@ package sdcard
 import (
 	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,6 +11,25 @@ import (
 // openDirect opens path for writes that bypass the page cache.
 func openDirect(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+}
+
+// hugeMemory maps n bytes (rounded up to whole huge pages) outside the Go
+// heap, asking for transparent huge pages; free unmaps them. Without a
+// mapping it falls back to the Go heap.
+func hugeMemory(n int) ([]byte, func()) {
+	const huge = 2 << 20
+	size := (n + huge - 1) / huge * huge
+	// One huge page more, to start the buffer on a huge page's boundary.
+	mem, err := unix.Mmap(-1, 0, size+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return make([]byte, n), func() {}
+	}
+	at := 0
+	if r := int(uintptr(unsafe.Pointer(&mem[0])) % huge); r != 0 {
+		at = huge - r
+	}
+	_ = unix.Madvise(mem[at:at+size], unix.MADV_HUGEPAGE) // a hint: 4 KiB pages without it
+	return mem[at : at+n : at+n], func() { unix.Munmap(mem) }
 }
 
 // alignedBuffers maps n anonymous buffers of size bytes (page aligned,

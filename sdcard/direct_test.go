@@ -231,8 +231,8 @@ func TestDirectStreamFrames(t *testing.T) {
 	const bs = 64 << 10
 	const size = 4 << 20
 	fast := &writeLog{dev: NewMemDevice(size)}
-	pool, zeros := alignedPool(directFrames(bs), bs)
-	s := newDirectStream(fast.writev, fast.write, testBufs(), pool, zeros, nil)
+	pool, zeros, free := alignedPool(directFrames(bs), bs)
+	s := newDirectStream(fast.writev, fast.write, testBufs(), pool, zeros, free)
 	want := make([]byte, size)
 	held, copies := 0, int64(0)
 	for b := range int64(size / bs) {
@@ -267,6 +267,15 @@ func TestDirectStreamFrames(t *testing.T) {
 			t.Errorf("block %d: kept %v", b, kept)
 		}
 	}
+	// The session's own pool never takes a frame of the stream's, whose
+	// memory is unmapped when the stream closes.
+	own := newBufPool(dataHeader+bs, 4)
+	f := pool.get(dataHeader + bs)
+	own.put(f)
+	if len(own.free) != 0 {
+		t.Error("the session's pool took a frame of the stream's mapping")
+	}
+	pool.put(f)
 	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}

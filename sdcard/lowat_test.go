@@ -182,3 +182,65 @@ func TestGatherWriter(t *testing.T) {
 type writerOf func([]byte) (int, error)
 
 func (f writerOf) Write(p []byte) (int, error) { return f(p) }
+
+// The raw reads under a round's TLS move every byte in order across a
+// real socket that the reader waits on (in the poller), the caller's
+// deadline still ends a read, and the peer's close reads as the end.
+func TestQuietRead(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	want := make([]byte, 16<<20) // more than the socket buffers hold
+	for i := range want {
+		want[i] = byte(i*31 + i>>16)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for p := want; len(p) > 0; p = p[min(len(p), 1<<20):] {
+			time.Sleep(time.Millisecond) // a slow writer: the reader waits
+			if _, err := w.Write(p[:min(len(p), 1<<20)]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 100<<10)
+	for len(got) < len(want) {
+		n, err := readQuiet(r, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("bytes differ")
+	}
+	// Nothing comes: the read deadline ends the read.
+	r.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := readQuiet(r, buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of a quiet socket: %v, want a deadline error", err)
+	}
+	r.SetReadDeadline(time.Time{})
+	// The peer closes: the reader sees the end.
+	w.Close()
+	if _, err := readQuiet(r, buf); err != io.EOF {
+		t.Fatalf("read after close: %v, want EOF", err)
+	}
+}

@@ -61,6 +61,7 @@ func main() {
 	casesFlag := flag.String("cases", "initial,1%,10%,region", "cases of the rsync comparison")
 	compFlag := flag.String("compressions", "off", "mirror variants of the rsync comparison: off, zstd or both (comma separated; suffixes /nolowat: bulk reads without SO_RCVLOWAT; /nobuffer: bulk reads a system call per TLS record; /nodirect: the initial sync through the page cache; /nogather: a system call per TLS record)")
 	rsyncZ := flag.Bool("rsync-z", false, "also time rsync -z in the comparison")
+	rsyncFsync := flag.Bool("rsync-fsync", false, "also time rsync --fsync (durable on the target when it ends, as a mirror round is) in the comparison")
 	flag.StringVar(&compression, "compression", "off", "internal: the end's compression")
 	verbose := flag.Bool("v", false, "log the mirrors")
 	kind := flag.String("image", "random", "source image: random, or mixed (ext4 with a SQLite database, JPEG images, logs and free space)")
@@ -189,7 +190,7 @@ func main() {
 	}
 	if !*loopback {
 		if err := rsyncCompare(dir, size, regionSize, compareOpts{rate: *rsyncRate, runs: *runs,
-			compression: strings.Split(*compFlag, ","), rsyncZ: *rsyncZ, cases: strings.Split(*casesFlag, ",")}); err != nil {
+			compression: strings.Split(*compFlag, ","), rsyncZ: *rsyncZ, rsyncFsync: *rsyncFsync, cases: strings.Split(*casesFlag, ",")}); err != nil {
 			check(err)
 		}
 		return
@@ -223,7 +224,7 @@ func main() {
 	}
 	if *doRsync {
 		if err := rsyncCompare(dir, size, regionSize, compareOpts{rate: *rsyncRate, runs: *runs,
-			compression: strings.Split(*compFlag, ","), rsyncZ: *rsyncZ, cases: strings.Split(*casesFlag, ",")}); err != nil {
+			compression: strings.Split(*compFlag, ","), rsyncZ: *rsyncZ, rsyncFsync: *rsyncFsync, cases: strings.Split(*casesFlag, ",")}); err != nil {
 			fmt.Printf("\nrsync comparison skipped: %v\n", err)
 		}
 	}

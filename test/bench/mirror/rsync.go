@@ -201,6 +201,7 @@ type compareOpts struct {
 	runs        int
 	compression []string // mirror variants: "off", "zstd"
 	rsyncZ      bool     // also rsync -z
+	rsyncFsync  bool     // also rsync --fsync (a copy as durable as the mirror's round)
 	cases       []string // "initial", "1%", "10%", "region"
 }
 
@@ -391,6 +392,9 @@ func rsyncCompare(dir string, size, region int64, o compareOpts) error {
 		if o.rsyncZ {
 			tools = append(tools, rsyncTool(1, "-z"))
 		}
+		if o.rsyncFsync {
+			tools = append(tools, rsyncTool(2, "--fsync"))
+		}
 		if run == 0 {
 			for _, t := range tools {
 				toolNames = append(toolNames, t.name)
@@ -547,7 +551,12 @@ func role(which, img, state, listen, peer, compression string) {
 	m, err := sdcard.NewMirror(sdcard.MirrorConfig{
 		Device: img, StateDir: state, PairKey: []byte("benchmark pair key, 32 bytes...."),
 		ListenAddr: listen, PeerAddr: peer, Mode: sdcard.ModePeriodic, Interval: time.Hour,
-		ReplyTimeout: 10 * time.Minute, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		ReplyTimeout: 10 * time.Minute,
+		// The receiver (the lower address) dials; the sender listens only
+		// once the initial case starts, and the wall time of that case
+		// would otherwise include up to MaxBackoff of the receiver's wait
+		// before it dials again (rsync's client connects at once).
+		MinBackoff: 2 * time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 		Compression: c, ZstdLevel: lv, NoRcvLowat: noLowat, NoReadBuffer: noBuffer, NoDirect: noDirect, NoGather: noGather,
 	}, log)
 	check(err)

@@ -10,6 +10,28 @@ import (
 	"time"
 )
 
+// tcpPair returns the two ends of a loopback TCP connection, closed when
+// the test ends.
+func tcpPair(t *testing.T) (dialed, accepted net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dialed, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dialed.Close() })
+	accepted, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { accepted.Close() })
+	return dialed, accepted
+}
+
 // In bulk mode a stream's tail, shorter than the wake-up mark, still
 // arrives (the read falls back after lowatWait instead of stalling), the
 // caller's deadline still ends a read, and the bytes come in order.
@@ -22,20 +44,7 @@ func TestLowatConnTail(t *testing.T) {
 }
 
 func testLowatConnTail(t *testing.T, buffered bool) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	raw, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, raw := tcpPair(t)
 	c, ok := newLowatConn(raw).(*lowatConn)
 	if !ok {
 		t.Fatal("no lowatConn over TCP")
@@ -77,20 +86,7 @@ func testLowatConnTail(t *testing.T, buffered bool) {
 // records, the bytes in order, the buffer dropped once bulk ends and it
 // is drained.
 func TestLowatConnBuffered(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	raw, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, raw := tcpPair(t)
 	c := newLowatConn(raw).(*lowatConn)
 	defer c.Close()
 	c.setBulk(true, true)
@@ -187,21 +183,7 @@ func (f writerOf) Write(p []byte) (int, error) { return f(p) }
 // real socket that the reader waits on (in the poller), the caller's
 // deadline still ends a read, and the peer's close reads as the end.
 func TestQuietRead(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	r, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w, r := tcpPair(t)
 	want := make([]byte, 16<<20) // more than the socket buffers hold
 	for i := range want {
 		want[i] = byte(i*31 + i>>16)

@@ -302,10 +302,7 @@ func alignedPool(n, blockSize int) (*bufPool, []byte, func()) {
 	size := dataHeader + blockSize
 	stride := blockSize + directAlign
 	mem, free := hugeMemory((n+1)*stride + directAlign)
-	base := 0
-	for !aligned(mem[base:]) {
-		base++
-	}
+	base := alignOffset(mem)
 	pool := newBufPool(size+1, n)
 	for i := range n {
 		at := base + i*stride + directAlign - dataHeader
@@ -313,6 +310,26 @@ func alignedPool(n, blockSize int) (*bufPool, []byte, func()) {
 	}
 	z := base + n*stride
 	return pool, mem[z : z+blockSize : z+blockSize], free
+}
+
+// alignedBuffers returns n buffers of size bytes (a multiple of
+// directAlign), each starting at a multiple of directAlign, in memory
+// from hugeMemory, and the function that frees them.
+func alignedBuffers(n, size int) ([][]byte, func()) {
+	mem, free := hugeMemory(n*size + directAlign)
+	base := alignOffset(mem)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		at := base + i*size
+		bufs[i] = mem[at : at+size : at+size]
+	}
+	return bufs, free
+}
+
+// alignOffset returns the offset of the first byte of mem (at least
+// directAlign long) that starts at a multiple of directAlign.
+func alignOffset(mem []byte) int {
+	return int(-uintptr(unsafe.Pointer(unsafe.SliceData(mem))) % directAlign)
 }
 
 type writerFunc func([]byte, int64) (int, error)
@@ -332,11 +349,7 @@ func directStreamFor(w *watchedDevice, blockSize int) *directStream {
 	if err != nil {
 		return nil
 	}
-	bufs, free, err := alignedBuffers(directBufs, directChunk)
-	if err != nil {
-		f.Close()
-		return nil
-	}
+	bufs, free := alignedBuffers(directBufs, directChunk)
 	direct := func(iov [][]byte, off int64) (int, error) {
 		n, err := writevAt(f, iov, off)
 		if err != nil && !errors.Is(err, syscall.EINVAL) {

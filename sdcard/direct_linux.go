@@ -32,20 +32,6 @@ func hugeMemory(n int) ([]byte, func()) {
 	return mem[at : at+n : at+n], func() { unix.Munmap(mem) }
 }
 
-// alignedBuffers maps n anonymous buffers of size bytes (page aligned,
-// outside the Go heap); free unmaps them.
-func alignedBuffers(n, size int) ([][]byte, func(), error) {
-	mem, err := unix.Mmap(-1, 0, n*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, nil, err
-	}
-	bufs := make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
-	}
-	return bufs, func() { unix.Munmap(mem) }, nil
-}
-
 // writevAt writes the pieces of iov one after the other from off
 // (pwritev), retrying the rest after a short write.
 func writevAt(f *os.File, iov [][]byte, off int64) (int, error) {

@@ -12,10 +12,6 @@ func openDirect(path string) (*os.File, error) {
 	return nil, errors.New("sdcard: no O_DIRECT on this platform")
 }
 
-func alignedBuffers(n, size int) ([][]byte, func(), error) {
-	return nil, nil, errors.New("sdcard: no aligned buffers on this platform")
-}
-
 func writevAt(f *os.File, iov [][]byte, off int64) (int, error) {
 	return 0, errors.New("sdcard: no O_DIRECT on this platform")
 }

@@ -170,13 +170,12 @@ func (t *fineTrack) record(g Geometry, d dataMsg, whole Sum) {
 	if d.Sub == wholeBlock {
 		t.subs = t.subs[:0]
 		t.sums = t.sums[:0]
-		for off := 0; off < n; off += FineSize {
-			k := min(FineSize, n-off)
-			if d.Zero {
-				t.sums = append(t.sums, t.zs.of(k))
-			} else {
-				t.sums = append(t.sums, t.h.Sum(d.Bytes[off:off+k]))
+		if d.Zero {
+			for off := 0; off < n; off += FineSize {
+				t.sums = append(t.sums, t.zs.of(min(FineSize, n-off)))
 			}
+		} else {
+			t.sums = appendFineSums(t.sums, t.h, d.Bytes)
 		}
 		t.c.put(d.Block, whole, t.sums)
 		return

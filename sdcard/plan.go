@@ -14,7 +14,11 @@ func DiffCoarse(first uint64, local, remote []Sum) []uint64 {
 
 // FineSums hashes each FineSize sub-block of block (the last may be short).
 func FineSums(h HashKind, block []byte) []Sum {
-	out := make([]Sum, 0, (len(block)+FineSize-1)/FineSize)
+	return appendFineSums(make([]Sum, 0, (len(block)+FineSize-1)/FineSize), h, block)
+}
+
+// appendFineSums appends the fine sums of block to out.
+func appendFineSums(out []Sum, h HashKind, block []byte) []Sum {
 	for off := 0; off < len(block); off += FineSize {
 		out = append(out, h.Sum(block[off:min(off+FineSize, len(block))]))
 	}

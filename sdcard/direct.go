@@ -292,9 +292,9 @@ func (s *directStream) close() error {
 // frame's dataHeader) start at a multiple of directAlign, an aligned run
 // of blockSize zero bytes, and the function that frees them. The memory
 // is mapped outside the Go heap, in huge pages where the kernel has them:
-// an O_DIRECT write pins every page it writes from, and pinning 4 KiB
-// pages one by one was a tenth of the receiver's CPU time in an initial
-// sync (perf, issue 15). So that no frame outlives the mapping, the
+// an O_DIRECT write pins every page it writes from, and with 4 KiB pages
+// the writes were a tenth of the receiver's CPU time in an initial sync,
+// most of it the pinning (perf, issue 15; 4% with huge pages). So that no frame outlives the mapping, the
 // frames have a capacity one byte larger than a frame of the session's
 // own pool, which therefore never takes one (bufPool.put checks it);
 // free may run once the stream has written and returned them all.
